@@ -1,0 +1,441 @@
+//! Kafka record batch v2 (magic 2): header layout, CRC-32C, offset assignment.
+//!
+//! Invariants:
+//! - A batch accepted by [`validate_batch`] has magic 2, a length that matches the
+//!   bytes present, and a CRC-32C over `attributes..end` that matches its header.
+//! - The broker rewrites only `baseOffset` and `partitionLeaderEpoch` (not covered
+//!   by the CRC) unless LogAppendTime is requested, in which case the CRC is
+//!   recomputed after stamping `maxTimestamp` and the timestamp-type attribute.
+//! - Batch bytes are otherwise stored and served verbatim, whatever the codec.
+
+use bytes::{Buf, BytesMut};
+
+/// All multi-byte fields are big-endian.
+pub const BASE_OFFSET_POS: usize = 0;
+pub const BATCH_LENGTH_POS: usize = 8;
+pub const PARTITION_LEADER_EPOCH_POS: usize = 12;
+pub const MAGIC_POS: usize = 16;
+pub const CRC_POS: usize = 17;
+pub const ATTRIBUTES_POS: usize = 21;
+pub const LAST_OFFSET_DELTA_POS: usize = 23;
+pub const BASE_TIMESTAMP_POS: usize = 27;
+pub const MAX_TIMESTAMP_POS: usize = 35;
+pub const PRODUCER_ID_POS: usize = 43;
+pub const PRODUCER_EPOCH_POS: usize = 51;
+pub const BASE_SEQUENCE_POS: usize = 53;
+pub const RECORDS_COUNT_POS: usize = 57;
+/// Size of the fixed batch header, up to and including `recordsCount`.
+pub const BATCH_HEADER_BYTES: usize = 61;
+/// `baseOffset` and `batchLength` precede what `batchLength` counts.
+pub const LOG_OVERHEAD_BYTES: usize = 12;
+
+const _: () = assert!(RECORDS_COUNT_POS + 4 == BATCH_HEADER_BYTES);
+const _: () = assert!(BATCH_LENGTH_POS + 4 == LOG_OVERHEAD_BYTES);
+
+pub const MAGIC_V2: i8 = 2;
+
+const ATTR_CODEC_MASK: i16 = 0x07;
+const ATTR_LOG_APPEND_TIME: i16 = 0x08;
+const ATTR_TRANSACTIONAL: i16 = 0x10;
+const ATTR_CONTROL: i16 = 0x20;
+
+/// Compression codec named by the low three attribute bits.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Codec {
+    None,
+    Gzip,
+    Snappy,
+    Lz4,
+    Zstd,
+}
+
+/// Why a batch was refused; each maps to one Kafka error code in the server.
+#[derive(Debug, thiserror::Error, PartialEq, Eq)]
+pub enum BatchError {
+    #[error("record batch truncated: {present_bytes} bytes present, {needed_bytes} needed")]
+    Truncated {
+        present_bytes: usize,
+        needed_bytes: usize,
+    },
+    #[error("record batch length {batch_length} is invalid")]
+    InvalidLength { batch_length: i32 },
+    #[error("unsupported record batch magic {magic} (only magic 2 is accepted)")]
+    UnsupportedMagic { magic: i8 },
+    #[error("record batch CRC mismatch: header says {expected:#010x}, bytes give {actual:#010x}")]
+    CrcMismatch { expected: u32, actual: u32 },
+    #[error("record batch has invalid compression codec {codec}")]
+    InvalidCodec { codec: i16 },
+    #[error("record batch declares {records_count} records but lastOffsetDelta {last_offset_delta}")]
+    InconsistentCount {
+        records_count: i32,
+        last_offset_delta: i32,
+    },
+}
+
+/// A read-only view of a batch header. Cheap to build: reads fixed positions.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct BatchHeader {
+    pub base_offset: i64,
+    pub batch_length: i32,
+    pub partition_leader_epoch: i32,
+    pub magic: i8,
+    pub crc: u32,
+    pub attributes: i16,
+    pub last_offset_delta: i32,
+    pub base_timestamp: i64,
+    pub max_timestamp: i64,
+    pub producer_id: i64,
+    pub producer_epoch: i16,
+    pub base_sequence: i32,
+    pub records_count: i32,
+}
+
+impl BatchHeader {
+    /// Parses the fixed header; `bytes` must hold at least [`BATCH_HEADER_BYTES`].
+    pub fn parse(bytes: &[u8]) -> Result<Self, BatchError> {
+        if bytes.len() < BATCH_HEADER_BYTES {
+            return Err(BatchError::Truncated {
+                present_bytes: bytes.len(),
+                needed_bytes: BATCH_HEADER_BYTES,
+            });
+        }
+        let mut b = &bytes[..BATCH_HEADER_BYTES];
+        Ok(Self {
+            base_offset: b.get_i64(),
+            batch_length: b.get_i32(),
+            partition_leader_epoch: b.get_i32(),
+            magic: b.get_i8(),
+            crc: b.get_u32(),
+            attributes: b.get_i16(),
+            last_offset_delta: b.get_i32(),
+            base_timestamp: b.get_i64(),
+            max_timestamp: b.get_i64(),
+            producer_id: b.get_i64(),
+            producer_epoch: b.get_i16(),
+            base_sequence: b.get_i32(),
+            records_count: b.get_i32(),
+        })
+    }
+
+    /// Whole size of the batch on disk and on the wire.
+    pub fn total_bytes(&self) -> usize {
+        self.batch_length as usize + LOG_OVERHEAD_BYTES
+    }
+
+    pub fn last_offset(&self) -> i64 {
+        self.base_offset + i64::from(self.last_offset_delta)
+    }
+
+    pub fn next_offset(&self) -> i64 {
+        self.last_offset() + 1
+    }
+
+    pub fn codec(&self) -> Result<Codec, BatchError> {
+        match self.attributes & ATTR_CODEC_MASK {
+            0 => Ok(Codec::None),
+            1 => Ok(Codec::Gzip),
+            2 => Ok(Codec::Snappy),
+            3 => Ok(Codec::Lz4),
+            4 => Ok(Codec::Zstd),
+            codec => Err(BatchError::InvalidCodec { codec }),
+        }
+    }
+
+    pub fn is_log_append_time(&self) -> bool {
+        self.attributes & ATTR_LOG_APPEND_TIME != 0
+    }
+
+    pub fn is_transactional(&self) -> bool {
+        self.attributes & ATTR_TRANSACTIONAL != 0
+    }
+
+    pub fn is_control(&self) -> bool {
+        self.attributes & ATTR_CONTROL != 0
+    }
+}
+
+/// Smallest `batchLength` a well-formed v2 batch can have (header, no records).
+const BATCH_LENGTH_MIN: i32 = (BATCH_HEADER_BYTES - LOG_OVERHEAD_BYTES) as i32;
+
+/// Reads the total size of the batch starting at `bytes`, checking only the length
+/// field, so callers can split a buffer of concatenated batches.
+pub fn batch_total_bytes(bytes: &[u8]) -> Result<usize, BatchError> {
+    if bytes.len() < LOG_OVERHEAD_BYTES {
+        return Err(BatchError::Truncated {
+            present_bytes: bytes.len(),
+            needed_bytes: LOG_OVERHEAD_BYTES,
+        });
+    }
+    let batch_length = (&bytes[BATCH_LENGTH_POS..]).get_i32();
+    if batch_length < BATCH_LENGTH_MIN {
+        return Err(BatchError::InvalidLength { batch_length });
+    }
+    Ok(batch_length as usize + LOG_OVERHEAD_BYTES)
+}
+
+/// CRC-32C over `attributes..end`, as the v2 format defines it.
+pub fn compute_crc(batch: &[u8]) -> u32 {
+    crc32c::crc32c(&batch[ATTRIBUTES_POS..])
+}
+
+/// Checks one complete batch (exactly `bytes`): magic, length, CRC and counts.
+pub fn validate_batch(bytes: &[u8]) -> Result<BatchHeader, BatchError> {
+    let total_bytes = batch_total_bytes(bytes)?;
+    if bytes.len() < BATCH_HEADER_BYTES {
+        return Err(BatchError::Truncated {
+            present_bytes: bytes.len(),
+            needed_bytes: BATCH_HEADER_BYTES,
+        });
+    }
+    // Check the magic before the rest: older formats have another layout.
+    let magic = bytes[MAGIC_POS] as i8;
+    if magic != MAGIC_V2 {
+        return Err(BatchError::UnsupportedMagic { magic });
+    }
+    if total_bytes != bytes.len() {
+        return Err(BatchError::Truncated {
+            present_bytes: bytes.len(),
+            needed_bytes: total_bytes,
+        });
+    }
+    let header = BatchHeader::parse(bytes)?;
+    let actual = compute_crc(bytes);
+    if actual != header.crc {
+        return Err(BatchError::CrcMismatch {
+            expected: header.crc,
+            actual,
+        });
+    }
+    header.codec()?;
+    if header.records_count < 0
+        || header.last_offset_delta < 0
+        || (header.records_count > 0 && header.last_offset_delta < header.records_count - 1)
+    {
+        return Err(BatchError::InconsistentCount {
+            records_count: header.records_count,
+            last_offset_delta: header.last_offset_delta,
+        });
+    }
+    Ok(header)
+}
+
+/// Stamps broker-assigned fields into a validated batch before it is appended.
+/// `log_append_time_ms` is `Some` when the topic uses LogAppendTime.
+pub fn stamp_batch(
+    batch: &mut BytesMut,
+    base_offset: i64,
+    partition_leader_epoch: i32,
+    log_append_time_ms: Option<i64>,
+) {
+    debug_assert!(batch.len() >= BATCH_HEADER_BYTES);
+    batch[BASE_OFFSET_POS..BASE_OFFSET_POS + 8].copy_from_slice(&base_offset.to_be_bytes());
+    batch[PARTITION_LEADER_EPOCH_POS..PARTITION_LEADER_EPOCH_POS + 4]
+        .copy_from_slice(&partition_leader_epoch.to_be_bytes());
+    if let Some(now_ms) = log_append_time_ms {
+        let attributes = (&batch[ATTRIBUTES_POS..]).get_i16() | ATTR_LOG_APPEND_TIME;
+        batch[ATTRIBUTES_POS..ATTRIBUTES_POS + 2].copy_from_slice(&attributes.to_be_bytes());
+        batch[MAX_TIMESTAMP_POS..MAX_TIMESTAMP_POS + 8].copy_from_slice(&now_ms.to_be_bytes());
+        let crc = compute_crc(batch);
+        batch[CRC_POS..CRC_POS + 4].copy_from_slice(&crc.to_be_bytes());
+    }
+}
+
+/// Builds an uncompressed v2 batch from `(key, value)` records. Used by tests,
+/// tools and internal topics; produced with base offset 0.
+pub fn build_batch(records: &[(Option<&[u8]>, Option<&[u8]>)], timestamp_ms: i64) -> BytesMut {
+    use bytes::BufMut;
+    let mut body = BytesMut::new();
+    for (index, (key, value)) in records.iter().enumerate() {
+        let mut record = BytesMut::new();
+        record.put_i8(0);
+        put_varint(&mut record, 0); // timestamp delta
+        put_varint(&mut record, index as i64); // offset delta
+        put_nullable_bytes(&mut record, *key);
+        put_nullable_bytes(&mut record, *value);
+        put_varint(&mut record, 0); // header count
+        put_varint(&mut body, record.len() as i64);
+        body.extend_from_slice(&record);
+    }
+    let mut batch = BytesMut::with_capacity(BATCH_HEADER_BYTES + body.len());
+    let last_offset_delta = records.len().saturating_sub(1) as i32;
+    batch.put_i64(0);
+    batch.put_i32((BATCH_HEADER_BYTES - LOG_OVERHEAD_BYTES + body.len()) as i32);
+    batch.put_i32(0);
+    batch.put_i8(MAGIC_V2);
+    batch.put_u32(0);
+    batch.put_i16(0);
+    batch.put_i32(last_offset_delta);
+    batch.put_i64(timestamp_ms);
+    batch.put_i64(timestamp_ms);
+    batch.put_i64(-1);
+    batch.put_i16(-1);
+    batch.put_i32(-1);
+    batch.put_i32(records.len() as i32);
+    batch.extend_from_slice(&body);
+    let crc = compute_crc(&batch);
+    batch[CRC_POS..CRC_POS + 4].copy_from_slice(&crc.to_be_bytes());
+    batch
+}
+
+fn put_nullable_bytes(buf: &mut BytesMut, bytes: Option<&[u8]>) {
+    match bytes {
+        None => put_varint(buf, -1),
+        Some(bytes) => {
+            put_varint(buf, bytes.len() as i64);
+            buf.extend_from_slice(bytes);
+        }
+    }
+}
+
+/// Zigzag varint, as record fields use.
+pub fn put_varint(buf: &mut BytesMut, value: i64) {
+    let mut zigzag = ((value << 1) ^ (value >> 63)) as u64;
+    loop {
+        if zigzag < 0x80 {
+            buf.extend_from_slice(&[zigzag as u8]);
+            return;
+        }
+        buf.extend_from_slice(&[(zigzag as u8 & 0x7f) | 0x80]);
+        zigzag >>= 7;
+    }
+}
+
+/// Reads a zigzag varint; `None` when truncated or longer than 10 bytes.
+pub fn get_varint(buf: &mut &[u8]) -> Option<i64> {
+    let mut value: u64 = 0;
+    for shift in (0..70).step_by(7) {
+        let (&byte, rest) = buf.split_first()?;
+        *buf = rest;
+        value |= u64::from(byte & 0x7f) << shift;
+        if byte & 0x80 == 0 {
+            return Some(((value >> 1) as i64) ^ -((value & 1) as i64));
+        }
+    }
+    None
+}
+
+/// One record's position within an uncompressed batch.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct RecordPosition {
+    pub offset: i64,
+    pub timestamp_ms: i64,
+}
+
+/// Offsets and timestamps of the records of an uncompressed batch; `None` when
+/// the batch is compressed or malformed.
+pub fn record_positions(batch: &[u8]) -> Option<Vec<RecordPosition>> {
+    let header = BatchHeader::parse(batch).ok()?;
+    if header.codec().ok()? != Codec::None {
+        return None;
+    }
+    let mut body = batch.get(BATCH_HEADER_BYTES..header.total_bytes())?;
+    let mut positions = Vec::with_capacity(header.records_count.max(0) as usize);
+    for _ in 0..header.records_count {
+        let length = usize::try_from(get_varint(&mut body)?).ok()?;
+        let mut record = body.get(..length)?;
+        body = &body[length..];
+        record.split_first()?; // attributes
+        record = &record[1..];
+        let timestamp_delta = get_varint(&mut record)?;
+        let offset_delta = get_varint(&mut record)?;
+        positions.push(RecordPosition {
+            offset: header.base_offset + offset_delta,
+            timestamp_ms: header.base_timestamp + timestamp_delta,
+        });
+    }
+    Some(positions)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn sample() -> BytesMut {
+        build_batch(&[(Some(b"k1"), Some(b"v1")), (None, Some(b"v2"))], 1_000)
+    }
+
+    #[test]
+    fn built_batch_validates() {
+        let batch = sample();
+        let header = validate_batch(&batch).expect("valid");
+        assert_eq!(header.records_count, 2);
+        assert_eq!(header.last_offset_delta, 1);
+        assert_eq!(header.total_bytes(), batch.len());
+        assert_eq!(header.codec(), Ok(Codec::None));
+    }
+
+    #[test]
+    fn flipped_payload_bit_fails_crc() {
+        let mut batch = sample();
+        let last = batch.len() - 1;
+        batch[last] ^= 0x01;
+        assert!(matches!(validate_batch(&batch), Err(BatchError::CrcMismatch { .. })));
+    }
+
+    #[test]
+    fn stamping_offset_and_epoch_keeps_crc_valid() {
+        let mut batch = sample();
+        stamp_batch(&mut batch, 42, 7, None);
+        let header = validate_batch(&batch).expect("still valid");
+        assert_eq!(header.base_offset, 42);
+        assert_eq!(header.partition_leader_epoch, 7);
+        assert_eq!(header.last_offset(), 43);
+    }
+
+    #[test]
+    fn log_append_time_stamps_and_recomputes_crc() {
+        let mut batch = sample();
+        stamp_batch(&mut batch, 0, 0, Some(99_999));
+        let header = validate_batch(&batch).expect("crc recomputed");
+        assert!(header.is_log_append_time());
+        assert_eq!(header.max_timestamp, 99_999);
+    }
+
+    #[test]
+    fn wrong_magic_is_refused() {
+        let mut batch = sample();
+        batch[MAGIC_POS] = 1;
+        assert_eq!(validate_batch(&batch), Err(BatchError::UnsupportedMagic { magic: 1 }));
+    }
+
+    #[test]
+    fn truncated_batch_is_refused() {
+        let batch = sample();
+        assert!(matches!(
+            validate_batch(&batch[..batch.len() - 3]),
+            Err(BatchError::Truncated { .. })
+        ));
+        assert!(matches!(validate_batch(&batch[..5]), Err(BatchError::Truncated { .. })));
+    }
+
+    #[test]
+    fn negative_length_is_refused() {
+        let mut batch = sample();
+        batch[BATCH_LENGTH_POS..BATCH_LENGTH_POS + 4].copy_from_slice(&(-5i32).to_be_bytes());
+        assert_eq!(
+            batch_total_bytes(&batch),
+            Err(BatchError::InvalidLength { batch_length: -5 })
+        );
+    }
+
+    #[test]
+    fn varint_round_trips() {
+        for value in [0i64, 1, -1, 63, -64, 300, -300, i64::MAX, i64::MIN] {
+            let mut buf = BytesMut::new();
+            put_varint(&mut buf, value);
+            let mut slice = &buf[..];
+            assert_eq!(get_varint(&mut slice), Some(value));
+            assert!(slice.is_empty());
+        }
+    }
+
+    #[test]
+    fn record_positions_of_uncompressed_batch() {
+        let mut batch = sample();
+        stamp_batch(&mut batch, 10, 0, None);
+        let positions = record_positions(&batch).expect("uncompressed");
+        assert_eq!(positions.len(), 2);
+        assert_eq!(positions[1].offset, 11);
+        assert_eq!(positions[0].timestamp_ms, 1_000);
+    }
+}

@@ -1,0 +1,165 @@
+//! Per-core cache of recently appended batches, so tailing consumers are served
+//! from memory (the very `Bytes` the producer sent) instead of from disk.
+//!
+//! Owned by one core, shared by that core's partitions through `Rc<RefCell<_>>`.
+//! Invariants:
+//! - `used_bytes` is the sum of the cached batch sizes and stays within
+//!   `budget_bytes` after every insert (the oldest batches of the core go first).
+//! - Per partition, cached batches are contiguous and ordered by offset.
+
+use std::collections::{HashMap, VecDeque};
+
+use bytes::Bytes;
+
+/// Identifies a partition within a core; assigned by the owner.
+pub type PartitionKey = u64;
+
+#[derive(Debug, Clone)]
+pub struct CachedBatch {
+    pub base_offset: i64,
+    pub next_offset: i64,
+    pub bytes: Bytes,
+}
+
+#[derive(Debug)]
+pub struct BatchCache {
+    budget_bytes: usize,
+    used_bytes: usize,
+    partitions: HashMap<PartitionKey, VecDeque<CachedBatch>>,
+    /// Insertion order across partitions, for eviction.
+    age_order: VecDeque<(PartitionKey, i64)>,
+}
+
+impl BatchCache {
+    pub fn new(budget_bytes: usize) -> Self {
+        Self {
+            budget_bytes,
+            used_bytes: 0,
+            partitions: HashMap::new(),
+            age_order: VecDeque::new(),
+        }
+    }
+
+    pub fn used_bytes(&self) -> usize {
+        self.used_bytes
+    }
+
+    pub fn insert(&mut self, key: PartitionKey, batch: CachedBatch) {
+        if batch.bytes.len() > self.budget_bytes {
+            return;
+        }
+        let batches = self.partitions.entry(key).or_default();
+        if let Some(last) = batches.back() {
+            if last.next_offset != batch.base_offset {
+                // Not contiguous (a gap from a failed write): start afresh.
+                self.used_bytes -= batches.iter().map(|b| b.bytes.len()).sum::<usize>();
+                batches.clear();
+            }
+        }
+        self.used_bytes += batch.bytes.len();
+        self.age_order.push_back((key, batch.base_offset));
+        batches.push_back(batch);
+        while self.used_bytes > self.budget_bytes {
+            self.evict_oldest();
+        }
+    }
+
+    fn evict_oldest(&mut self) {
+        let Some((key, base_offset)) = self.age_order.pop_front() else {
+            return;
+        };
+        if let Some(batches) = self.partitions.get_mut(&key) {
+            if batches.front().is_some_and(|b| b.base_offset == base_offset) {
+                if let Some(batch) = batches.pop_front() {
+                    self.used_bytes -= batch.bytes.len();
+                }
+            }
+        }
+    }
+
+    pub fn remove_partition(&mut self, key: PartitionKey) {
+        if let Some(batches) = self.partitions.remove(&key) {
+            self.used_bytes -= batches.iter().map(|b| b.bytes.len()).sum::<usize>();
+        }
+    }
+
+    /// Whole cached batches starting with the one that holds `offset`, none past
+    /// `high_watermark`, within `max_bytes` (the first batch always, if
+    /// `min_one_batch`). `None` when `offset` is not in the cache.
+    pub fn read(
+        &self,
+        key: PartitionKey,
+        offset: i64,
+        max_bytes: usize,
+        min_one_batch: bool,
+        high_watermark: i64,
+    ) -> Option<Vec<Bytes>> {
+        let batches = self.partitions.get(&key)?;
+        if batches.front()?.base_offset > offset {
+            return None;
+        }
+        let start = batches.partition_point(|b| b.next_offset <= offset);
+        if start == batches.len() {
+            return None;
+        }
+        let mut chunks = Vec::new();
+        let mut total_bytes = 0usize;
+        for batch in batches.range(start..) {
+            if batch.next_offset > high_watermark {
+                break;
+            }
+            let fits = total_bytes + batch.bytes.len() <= max_bytes;
+            if !fits && !(chunks.is_empty() && min_one_batch) {
+                break;
+            }
+            total_bytes += batch.bytes.len();
+            chunks.push(batch.bytes.clone());
+        }
+        Some(chunks)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn batch(base_offset: i64, count: i64, len: usize) -> CachedBatch {
+        CachedBatch {
+            base_offset,
+            next_offset: base_offset + count,
+            bytes: Bytes::from(vec![0u8; len]),
+        }
+    }
+
+    #[test]
+    fn serves_from_the_batch_holding_the_offset() {
+        let mut cache = BatchCache::new(1000);
+        cache.insert(1, batch(0, 10, 100));
+        cache.insert(1, batch(10, 10, 100));
+        let chunks = cache.read(1, 15, 1000, true, 20).expect("cached");
+        assert_eq!(chunks.len(), 1);
+        assert!(cache.read(1, 20, 1000, true, 20).is_none());
+        assert_eq!(cache.read(1, 0, 1000, true, 10).expect("cached").len(), 1, "capped at hw");
+    }
+
+    #[test]
+    fn evicts_oldest_across_partitions() {
+        let mut cache = BatchCache::new(250);
+        cache.insert(1, batch(0, 1, 100));
+        cache.insert(2, batch(0, 1, 100));
+        cache.insert(1, batch(1, 1, 100));
+        assert!(cache.used_bytes() <= 250);
+        assert!(cache.read(1, 0, 1000, true, 10).is_none(), "oldest evicted");
+        assert!(cache.read(2, 0, 1000, true, 10).is_some());
+    }
+
+    #[test]
+    fn max_bytes_limits_but_first_batch_may_exceed() {
+        let mut cache = BatchCache::new(10_000);
+        cache.insert(1, batch(0, 1, 500));
+        cache.insert(1, batch(1, 1, 500));
+        assert_eq!(cache.read(1, 0, 100, true, 10).expect("cached").len(), 1);
+        assert_eq!(cache.read(1, 0, 100, false, 10).expect("cached").len(), 0);
+        assert_eq!(cache.read(1, 0, 1000, false, 10).expect("cached").len(), 2);
+    }
+}

@@ -1,0 +1,320 @@
+//! The I/O seam: the only module that names the async runtime (tokio-uring).
+//! Replacing the runtime (compio, say) means rewriting this file, not the log.
+//!
+//! Invariants:
+//! - In [`IoMode::Direct`] every write starts and ends on a
+//!   [`DIRECT_IO_ALIGNMENT_BYTES`] boundary from an aligned buffer; the partly
+//!   filled last block is kept in memory and rewritten by the next write.
+//!   Bytes past the logical end of a segment are padding, never data.
+//! - At most one write is in flight per [`SegmentWriter`] (the partition's
+//!   writer task serialises them), so the in-memory tail block cannot race.
+
+use std::alloc::{alloc_zeroed, dealloc, Layout};
+use std::cell::RefCell;
+use std::future::Future;
+use std::io;
+use std::os::unix::fs::{FileExt, OpenOptionsExt};
+use std::path::{Path, PathBuf};
+use std::ptr::NonNull;
+
+use bytes::Bytes;
+
+use crate::limits::DIRECT_IO_ALIGNMENT_BYTES;
+
+const ALIGN: usize = DIRECT_IO_ALIGNMENT_BYTES;
+
+/// How segment files are written.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum IoMode {
+    /// O_DIRECT through io_uring: bypasses the page cache, so sustained ingest is
+    /// bounded by the device, not by the kernel's dirty-page writeback.
+    Direct,
+    /// Ordinary buffered writes through io_uring into the page cache.
+    Buffered,
+}
+
+impl std::str::FromStr for IoMode {
+    type Err = String;
+    fn from_str(text: &str) -> Result<Self, String> {
+        match text {
+            "direct" => Ok(Self::Direct),
+            "buffered" => Ok(Self::Buffered),
+            other => Err(format!("unknown io mode {other:?} (expected direct or buffered)")),
+        }
+    }
+}
+
+/// Runs a task on the current core's event loop.
+pub fn spawn_local<F: Future + 'static>(task: F) {
+    tokio_uring::spawn(task);
+}
+
+/// Tries an aligned O_DIRECT write in `dir`; returns the mode to use there.
+/// tmpfs and some network filesystems refuse O_DIRECT.
+pub fn probe_direct_io(dir: &Path) -> IoMode {
+    let probe_path = dir.join(".direct-io-probe");
+    let result = (|| -> io::Result<()> {
+        let file = std::fs::OpenOptions::new()
+            .create(true)
+            .truncate(true)
+            .write(true)
+            .custom_flags(libc::O_DIRECT)
+            .open(&probe_path)?;
+        let buf = AlignedBuf::zeroed(ALIGN);
+        file.write_all_at(buf.as_slice(), 0)
+    })();
+    let _ = std::fs::remove_file(&probe_path);
+    match result {
+        Ok(()) => IoMode::Direct,
+        Err(error) => {
+            tracing::warn!(
+                dir = %dir.display(),
+                %error,
+                "filesystem refuses O_DIRECT; segments use the page cache (log.io.mode=buffered)"
+            );
+            IoMode::Buffered
+        }
+    }
+}
+
+/// A heap buffer aligned for O_DIRECT. Owned, so io_uring may hold it.
+pub struct AlignedBuf {
+    ptr: NonNull<u8>,
+    len: usize,
+    capacity: usize,
+}
+
+impl AlignedBuf {
+    /// A zero-filled buffer of `len` bytes, capacity rounded up to the alignment.
+    pub fn zeroed(len: usize) -> Self {
+        let capacity = align_up(len.max(1) as u64) as usize;
+        let layout = Self::layout(capacity);
+        // SAFETY: layout has non-zero size and a power-of-two alignment.
+        let raw = unsafe { alloc_zeroed(layout) };
+        let Some(ptr) = NonNull::new(raw) else {
+            std::alloc::handle_alloc_error(layout);
+        };
+        Self { ptr, len, capacity }
+    }
+
+    fn layout(capacity: usize) -> Layout {
+        match Layout::from_size_align(capacity, ALIGN) {
+            Ok(layout) => layout,
+            Err(_) => panic!("aligned buffer of {capacity} bytes is not representable"),
+        }
+    }
+
+    pub fn as_slice(&self) -> &[u8] {
+        // SAFETY: ptr is valid for capacity >= len initialised (zeroed) bytes.
+        unsafe { std::slice::from_raw_parts(self.ptr.as_ptr(), self.len) }
+    }
+
+    pub fn as_mut_slice(&mut self) -> &mut [u8] {
+        // SAFETY: as above, and we hold &mut self.
+        unsafe { std::slice::from_raw_parts_mut(self.ptr.as_ptr(), self.len) }
+    }
+}
+
+impl Drop for AlignedBuf {
+    fn drop(&mut self) {
+        // SAFETY: allocated in `zeroed` with this exact layout.
+        unsafe { dealloc(self.ptr.as_ptr(), Self::layout(self.capacity)) }
+    }
+}
+
+// SAFETY: the allocation never moves while the value lives; len <= capacity.
+unsafe impl tokio_uring::buf::IoBuf for AlignedBuf {
+    fn stable_ptr(&self) -> *const u8 {
+        self.ptr.as_ptr()
+    }
+    fn bytes_init(&self) -> usize {
+        self.len
+    }
+    fn bytes_total(&self) -> usize {
+        self.capacity
+    }
+}
+
+pub fn align_down(position: u64) -> u64 {
+    position & !(ALIGN as u64 - 1)
+}
+
+pub fn align_up(position: u64) -> u64 {
+    align_down(position + ALIGN as u64 - 1)
+}
+
+/// The write side of one segment file.
+pub struct SegmentWriter {
+    file: tokio_uring::fs::File,
+    path: PathBuf,
+    mode: IoMode,
+    /// Direct mode: the bytes of the partly filled last block, from
+    /// `align_down(logical_end)` to `logical_end`.
+    tail: RefCell<Vec<u8>>,
+}
+
+impl SegmentWriter {
+    /// Opens (creating if absent) the segment at `path` whose logical size is
+    /// `logical_bytes`; anything after that is overwritten by later appends.
+    pub fn open(path: &Path, mode: IoMode, logical_bytes: u64) -> io::Result<Self> {
+        let mut options = std::fs::OpenOptions::new();
+        options.create(true).read(true).write(true);
+        if mode == IoMode::Direct {
+            options.custom_flags(libc::O_DIRECT);
+        }
+        let std_file = options.open(path)?;
+        let tail = if mode == IoMode::Direct {
+            read_tail_block(path, logical_bytes)?
+        } else {
+            Vec::new()
+        };
+        Ok(Self {
+            file: tokio_uring::fs::File::from_std(std_file),
+            path: path.to_path_buf(),
+            mode,
+            tail: RefCell::new(tail),
+        })
+    }
+
+    pub fn path(&self) -> &Path {
+        &self.path
+    }
+
+    /// Writes `chunks` contiguously at logical `position` (the current end).
+    pub async fn write(&self, position: u64, chunks: Vec<Bytes>) -> io::Result<()> {
+        match self.mode {
+            IoMode::Buffered => {
+                // Bytes are IoBufs: the kernel reads them straight from the
+                // request buffers, no user-space copy.
+                let (result, _) = self.file.writev_at_all(chunks, Some(position)).await;
+                result.map(|_| ())
+            }
+            IoMode::Direct => self.write_direct(position, &chunks).await,
+        }
+    }
+
+    async fn write_direct(&self, position: u64, chunks: &[Bytes]) -> io::Result<()> {
+        let tail = std::mem::take(&mut *self.tail.borrow_mut());
+        let aligned_start = align_down(position);
+        assert_eq!(aligned_start + tail.len() as u64, position, "tail block out of step");
+        let data_bytes: usize = chunks.iter().map(Bytes::len).sum();
+        let logical_bytes = tail.len() + data_bytes;
+        let mut buf = AlignedBuf::zeroed(align_up(logical_bytes as u64) as usize);
+        {
+            let target = buf.as_mut_slice();
+            target[..tail.len()].copy_from_slice(&tail);
+            let mut at = tail.len();
+            for chunk in chunks {
+                target[at..at + chunk.len()].copy_from_slice(chunk);
+                at += chunk.len();
+            }
+        }
+        let new_tail_start = align_down(logical_bytes as u64) as usize;
+        let new_tail = buf.as_slice()[new_tail_start..logical_bytes].to_vec();
+        let (result, _) = self.file.write_all_at(buf, aligned_start).await;
+        match result {
+            Ok(()) => {
+                *self.tail.borrow_mut() = new_tail;
+                Ok(())
+            }
+            Err(error) => {
+                // Keep the old tail: the same range will be rewritten on retry.
+                *self.tail.borrow_mut() = tail;
+                Err(error)
+            }
+        }
+    }
+
+    pub async fn sync(&self) -> io::Result<()> {
+        self.file.sync_data().await
+    }
+}
+
+fn read_tail_block(path: &Path, logical_bytes: u64) -> io::Result<Vec<u8>> {
+    let start = align_down(logical_bytes);
+    let mut tail = vec![0u8; (logical_bytes - start) as usize];
+    if !tail.is_empty() {
+        std::fs::File::open(path)?.read_exact_at(&mut tail, start)?;
+    }
+    Ok(tail)
+}
+
+/// Sets a segment file's length, dropping O_DIRECT padding or a torn tail.
+pub fn truncate_file(path: &Path, length_bytes: u64) -> io::Result<()> {
+    let file = std::fs::OpenOptions::new().write(true).open(path)?;
+    file.set_len(length_bytes)?;
+    file.sync_all()
+}
+
+/// Writes `contents` to `path` atomically: temp file, fsync, rename, fsync dir.
+pub fn write_file_atomically(path: &Path, contents: &[u8]) -> io::Result<()> {
+    use std::io::Write;
+    let temp_path = path.with_extension("tmp");
+    {
+        let mut file = std::fs::File::create(&temp_path)?;
+        file.write_all(contents)?;
+        file.sync_all()?;
+    }
+    std::fs::rename(&temp_path, path)?;
+    if let Some(parent) = path.parent() {
+        std::fs::File::open(parent)?.sync_all()?;
+    }
+    Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn align_helpers() {
+        assert_eq!(align_down(0), 0);
+        assert_eq!(align_down(4095), 0);
+        assert_eq!(align_down(4096), 4096);
+        assert_eq!(align_up(1), 4096);
+        assert_eq!(align_up(4096), 4096);
+    }
+
+    #[test]
+    fn aligned_buf_is_aligned_and_zeroed() {
+        let buf = AlignedBuf::zeroed(100);
+        assert_eq!(buf.as_slice().as_ptr() as usize % ALIGN, 0);
+        assert!(buf.as_slice().iter().all(|&b| b == 0));
+    }
+
+    fn write_and_read_back(mode: IoMode) {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let path = dir.path().join("seg.log");
+        tokio_uring::start(async {
+            let writer = SegmentWriter::open(&path, mode, 0).expect("open");
+            writer.write(0, vec![Bytes::from_static(b"hello ")]).await.expect("write 1");
+            writer.write(6, vec![Bytes::from(vec![7u8; 5000])]).await.expect("write 2");
+            writer.write(5006, vec![Bytes::from_static(b"end")]).await.expect("write 3");
+            writer.sync().await.expect("sync");
+        });
+        let contents = std::fs::read(&path).expect("read");
+        assert_eq!(&contents[..6], b"hello ");
+        assert!(contents[6..5006].iter().all(|&b| b == 7));
+        assert_eq!(&contents[5006..5009], b"end");
+        // A reopened writer continues after the logical end.
+        tokio_uring::start(async {
+            let writer = SegmentWriter::open(&path, mode, 5009).expect("reopen");
+            writer.write(5009, vec![Bytes::from_static(b"!")]).await.expect("write 4");
+        });
+        let contents = std::fs::read(&path).expect("read");
+        assert_eq!(&contents[5006..5010], b"end!");
+    }
+
+    #[test]
+    fn buffered_writes_land_at_their_positions() {
+        write_and_read_back(IoMode::Buffered);
+    }
+
+    #[test]
+    fn direct_writes_land_at_their_positions() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        if probe_direct_io(dir.path()) == IoMode::Direct {
+            write_and_read_back(IoMode::Direct);
+        }
+    }
+}

@@ -1,0 +1,640 @@
+//! One partition's log: its segments, offsets, pending writes and waiters.
+//!
+//! Owned by exactly one core (`Rc<RefCell<PartitionLog>>`, never shared across
+//! threads). Appends are assigned offsets in memory at once and queued; the
+//! partition's writer task coalesces everything queued into one io_uring write
+//! (and one fsync when the flush policy asks), which is group commit.
+//!
+//! Invariants (asserted in [`PartitionLog::check_offsets`]):
+//! - `log_start_offset <= high_watermark <= log_end_offset`.
+//! - `high_watermark` only moves once the bytes below it are written (and
+//!   fsynced when the flush policy says so); reads never pass it, so a reader
+//!   never sees a record that a crash under the chosen policy could lose.
+//! - Only the last segment is active (has a writer and takes appends).
+
+use std::cell::RefCell;
+use std::collections::VecDeque;
+use std::path::{Path, PathBuf};
+use std::rc::Rc;
+use std::sync::Arc;
+
+use bytes::{Bytes, BytesMut};
+use tokio::sync::oneshot;
+
+use crate::batch::{self, BatchHeader};
+use crate::cache::{BatchCache, CachedBatch, PartitionKey};
+use crate::error::{LogError, Result};
+use crate::io::{self, IoMode, SegmentWriter};
+use crate::limits::{DATA_WAITERS_MAX, WRITE_JOB_BYTES_MAX};
+use crate::log::leader_epoch::LeaderEpochCache;
+use crate::log::segment::{self, Segment};
+use crate::notify::LocalNotify;
+
+/// Per-partition settings, resolved from topic and broker configs.
+#[derive(Debug, Clone)]
+pub struct LogConfig {
+    pub segment_bytes: u64,
+    pub segment_ms: i64,
+    pub index_interval_bytes: u64,
+    /// fsync after this many messages; 1 = every write; `u64::MAX` = never.
+    pub flush_interval_messages: u64,
+    pub io_mode: IoMode,
+    pub leader_epoch: i32,
+}
+
+impl Default for LogConfig {
+    fn default() -> Self {
+        Self {
+            segment_bytes: 1 << 30,
+            segment_ms: 7 * 24 * 3600 * 1000,
+            index_interval_bytes: 4096,
+            flush_interval_messages: u64::MAX,
+            io_mode: IoMode::Buffered,
+            leader_epoch: 0,
+        }
+    }
+}
+
+/// Offsets assigned to one append.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct AppendResult {
+    pub base_offset: i64,
+    pub last_offset: i64,
+    /// One past `last_offset`: the high watermark that makes this append visible.
+    pub next_offset: i64,
+}
+
+/// A zero-copy slice of a segment file, to be sent with `sendfile`.
+#[derive(Debug, Clone)]
+pub struct FileRegion {
+    pub file: Arc<std::fs::File>,
+    pub position: u64,
+    pub len: u64,
+}
+
+#[derive(Debug, Clone)]
+pub enum ReadChunk {
+    Memory(Bytes),
+    File(FileRegion),
+}
+
+impl ReadChunk {
+    pub fn len(&self) -> usize {
+        match self {
+            Self::Memory(bytes) => bytes.len(),
+            Self::File(region) => region.len as usize,
+        }
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.len() == 0
+    }
+}
+
+#[derive(Debug, Default)]
+pub struct ReadResult {
+    pub chunks: Vec<ReadChunk>,
+    pub total_bytes: usize,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct LogOffsets {
+    pub log_start_offset: i64,
+    pub high_watermark: i64,
+    pub log_end_offset: i64,
+}
+
+/// Why an acknowledged-later append did not become durable.
+#[derive(Debug, Clone, thiserror::Error)]
+#[error("write to partition log failed: {0}")]
+pub struct WriteFailed(pub Arc<str>);
+
+struct PendingWrite {
+    segment_base: i64,
+    position: u64,
+    bytes: Bytes,
+    next_offset: i64,
+    records: u64,
+}
+
+struct WriteJob {
+    writer: Option<Rc<SegmentWriter>>,
+    segment_base: i64,
+    position: u64,
+    chunks: Vec<Bytes>,
+    end_position: u64,
+    next_offset: i64,
+    records: u64,
+    fsync: bool,
+}
+
+enum WriterStep {
+    Run(WriteJob),
+    Idle,
+    Stop,
+}
+
+pub struct PartitionLog {
+    dir: PathBuf,
+    key: PartitionKey,
+    config: LogConfig,
+    segments: Vec<Segment>,
+    offsets: LogOffsets,
+    epochs: LeaderEpochCache,
+    pending: VecDeque<PendingWrite>,
+    unflushed_records: u64,
+    fsync_requested: bool,
+    failure: Option<WriteFailed>,
+    closing: bool,
+    durable_waiters: VecDeque<(i64, oneshot::Sender<Result<(), WriteFailed>>)>,
+    data_waiters: Vec<oneshot::Sender<()>>,
+    cache: Rc<RefCell<BatchCache>>,
+    wake_writer: Rc<LocalNotify>,
+}
+
+pub type SharedLog = Rc<RefCell<PartitionLog>>;
+
+impl PartitionLog {
+    /// Opens (or creates) the log in `dir`, recovering it, and starts its writer
+    /// task on the current core. `clean_shutdown` lets recovery trust the files.
+    pub fn open(
+        dir: &Path,
+        key: PartitionKey,
+        config: LogConfig,
+        cache: Rc<RefCell<BatchCache>>,
+        clean_shutdown: bool,
+        now_ms: i64,
+    ) -> Result<SharedLog> {
+        std::fs::create_dir_all(dir).map_err(|e| LogError::io("creating partition dir", dir, e))?;
+        let mut segments = open_segments(dir, &config, clean_shutdown, now_ms)?;
+        if segments.is_empty() {
+            segments.push(Segment::create(dir, 0, config.io_mode, config.index_interval_bytes, now_ms)?);
+        } else if let Some(last) = segments.last_mut() {
+            last.reopen_for_append(config.io_mode)?;
+        }
+        let log_end_offset = segments.last().map_or(0, Segment::next_offset);
+        let log_start_offset = segments.first().map_or(0, |s| s.base_offset);
+        let epochs = LeaderEpochCache::load_or_create(dir, config.leader_epoch, log_start_offset)?;
+        let wake_writer = Rc::new(LocalNotify::default());
+        let log = Self {
+            dir: dir.to_path_buf(),
+            key,
+            config,
+            segments,
+            offsets: LogOffsets {
+                log_start_offset,
+                high_watermark: log_end_offset,
+                log_end_offset,
+            },
+            epochs,
+            pending: VecDeque::new(),
+            unflushed_records: 0,
+            fsync_requested: false,
+            failure: None,
+            closing: false,
+            durable_waiters: VecDeque::new(),
+            data_waiters: Vec::new(),
+            cache,
+            wake_writer: wake_writer.clone(),
+        };
+        log.check_offsets();
+        let shared = Rc::new(RefCell::new(log));
+        io::spawn_local(run_writer(shared.clone(), wake_writer));
+        Ok(shared)
+    }
+
+    pub fn dir(&self) -> &Path {
+        &self.dir
+    }
+
+    pub fn offsets(&self) -> LogOffsets {
+        self.offsets
+    }
+
+    pub fn leader_epoch(&self) -> i32 {
+        self.config.leader_epoch
+    }
+
+    pub fn segment_count(&self) -> usize {
+        self.segments.len()
+    }
+
+    fn check_offsets(&self) {
+        let o = &self.offsets;
+        assert!(o.log_start_offset <= o.high_watermark, "log start past high watermark: {o:?}");
+        assert!(o.high_watermark <= o.log_end_offset, "high watermark past log end: {o:?}");
+    }
+
+    /// Appends validated batches: stamps offsets and the leader epoch, queues
+    /// the bytes for the writer. Visible to readers once durable.
+    /// `log_append_time_ms` is `Some` for LogAppendTime topics.
+    pub fn append(
+        &mut self,
+        batches: Vec<BytesMut>,
+        log_append_time_ms: Option<i64>,
+        now_ms: i64,
+    ) -> Result<AppendResult> {
+        if let Some(failure) = &self.failure {
+            tracing::debug!(%failure, "append refused");
+            return Err(LogError::Failed { path: self.dir.clone() });
+        }
+        if self.closing {
+            return Err(LogError::Closed);
+        }
+        let base_offset = self.offsets.log_end_offset;
+        for mut bytes in batches {
+            let offset = self.offsets.log_end_offset;
+            batch::stamp_batch(&mut bytes, offset, self.config.leader_epoch, log_append_time_ms);
+            let header = match BatchHeader::parse(&bytes) {
+                Ok(header) => header,
+                Err(error) => panic!("append given an unvalidated batch: {error}"),
+            };
+            assert_eq!(header.total_bytes(), bytes.len(), "append given a partial batch");
+            self.maybe_roll(header.total_bytes() as u64, now_ms)?;
+            let active = self.active_segment_mut();
+            let position = active.assign(&header);
+            let segment_base = active.base_offset;
+            let bytes = bytes.freeze();
+            self.cache.borrow_mut().insert(
+                self.key,
+                CachedBatch {
+                    base_offset: header.base_offset,
+                    next_offset: header.next_offset(),
+                    bytes: bytes.clone(),
+                },
+            );
+            self.pending.push_back(PendingWrite {
+                segment_base,
+                position,
+                bytes,
+                next_offset: header.next_offset(),
+                records: header.records_count.max(1) as u64,
+            });
+            self.offsets.log_end_offset = header.next_offset();
+        }
+        self.check_offsets();
+        self.wake_writer.notify();
+        Ok(AppendResult {
+            base_offset,
+            last_offset: self.offsets.log_end_offset - 1,
+            next_offset: self.offsets.log_end_offset,
+        })
+    }
+
+    fn active_segment(&self) -> &Segment {
+        match self.segments.last() {
+            Some(segment) => segment,
+            None => unreachable!("a partition log always has an active segment"),
+        }
+    }
+
+    fn active_segment_mut(&mut self) -> &mut Segment {
+        match self.segments.last_mut() {
+            Some(segment) => segment,
+            None => unreachable!("a partition log always has an active segment"),
+        }
+    }
+
+    fn maybe_roll(&mut self, batch_bytes: u64, now_ms: i64) -> Result<()> {
+        let active = self.active_segment();
+        let full = active.assigned_bytes() + batch_bytes > self.config.segment_bytes;
+        let old = now_ms - active.created_at_ms >= self.config.segment_ms;
+        if active.is_empty() || !(full || old) {
+            return Ok(());
+        }
+        let base_offset = self.offsets.log_end_offset;
+        let segment = Segment::create(
+            &self.dir,
+            base_offset,
+            self.config.io_mode,
+            self.config.index_interval_bytes,
+            now_ms,
+        )?;
+        tracing::debug!(dir = %self.dir.display(), base_offset, "rolled segment");
+        self.segments.push(segment);
+        self.seal_finished_segments();
+        Ok(())
+    }
+
+    /// Seals rolled segments whose writes have all completed.
+    fn seal_finished_segments(&mut self) {
+        let active_index = self.segments.len() - 1;
+        for segment in &mut self.segments[..active_index] {
+            if segment.writer().is_some() && segment.durable_bytes() == segment.assigned_bytes() {
+                if let Err(error) = segment.seal() {
+                    tracing::error!(%error, "sealing segment failed");
+                }
+            }
+        }
+    }
+
+    /// A receiver that completes once `next_offset` is durable (or the write failed).
+    pub fn wait_durable(&mut self, next_offset: i64) -> oneshot::Receiver<Result<(), WriteFailed>> {
+        let (sender, receiver) = oneshot::channel();
+        if next_offset <= self.offsets.high_watermark {
+            let _ = sender.send(Ok(()));
+        } else if let Some(failure) = &self.failure {
+            let _ = sender.send(Err(failure.clone()));
+        } else {
+            self.durable_waiters.push_back((next_offset, sender));
+        }
+        receiver
+    }
+
+    /// A receiver that completes when the high watermark passes `offset`;
+    /// `None` when it already has.
+    pub fn watch(&mut self, offset: i64) -> Option<oneshot::Receiver<()>> {
+        if self.offsets.high_watermark > offset {
+            return None;
+        }
+        if self.data_waiters.len() >= DATA_WAITERS_MAX / 2 {
+            self.data_waiters.retain(|waiter| !waiter.is_closed());
+        }
+        if self.data_waiters.len() >= DATA_WAITERS_MAX {
+            return None;
+        }
+        let (sender, receiver) = oneshot::channel();
+        self.data_waiters.push(sender);
+        Some(receiver)
+    }
+
+    /// Asks the writer to fsync what is written (for `log.flush.interval.ms`).
+    pub fn request_fsync(&mut self) {
+        if self.unflushed_records > 0 {
+            self.fsync_requested = true;
+            self.wake_writer.notify();
+        }
+    }
+
+    fn next_writer_step(&mut self) -> WriterStep {
+        if self.failure.is_some() {
+            return WriterStep::Stop;
+        }
+        let Some(first) = self.pending.front() else {
+            if self.fsync_requested {
+                self.fsync_requested = false;
+                let active = self.active_segment_mut();
+                return WriterStep::Run(WriteJob {
+                    writer: active.writer(),
+                    segment_base: active.base_offset,
+                    position: active.durable_bytes(),
+                    chunks: Vec::new(),
+                    end_position: active.durable_bytes(),
+                    next_offset: self.offsets.high_watermark,
+                    records: 0,
+                    fsync: true,
+                });
+            }
+            return if self.closing { WriterStep::Stop } else { WriterStep::Idle };
+        };
+        let segment_base = first.segment_base;
+        let position = first.position;
+        let mut job = WriteJob {
+            writer: self.segment(segment_base).and_then(Segment::writer),
+            segment_base,
+            position,
+            chunks: Vec::new(),
+            end_position: position,
+            next_offset: self.offsets.high_watermark,
+            records: 0,
+            fsync: false,
+        };
+        let mut job_bytes = 0usize;
+        while let Some(next) = self.pending.front() {
+            let same_segment = next.segment_base == segment_base;
+            if !same_segment || (job_bytes > 0 && job_bytes + next.bytes.len() > WRITE_JOB_BYTES_MAX) {
+                break;
+            }
+            let Some(next) = self.pending.pop_front() else { break };
+            assert_eq!(next.position, job.end_position, "pending writes must be contiguous");
+            job_bytes += next.bytes.len();
+            job.end_position += next.bytes.len() as u64;
+            job.next_offset = next.next_offset;
+            job.records += next.records;
+            job.chunks.push(next.bytes);
+        }
+        job.fsync = self.fsync_requested
+            || self.unflushed_records.saturating_add(job.records) >= self.config.flush_interval_messages;
+        if job.fsync {
+            self.fsync_requested = false;
+        }
+        WriterStep::Run(job)
+    }
+
+    fn segment(&self, base_offset: i64) -> Option<&Segment> {
+        let index = self.segments.partition_point(|s| s.base_offset <= base_offset);
+        index.checked_sub(1).map(|i| &self.segments[i])
+    }
+
+    fn segment_mut(&mut self, base_offset: i64) -> Option<&mut Segment> {
+        let index = self.segments.partition_point(|s| s.base_offset <= base_offset);
+        index.checked_sub(1).map(|i| &mut self.segments[i])
+    }
+
+    fn finish_write_job(&mut self, job: &WriteJob, outcome: std::io::Result<()>) {
+        if let Err(error) = outcome {
+            let failure = WriteFailed(format!("{}: {error}", self.dir.display()).into());
+            tracing::error!(%failure, "partition write failed; appends refused until restart");
+            for (_, waiter) in self.durable_waiters.drain(..) {
+                let _ = waiter.send(Err(failure.clone()));
+            }
+            self.pending.clear();
+            self.failure = Some(failure);
+            return;
+        }
+        if let Some(segment) = self.segment_mut(job.segment_base) {
+            segment.mark_durable(job.end_position);
+        }
+        self.unflushed_records = if job.fsync {
+            0
+        } else {
+            self.unflushed_records.saturating_add(job.records)
+        };
+        if job.next_offset > self.offsets.high_watermark {
+            self.offsets.high_watermark = job.next_offset;
+            self.check_offsets();
+            while let Some((target, _)) = self.durable_waiters.front() {
+                if *target > self.offsets.high_watermark {
+                    break;
+                }
+                if let Some((_, waiter)) = self.durable_waiters.pop_front() {
+                    let _ = waiter.send(Ok(()));
+                }
+            }
+            for waiter in self.data_waiters.drain(..) {
+                let _ = waiter.send(());
+            }
+        }
+        self.seal_finished_segments();
+    }
+
+    /// Reads from `offset`: whole batches from the cache when it holds them,
+    /// otherwise a region of one segment file for `sendfile`. Never past the
+    /// high watermark. With `min_one_batch` the first batch is returned even
+    /// when larger than `max_bytes` (KIP-74).
+    pub fn read(&self, offset: i64, max_bytes: usize, min_one_batch: bool) -> Result<ReadResult> {
+        let LogOffsets {
+            log_start_offset,
+            high_watermark,
+            ..
+        } = self.offsets;
+        if offset < log_start_offset || offset > high_watermark {
+            return Err(LogError::OffsetOutOfRange {
+                offset,
+                log_start_offset,
+                high_watermark,
+            });
+        }
+        if offset == high_watermark {
+            return Ok(ReadResult::default());
+        }
+        if let Some(chunks) = self.cache.borrow().read(self.key, offset, max_bytes, min_one_batch, high_watermark) {
+            let total_bytes = chunks.iter().map(Bytes::len).sum();
+            return Ok(ReadResult {
+                chunks: chunks.into_iter().map(ReadChunk::Memory).collect(),
+                total_bytes,
+            });
+        }
+        self.read_from_segments(offset, max_bytes, min_one_batch)
+    }
+
+    fn read_from_segments(&self, offset: i64, max_bytes: usize, min_one_batch: bool) -> Result<ReadResult> {
+        let first = self.segments.partition_point(|s| s.base_offset <= offset).saturating_sub(1);
+        for segment in &self.segments[first..] {
+            let Some(location) = segment.locate(offset)? else {
+                continue;
+            };
+            let available = segment.durable_bytes() - location.position;
+            let first_batch = location.header.total_bytes() as u64;
+            let wanted = (max_bytes as u64).min(available);
+            let len = if wanted >= first_batch || min_one_batch {
+                wanted.max(first_batch)
+            } else {
+                0
+            };
+            if len == 0 {
+                return Ok(ReadResult::default());
+            }
+            return Ok(ReadResult {
+                chunks: vec![ReadChunk::File(FileRegion {
+                    file: segment.read_file().clone(),
+                    position: location.position,
+                    len,
+                })],
+                total_bytes: len as usize,
+            });
+        }
+        Ok(ReadResult::default())
+    }
+
+    /// The first offset whose timestamp is `>= target_ms`, with that timestamp.
+    /// Exact for uncompressed batches; for compressed ones, the batch's first offset.
+    pub fn offset_for_timestamp(&self, target_ms: i64) -> Result<Option<(i64, i64)>> {
+        for segment in &self.segments {
+            let Some(location) = segment.locate_by_time(target_ms)? else {
+                continue;
+            };
+            if location.header.next_offset() > self.offsets.high_watermark {
+                return Ok(None);
+            }
+            let batch = segment.read_batch(&location)?;
+            let exact = batch::record_positions(&batch)
+                .and_then(|records| records.into_iter().find(|r| r.timestamp_ms >= target_ms));
+            return Ok(Some(match exact {
+                Some(record) => (record.offset, record.timestamp_ms),
+                None => (location.header.base_offset, location.header.max_timestamp),
+            }));
+        }
+        Ok(None)
+    }
+
+    /// End offset of `epoch` and the epoch it belongs to (OffsetForLeaderEpoch).
+    pub fn end_offset_for_epoch(&self, epoch: i32) -> (i32, i64) {
+        self.epochs.end_offset_for(epoch, self.offsets.log_end_offset)
+    }
+
+    /// Waits for pending writes, stops the writer, seals the active segment's
+    /// files for a clean restart.
+    pub async fn close(log: &SharedLog) -> Result<()> {
+        let next_offset = log.borrow().offsets.log_end_offset;
+        let durable = log.borrow_mut().wait_durable(next_offset);
+        let _ = durable.await;
+        let mut log = log.borrow_mut();
+        log.closing = true;
+        log.wake_writer.notify();
+        let key = log.key;
+        log.cache.borrow_mut().remove_partition(key);
+        if log.failure.is_some() {
+            return Ok(());
+        }
+        log.active_segment_mut().close_clean()
+    }
+
+    /// Stops the writer and removes every file of the partition.
+    pub fn delete(log: &SharedLog) -> Result<()> {
+        let mut log = log.borrow_mut();
+        log.closing = true;
+        log.failure = Some(WriteFailed("partition deleted".into()));
+        log.wake_writer.notify();
+        let key = log.key;
+        log.cache.borrow_mut().remove_partition(key);
+        std::fs::remove_dir_all(&log.dir).map_err(|e| LogError::io("deleting partition", &log.dir, e))
+    }
+}
+
+async fn run_writer(log: SharedLog, wake: Rc<LocalNotify>) {
+    loop {
+        let step = log.borrow_mut().next_writer_step();
+        match step {
+            WriterStep::Stop => return,
+            WriterStep::Idle => wake.notified().await,
+            WriterStep::Run(job) => {
+                let outcome = run_write_job(&job).await;
+                log.borrow_mut().finish_write_job(&job, outcome);
+            }
+        }
+    }
+}
+
+async fn run_write_job(job: &WriteJob) -> std::io::Result<()> {
+    let Some(writer) = &job.writer else {
+        return Err(std::io::Error::other("segment has no writer"));
+    };
+    if !job.chunks.is_empty() {
+        writer.write(job.position, job.chunks.clone()).await?;
+    }
+    if job.fsync {
+        writer.sync().await?;
+    }
+    Ok(())
+}
+
+fn open_segments(dir: &Path, config: &LogConfig, clean_shutdown: bool, now_ms: i64) -> Result<Vec<Segment>> {
+    let mut bases = Vec::new();
+    let entries = std::fs::read_dir(dir).map_err(|e| LogError::io("listing partition dir", dir, e))?;
+    for entry in entries {
+        let entry = entry.map_err(|e| LogError::io("listing partition dir", dir, e))?;
+        if let Some(base) = entry.file_name().to_str().and_then(segment::parse_segment_file_name) {
+            bases.push(base);
+        }
+    }
+    bases.sort_unstable();
+    let mut segments: Vec<Segment> = Vec::with_capacity(bases.len());
+    for (index, &base) in bases.iter().enumerate() {
+        let is_last = index + 1 == bases.len();
+        let segment = Segment::open(dir, base, clean_shutdown || !is_last, config.index_interval_bytes, now_ms)?;
+        if let Some(previous) = segments.last() {
+            if previous.next_offset() > base {
+                tracing::warn!(dir = %dir.display(), base, "segment overlaps its predecessor; ignoring it");
+                continue;
+            }
+        }
+        if segment.is_empty() && !is_last {
+            tracing::warn!(dir = %dir.display(), base, "removing empty sealed segment");
+            segment.delete_files();
+            continue;
+        }
+        segments.push(segment);
+    }
+    Ok(segments)
+}

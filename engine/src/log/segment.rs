@@ -1,0 +1,458 @@
+//! One segment: a `.log` file of whole record batches named by its base offset,
+//! with its sparse offset and time indexes.
+//!
+//! Invariants:
+//! - `durable_bytes <= assigned_bytes`; bytes below `durable_bytes` have been
+//!   written and are never rewritten with other contents.
+//! - Batches in the file are contiguous, with strictly increasing offsets,
+//!   starting at or after `base_offset`.
+//! - Only the active segment has a writer; a sealed segment's file length is its
+//!   logical length (no O_DIRECT padding) and its indexes are on disk.
+
+use std::fs::File;
+use std::io::{BufReader, Read};
+use std::os::unix::fs::FileExt;
+use std::path::{Path, PathBuf};
+use std::rc::Rc;
+use std::sync::Arc;
+
+use crate::batch::{self, BatchHeader, BATCH_HEADER_BYTES, LOG_OVERHEAD_BYTES};
+use crate::error::{LogError, Result};
+use crate::io::{self, IoMode, SegmentWriter};
+use crate::log::index::{OffsetEntry, OffsetIndex, TimeEntry, TimeIndex};
+
+pub const LOG_SUFFIX: &str = "log";
+pub const OFFSET_INDEX_SUFFIX: &str = "index";
+pub const TIME_INDEX_SUFFIX: &str = "timeindex";
+
+pub fn segment_path(dir: &Path, base_offset: i64, suffix: &str) -> PathBuf {
+    dir.join(format!("{base_offset:020}.{suffix}"))
+}
+
+/// Parses `00000000000000000042.log` into 42.
+pub fn parse_segment_file_name(name: &str) -> Option<i64> {
+    let stem = name.strip_suffix(".log")?;
+    if stem.len() != 20 || !stem.bytes().all(|b| b.is_ascii_digit()) {
+        return None;
+    }
+    stem.parse().ok()
+}
+
+/// Where a batch sits in a segment file.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct BatchLocation {
+    pub position: u64,
+    pub header: BatchHeader,
+}
+
+pub struct Segment {
+    pub base_offset: i64,
+    log_path: PathBuf,
+    read_file: Arc<File>,
+    writer: Option<Rc<SegmentWriter>>,
+    /// Bytes handed out to appends, written or not.
+    assigned_bytes: u64,
+    /// Bytes written to the file; reads never go past this.
+    durable_bytes: u64,
+    /// One past the last offset assigned in this segment.
+    next_offset: i64,
+    offset_index: OffsetIndex,
+    time_index: TimeIndex,
+    max_timestamp_ms: i64,
+    bytes_since_index_entry: u64,
+    index_interval_bytes: u64,
+    pub created_at_ms: i64,
+}
+
+/// What a scan of a segment file found.
+struct ScanResult {
+    valid_bytes: u64,
+    next_offset: i64,
+    offset_index: OffsetIndex,
+    time_index: TimeIndex,
+    max_timestamp_ms: i64,
+    bytes_since_index_entry: u64,
+}
+
+impl Segment {
+    /// Creates a new, empty active segment.
+    pub fn create(
+        dir: &Path,
+        base_offset: i64,
+        io_mode: IoMode,
+        index_interval_bytes: u64,
+        now_ms: i64,
+    ) -> Result<Self> {
+        let log_path = segment_path(dir, base_offset, LOG_SUFFIX);
+        let writer = SegmentWriter::open(&log_path, io_mode, 0)
+            .map_err(|e| LogError::io("creating segment", &log_path, e))?;
+        let read_file = File::open(&log_path).map_err(|e| LogError::io("opening segment", &log_path, e))?;
+        Ok(Self {
+            base_offset,
+            log_path,
+            read_file: Arc::new(read_file),
+            writer: Some(Rc::new(writer)),
+            assigned_bytes: 0,
+            durable_bytes: 0,
+            next_offset: base_offset,
+            offset_index: OffsetIndex::default(),
+            time_index: TimeIndex::default(),
+            max_timestamp_ms: -1,
+            bytes_since_index_entry: 0,
+            index_interval_bytes,
+            created_at_ms: now_ms,
+        })
+    }
+
+    /// Opens an existing segment. With `trust_files` (clean shutdown, or a sealed
+    /// segment) valid index files are used as they are and only the bytes after
+    /// the last index entry are scanned; otherwise the whole file is scanned,
+    /// CRCs checked, indexes rebuilt and a torn tail truncated.
+    pub fn open(
+        dir: &Path,
+        base_offset: i64,
+        trust_files: bool,
+        index_interval_bytes: u64,
+        now_ms: i64,
+    ) -> Result<Self> {
+        let log_path = segment_path(dir, base_offset, LOG_SUFFIX);
+        let read_file = File::open(&log_path).map_err(|e| LogError::io("opening segment", &log_path, e))?;
+        let file_bytes = read_file
+            .metadata()
+            .map_err(|e| LogError::io("reading segment size", &log_path, e))?
+            .len();
+        let loaded = if trust_files {
+            load_indexes(dir, base_offset, file_bytes)
+        } else {
+            None
+        };
+        let scan = match loaded {
+            Some((offset_index, time_index)) => {
+                let resume = offset_index.last().unwrap_or(OffsetEntry {
+                    relative_offset: 0,
+                    position: 0,
+                });
+                let mut scan = scan_file(&read_file, &log_path, base_offset, u64::from(resume.position), file_bytes)?;
+                // The tail scan rebuilt the entries from `resume` on; keep the loaded
+                // ones before it and the scanned ones after.
+                scan.offset_index = merge_offset_index(offset_index, scan.offset_index, resume);
+                scan.time_index = merge_time_index(time_index, scan.time_index, resume);
+                let indexed_max_ms = scan.time_index.entries().last().map_or(-1, |e| e.timestamp_ms);
+                scan.max_timestamp_ms = scan.max_timestamp_ms.max(indexed_max_ms);
+                scan
+            }
+            None => scan_file(&read_file, &log_path, base_offset, 0, file_bytes)?,
+        };
+        if scan.valid_bytes < file_bytes {
+            tracing::warn!(
+                segment = %log_path.display(),
+                valid_bytes = scan.valid_bytes,
+                file_bytes,
+                "truncating torn or padded segment tail"
+            );
+            io::truncate_file(&log_path, scan.valid_bytes)
+                .map_err(|e| LogError::io("truncating segment", &log_path, e))?;
+        }
+        Ok(Self {
+            base_offset,
+            log_path,
+            read_file: Arc::new(read_file),
+            writer: None,
+            assigned_bytes: scan.valid_bytes,
+            durable_bytes: scan.valid_bytes,
+            next_offset: scan.next_offset,
+            offset_index: scan.offset_index,
+            time_index: scan.time_index,
+            max_timestamp_ms: scan.max_timestamp_ms,
+            bytes_since_index_entry: scan.bytes_since_index_entry,
+            index_interval_bytes,
+            created_at_ms: now_ms,
+        })
+    }
+
+    /// Makes this (last) segment writable again after a restart.
+    pub fn reopen_for_append(&mut self, io_mode: IoMode) -> Result<()> {
+        let writer = SegmentWriter::open(&self.log_path, io_mode, self.assigned_bytes)
+            .map_err(|e| LogError::io("reopening segment", &self.log_path, e))?;
+        self.writer = Some(Rc::new(writer));
+        Ok(())
+    }
+
+    pub fn writer(&self) -> Option<Rc<SegmentWriter>> {
+        self.writer.clone()
+    }
+
+    pub fn read_file(&self) -> &Arc<File> {
+        &self.read_file
+    }
+
+    pub fn log_path(&self) -> &Path {
+        &self.log_path
+    }
+
+    pub fn assigned_bytes(&self) -> u64 {
+        self.assigned_bytes
+    }
+
+    pub fn durable_bytes(&self) -> u64 {
+        self.durable_bytes
+    }
+
+    pub fn next_offset(&self) -> i64 {
+        self.next_offset
+    }
+
+    pub fn max_timestamp_ms(&self) -> i64 {
+        self.max_timestamp_ms
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.assigned_bytes == 0
+    }
+
+    /// Assigns the next position to a batch of `total_bytes` whose header is
+    /// `header` (already stamped with its offset) and indexes it.
+    pub fn assign(&mut self, header: &BatchHeader) -> u64 {
+        let position = self.assigned_bytes;
+        assert!(header.base_offset >= self.next_offset, "offsets must increase");
+        let relative_offset = (header.base_offset - self.base_offset) as u32;
+        if self.assigned_bytes == 0 || self.bytes_since_index_entry >= self.index_interval_bytes {
+            self.offset_index.append(OffsetEntry {
+                relative_offset,
+                position: position as u32,
+            });
+            self.bytes_since_index_entry = 0;
+        }
+        self.max_timestamp_ms = self.max_timestamp_ms.max(header.max_timestamp);
+        self.time_index.maybe_append(TimeEntry {
+            timestamp_ms: self.max_timestamp_ms,
+            relative_offset,
+        });
+        let total_bytes = header.total_bytes() as u64;
+        self.bytes_since_index_entry += total_bytes;
+        self.assigned_bytes += total_bytes;
+        self.next_offset = header.next_offset();
+        position
+    }
+
+    /// Marks bytes up to `durable_bytes` as written.
+    pub fn mark_durable(&mut self, durable_bytes: u64) {
+        assert!(durable_bytes >= self.durable_bytes, "durable bytes went backwards");
+        assert!(durable_bytes <= self.assigned_bytes, "durable past assigned");
+        self.durable_bytes = durable_bytes;
+    }
+
+    /// Seals the segment: drops O_DIRECT padding, fsyncs, writes its indexes.
+    /// Called once every assigned byte is durable.
+    pub fn seal(&mut self) -> Result<()> {
+        assert_eq!(self.durable_bytes, self.assigned_bytes, "sealing with writes pending");
+        self.writer = None;
+        io::truncate_file(&self.log_path, self.durable_bytes)
+            .map_err(|e| LogError::io("sealing segment", &self.log_path, e))?;
+        self.write_indexes()
+    }
+
+    fn write_indexes(&self) -> Result<()> {
+        let dir = self.log_path.parent().unwrap_or(Path::new("."));
+        let offset_path = segment_path(dir, self.base_offset, OFFSET_INDEX_SUFFIX);
+        io::write_file_atomically(&offset_path, &self.offset_index.encode())
+            .map_err(|e| LogError::io("writing offset index", &offset_path, e))?;
+        let time_path = segment_path(dir, self.base_offset, TIME_INDEX_SUFFIX);
+        io::write_file_atomically(&time_path, &self.time_index.encode())
+            .map_err(|e| LogError::io("writing time index", &time_path, e))
+    }
+
+    /// Reads the header of the batch at `position`.
+    pub fn read_header(&self, position: u64) -> Result<BatchHeader> {
+        let mut buf = [0u8; BATCH_HEADER_BYTES];
+        self.read_file
+            .read_exact_at(&mut buf, position)
+            .map_err(|e| LogError::io("reading batch header", &self.log_path, e))?;
+        BatchHeader::parse(&buf).map_err(|e| {
+            LogError::io(
+                "parsing batch header",
+                &self.log_path,
+                std::io::Error::new(std::io::ErrorKind::InvalidData, e),
+            )
+        })
+    }
+
+    /// Finds the durable batch that contains `offset` (or the first after it).
+    pub fn locate(&self, offset: i64) -> Result<Option<BatchLocation>> {
+        let relative_offset = offset.saturating_sub(self.base_offset).clamp(0, i64::from(u32::MAX)) as u32;
+        let mut position = self
+            .offset_index
+            .lookup(relative_offset)
+            .map_or(0, |entry| u64::from(entry.position));
+        while position + LOG_OVERHEAD_BYTES as u64 <= self.durable_bytes {
+            let header = self.read_header(position)?;
+            if header.next_offset() > offset {
+                return Ok(Some(BatchLocation { position, header }));
+            }
+            position += header.total_bytes() as u64;
+        }
+        Ok(None)
+    }
+
+    /// Finds the first durable batch whose max timestamp is `>= target_ms`.
+    pub fn locate_by_time(&self, target_ms: i64) -> Result<Option<BatchLocation>> {
+        if self.max_timestamp_ms < target_ms {
+            return Ok(None);
+        }
+        let start_offset = self
+            .time_index
+            .last_below(target_ms)
+            .map_or(self.base_offset, |e| self.base_offset + i64::from(e.relative_offset));
+        let Some(mut location) = self.locate(start_offset)? else {
+            return Ok(None);
+        };
+        loop {
+            if location.header.max_timestamp >= target_ms {
+                return Ok(Some(location));
+            }
+            let position = location.position + location.header.total_bytes() as u64;
+            if position + BATCH_HEADER_BYTES as u64 > self.durable_bytes {
+                return Ok(None);
+            }
+            location = BatchLocation {
+                position,
+                header: self.read_header(position)?,
+            };
+        }
+    }
+
+    /// Reads a whole batch's bytes (for timestamp searches inside a batch).
+    pub fn read_batch(&self, location: &BatchLocation) -> Result<Vec<u8>> {
+        let mut buf = vec![0u8; location.header.total_bytes()];
+        self.read_file
+            .read_exact_at(&mut buf, location.position)
+            .map_err(|e| LogError::io("reading batch", &self.log_path, e))?;
+        Ok(buf)
+    }
+
+    /// Writes indexes at clean shutdown; drops O_DIRECT padding.
+    pub fn close_clean(&mut self) -> Result<()> {
+        if self.writer.is_some() {
+            self.seal()?;
+        }
+        Ok(())
+    }
+
+    pub fn delete_files(&self) {
+        let dir = self.log_path.parent().unwrap_or(Path::new("."));
+        for suffix in [LOG_SUFFIX, OFFSET_INDEX_SUFFIX, TIME_INDEX_SUFFIX] {
+            let _ = std::fs::remove_file(segment_path(dir, self.base_offset, suffix));
+        }
+    }
+}
+
+fn load_indexes(dir: &Path, base_offset: i64, file_bytes: u64) -> Option<(OffsetIndex, TimeIndex)> {
+    let offset_bytes = std::fs::read(segment_path(dir, base_offset, OFFSET_INDEX_SUFFIX)).ok()?;
+    let time_bytes = std::fs::read(segment_path(dir, base_offset, TIME_INDEX_SUFFIX)).ok()?;
+    let offset_index = OffsetIndex::decode(&offset_bytes, file_bytes.max(1));
+    let time_index = TimeIndex::decode(&time_bytes);
+    match (offset_index, time_index) {
+        (Some(o), Some(t)) => Some((o, t)),
+        _ => {
+            tracing::warn!(dir = %dir.display(), base_offset, "damaged index; rebuilding from the segment");
+            None
+        }
+    }
+}
+
+fn merge_offset_index(mut loaded: OffsetIndex, scanned: OffsetIndex, resume: OffsetEntry) -> OffsetIndex {
+    loaded.truncate_from_position(resume.position);
+    for entry in scanned.entries() {
+        loaded.append(*entry);
+    }
+    loaded
+}
+
+fn merge_time_index(mut loaded: TimeIndex, scanned: TimeIndex, resume: OffsetEntry) -> TimeIndex {
+    loaded.truncate_from_offset(resume.relative_offset);
+    for entry in scanned.entries() {
+        loaded.maybe_append(*entry);
+    }
+    loaded
+}
+
+/// Scans batches from `start` to the end of the file, checking each one's length,
+/// magic, CRC and offset order; stops at the first that fails. Indexes are
+/// rebuilt for the scanned range with the default interval.
+fn scan_file(file: &File, path: &Path, base_offset: i64, start: u64, file_bytes: u64) -> Result<ScanResult> {
+    const SCAN_INDEX_INTERVAL_BYTES: u64 = 4096;
+    let mut reader = BufReader::with_capacity(1 << 20, file);
+    std::io::Seek::seek(&mut reader, std::io::SeekFrom::Start(start))
+        .map_err(|e| LogError::io("seeking segment", path, e))?;
+    let mut result = ScanResult {
+        valid_bytes: start,
+        next_offset: base_offset,
+        offset_index: OffsetIndex::default(),
+        time_index: TimeIndex::default(),
+        max_timestamp_ms: -1,
+        bytes_since_index_entry: 0,
+    };
+    let mut batch_buf = Vec::new();
+    loop {
+        let position = result.valid_bytes;
+        let mut overhead = [0u8; LOG_OVERHEAD_BYTES];
+        if position + LOG_OVERHEAD_BYTES as u64 > file_bytes || reader.read_exact(&mut overhead).is_err() {
+            break;
+        }
+        let Ok(total_bytes) = batch::batch_total_bytes(&overhead) else {
+            break;
+        };
+        if position + total_bytes as u64 > file_bytes {
+            break;
+        }
+        batch_buf.clear();
+        batch_buf.extend_from_slice(&overhead);
+        batch_buf.resize(total_bytes, 0);
+        if reader.read_exact(&mut batch_buf[LOG_OVERHEAD_BYTES..]).is_err() {
+            break;
+        }
+        let Ok(header) = batch::validate_batch(&batch_buf) else {
+            break;
+        };
+        if header.base_offset < result.next_offset && position > start {
+            break;
+        }
+        if header.base_offset < base_offset {
+            break;
+        }
+        let relative_offset = (header.base_offset - base_offset) as u32;
+        if position == start || result.bytes_since_index_entry >= SCAN_INDEX_INTERVAL_BYTES {
+            result.offset_index.append(OffsetEntry {
+                relative_offset,
+                position: position as u32,
+            });
+            result.bytes_since_index_entry = 0;
+        }
+        result.max_timestamp_ms = result.max_timestamp_ms.max(header.max_timestamp);
+        result.time_index.maybe_append(TimeEntry {
+            timestamp_ms: result.max_timestamp_ms,
+            relative_offset,
+        });
+        result.bytes_since_index_entry += total_bytes as u64;
+        result.valid_bytes += total_bytes as u64;
+        result.next_offset = header.next_offset();
+    }
+    Ok(result)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn segment_file_names() {
+        assert_eq!(parse_segment_file_name("00000000000000000042.log"), Some(42));
+        assert_eq!(parse_segment_file_name("00000000000000000042.index"), None);
+        assert_eq!(parse_segment_file_name("42.log"), None);
+        let dir = Path::new("/d");
+        assert_eq!(
+            segment_path(dir, 7, LOG_SUFFIX),
+            PathBuf::from("/d/00000000000000000007.log")
+        );
+    }
+}
