@@ -65,7 +65,9 @@ pub enum BatchError {
     CrcMismatch { expected: u32, actual: u32 },
     #[error("record batch has invalid compression codec {codec}")]
     InvalidCodec { codec: i16 },
-    #[error("record batch declares {records_count} records but lastOffsetDelta {last_offset_delta}")]
+    #[error(
+        "record batch declares {records_count} records but lastOffsetDelta {last_offset_delta}"
+    )]
     InconsistentCount {
         records_count: i32,
         last_offset_delta: i32,
@@ -369,7 +371,10 @@ mod tests {
         let mut batch = sample();
         let last = batch.len() - 1;
         batch[last] ^= 0x01;
-        assert!(matches!(validate_batch(&batch), Err(BatchError::CrcMismatch { .. })));
+        assert!(matches!(
+            validate_batch(&batch),
+            Err(BatchError::CrcMismatch { .. })
+        ));
     }
 
     #[test]
@@ -395,7 +400,10 @@ mod tests {
     fn wrong_magic_is_refused() {
         let mut batch = sample();
         batch[MAGIC_POS] = 1;
-        assert_eq!(validate_batch(&batch), Err(BatchError::UnsupportedMagic { magic: 1 }));
+        assert_eq!(
+            validate_batch(&batch),
+            Err(BatchError::UnsupportedMagic { magic: 1 })
+        );
     }
 
     #[test]
@@ -405,7 +413,10 @@ mod tests {
             validate_batch(&batch[..batch.len() - 3]),
             Err(BatchError::Truncated { .. })
         ));
-        assert!(matches!(validate_batch(&batch[..5]), Err(BatchError::Truncated { .. })));
+        assert!(matches!(
+            validate_batch(&batch[..5]),
+            Err(BatchError::Truncated { .. })
+        ));
     }
 
     #[test]

@@ -69,7 +69,10 @@ impl BatchCache {
             return;
         };
         if let Some(batches) = self.partitions.get_mut(&key) {
-            if batches.front().is_some_and(|b| b.base_offset == base_offset) {
+            if batches
+                .front()
+                .is_some_and(|b| b.base_offset == base_offset)
+            {
                 if let Some(batch) = batches.pop_front() {
                     self.used_bytes -= batch.bytes.len();
                 }
@@ -139,7 +142,11 @@ mod tests {
         let chunks = cache.read(1, 15, 1000, true, 20).expect("cached");
         assert_eq!(chunks.len(), 1);
         assert!(cache.read(1, 20, 1000, true, 20).is_none());
-        assert_eq!(cache.read(1, 0, 1000, true, 10).expect("cached").len(), 1, "capped at hw");
+        assert_eq!(
+            cache.read(1, 0, 1000, true, 10).expect("cached").len(),
+            1,
+            "capped at hw"
+        );
     }
 
     #[test]

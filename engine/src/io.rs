@@ -39,7 +39,9 @@ impl std::str::FromStr for IoMode {
         match text {
             "direct" => Ok(Self::Direct),
             "buffered" => Ok(Self::Buffered),
-            other => Err(format!("unknown io mode {other:?} (expected direct or buffered)")),
+            other => Err(format!(
+                "unknown io mode {other:?} (expected direct or buffered)"
+            )),
         }
     }
 }
@@ -196,7 +198,11 @@ impl SegmentWriter {
     async fn write_direct(&self, position: u64, chunks: &[Bytes]) -> io::Result<()> {
         let tail = std::mem::take(&mut *self.tail.borrow_mut());
         let aligned_start = align_down(position);
-        assert_eq!(aligned_start + tail.len() as u64, position, "tail block out of step");
+        assert_eq!(
+            aligned_start + tail.len() as u64,
+            position,
+            "tail block out of step"
+        );
         let data_bytes: usize = chunks.iter().map(Bytes::len).sum();
         let logical_bytes = tail.len() + data_bytes;
         let mut buf = AlignedBuf::zeroed(align_up(logical_bytes as u64) as usize);
@@ -287,9 +293,18 @@ mod tests {
         let path = dir.path().join("seg.log");
         tokio_uring::start(async {
             let writer = SegmentWriter::open(&path, mode, 0).expect("open");
-            writer.write(0, vec![Bytes::from_static(b"hello ")]).await.expect("write 1");
-            writer.write(6, vec![Bytes::from(vec![7u8; 5000])]).await.expect("write 2");
-            writer.write(5006, vec![Bytes::from_static(b"end")]).await.expect("write 3");
+            writer
+                .write(0, vec![Bytes::from_static(b"hello ")])
+                .await
+                .expect("write 1");
+            writer
+                .write(6, vec![Bytes::from(vec![7u8; 5000])])
+                .await
+                .expect("write 2");
+            writer
+                .write(5006, vec![Bytes::from_static(b"end")])
+                .await
+                .expect("write 3");
             writer.sync().await.expect("sync");
         });
         let contents = std::fs::read(&path).expect("read");
@@ -299,7 +314,10 @@ mod tests {
         // A reopened writer continues after the logical end.
         tokio_uring::start(async {
             let writer = SegmentWriter::open(&path, mode, 5009).expect("reopen");
-            writer.write(5009, vec![Bytes::from_static(b"!")]).await.expect("write 4");
+            writer
+                .write(5009, vec![Bytes::from_static(b"!")])
+                .await
+                .expect("write 4");
         });
         let contents = std::fs::read(&path).expect("read");
         assert_eq!(&contents[5006..5010], b"end!");

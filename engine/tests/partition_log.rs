@@ -28,11 +28,20 @@ fn open(dir: &Path, config: LogConfig, clean: bool, cache_bytes: usize) -> Share
 
 fn value_batch(index: usize, timestamp_ms: i64) -> BytesMut {
     let value = format!("value-{index:06}");
-    build_batch(&[(Some(b"key"), Some(value.as_bytes())), (None, Some(b"second"))], timestamp_ms)
+    build_batch(
+        &[
+            (Some(b"key"), Some(value.as_bytes())),
+            (None, Some(b"second")),
+        ],
+        timestamp_ms,
+    )
 }
 
 async fn append_durably(log: &SharedLog, batch: BytesMut) -> i64 {
-    let result = log.borrow_mut().append(vec![batch], None, NOW_MS).expect("append");
+    let result = log
+        .borrow_mut()
+        .append(vec![batch], None, NOW_MS)
+        .expect("append");
     let durable = log.borrow_mut().wait_durable(result.next_offset);
     durable.await.expect("waiter").expect("durable");
     result.base_offset
@@ -47,7 +56,10 @@ fn read_bytes(log: &SharedLog, offset: i64, max_bytes: usize) -> Vec<u8> {
             ReadChunk::Memory(bytes) => out.extend_from_slice(&bytes),
             ReadChunk::File(region) => {
                 let mut buf = vec![0u8; region.len as usize];
-                region.file.read_exact_at(&mut buf, region.position).expect("pread");
+                region
+                    .file
+                    .read_exact_at(&mut buf, region.position)
+                    .expect("pread");
                 out.extend_from_slice(&buf);
             }
         }
@@ -91,11 +103,29 @@ fn exercise_append_read_roll(io_mode: IoMode) {
         }
         // Mid-batch fetch returns the batch holding the offset.
         assert_eq!(batch_offsets(&read_bytes(&log, 51, 100))[0], 50);
-        assert!(matches!(log.borrow().read(201, 100, true), Err(LogError::OffsetOutOfRange { .. })));
-        assert!(log.borrow().read(200, 100, true).expect("at hw").chunks.is_empty());
+        assert!(matches!(
+            log.borrow().read(201, 100, true),
+            Err(LogError::OffsetOutOfRange { .. })
+        ));
+        assert!(log
+            .borrow()
+            .read(200, 100, true)
+            .expect("at hw")
+            .chunks
+            .is_empty());
         // Offsets by time: the first record at or after the target.
-        assert_eq!(log.borrow().offset_for_timestamp(NOW_MS + 10).expect("lookup"), Some((20, NOW_MS + 10)));
-        assert_eq!(log.borrow().offset_for_timestamp(NOW_MS + 1_000).expect("lookup"), None);
+        assert_eq!(
+            log.borrow()
+                .offset_for_timestamp(NOW_MS + 10)
+                .expect("lookup"),
+            Some((20, NOW_MS + 10))
+        );
+        assert_eq!(
+            log.borrow()
+                .offset_for_timestamp(NOW_MS + 1_000)
+                .expect("lookup"),
+            None
+        );
         PartitionLog::close(&log).await.expect("close");
     });
     // Reopen cleanly and dirtily: both see the same data.
@@ -130,7 +160,12 @@ fn direct_log_appends_reads_and_rolls() {
 fn tailing_reads_come_from_the_cache() {
     let dir = tempfile::tempdir().expect("tempdir");
     tokio_uring::start(async {
-        let log = open(dir.path(), config(IoMode::Buffered, 1 << 20), false, 1 << 20);
+        let log = open(
+            dir.path(),
+            config(IoMode::Buffered, 1 << 20),
+            false,
+            1 << 20,
+        );
         append_durably(&log, value_batch(0, NOW_MS)).await;
         let result = log.borrow().read(0, 1 << 20, true).expect("read");
         assert!(matches!(result.chunks[0], ReadChunk::Memory(_)));
@@ -141,10 +176,23 @@ fn tailing_reads_come_from_the_cache() {
 fn unwritten_appends_are_invisible_until_durable() {
     let dir = tempfile::tempdir().expect("tempdir");
     tokio_uring::start(async {
-        let log = open(dir.path(), config(IoMode::Buffered, 1 << 20), false, 1 << 20);
-        let result = log.borrow_mut().append(vec![value_batch(0, NOW_MS)], None, NOW_MS).expect("append");
+        let log = open(
+            dir.path(),
+            config(IoMode::Buffered, 1 << 20),
+            false,
+            1 << 20,
+        );
+        let result = log
+            .borrow_mut()
+            .append(vec![value_batch(0, NOW_MS)], None, NOW_MS)
+            .expect("append");
         assert_eq!(log.borrow().offsets().high_watermark, 0, "not yet written");
-        assert!(log.borrow().read(0, 1000, true).expect("read").chunks.is_empty());
+        assert!(log
+            .borrow()
+            .read(0, 1000, true)
+            .expect("read")
+            .chunks
+            .is_empty());
         let watcher = log.borrow_mut().watch(0).expect("must wait");
         let durable = log.borrow_mut().wait_durable(result.next_offset);
         durable.await.expect("waiter").expect("ok");
@@ -167,24 +215,40 @@ fn recovery_truncates_torn_tail_and_garbage() {
         });
         let segment = dir.path().join("00000000000000000000.log");
         let length = std::fs::metadata(&segment).expect("stat").len();
-        let file = std::fs::OpenOptions::new().read(true).write(true).open(&segment).expect("open");
+        let file = std::fs::OpenOptions::new()
+            .read(true)
+            .write(true)
+            .open(&segment)
+            .expect("open");
         match damage {
             "truncate" => file.set_len(length - 7).expect("truncate"),
             "garble" => file.write_all_at(b"XXXX", length - 5).expect("garble"),
-            _ => file.write_all_at(&[0xAB; 100], length).expect("append garbage"),
+            _ => file
+                .write_all_at(&[0xAB; 100], length)
+                .expect("append garbage"),
         }
         tokio_uring::start(async {
             let log = open(dir.path(), config(IoMode::Buffered, 1 << 20), false, 0);
             let expected_end = if damage == "append_garbage" { 20 } else { 18 };
-            assert_eq!(log.borrow().offsets().log_end_offset, expected_end, "damage {damage}");
+            assert_eq!(
+                log.borrow().offsets().log_end_offset,
+                expected_end,
+                "damage {damage}"
+            );
             let bytes = read_bytes(&log, 0, 1 << 20);
             assert_eq!(batch_offsets(&bytes).len(), expected_end as usize / 2);
             let base = append_durably(&log, value_batch(99, NOW_MS)).await;
             assert_eq!(base, expected_end);
         });
         let mut contents = Vec::new();
-        std::fs::File::open(&segment).expect("open").read_to_end(&mut contents).expect("read");
-        assert_eq!(batch_offsets(&contents).len(), 10 - usize::from(damage != "append_garbage") + 1);
+        std::fs::File::open(&segment)
+            .expect("open")
+            .read_to_end(&mut contents)
+            .expect("read");
+        assert_eq!(
+            batch_offsets(&contents).len(),
+            10 - usize::from(damage != "append_garbage") + 1
+        );
     }
 }
 
@@ -198,7 +262,8 @@ fn damaged_or_missing_index_is_rebuilt() {
         }
         PartitionLog::close(&log).await.expect("close");
     });
-    std::fs::write(dir.path().join("00000000000000000000.index"), b"garbage").expect("damage index");
+    std::fs::write(dir.path().join("00000000000000000000.index"), b"garbage")
+        .expect("damage index");
     let _ = std::fs::remove_file(dir.path().join("00000000000000000000.timeindex"));
     tokio_uring::start(async {
         let log = open(dir.path(), config(IoMode::Buffered, 4096), true, 0);
@@ -219,7 +284,10 @@ fn flush_every_message_still_acknowledges() {
         let log = open(dir.path(), config, false, 0);
         let mut receivers = Vec::new();
         for i in 0..50 {
-            let result = log.borrow_mut().append(vec![value_batch(i, NOW_MS)], None, NOW_MS).expect("append");
+            let result = log
+                .borrow_mut()
+                .append(vec![value_batch(i, NOW_MS)], None, NOW_MS)
+                .expect("append");
             receivers.push(log.borrow_mut().wait_durable(result.next_offset));
         }
         for receiver in receivers {

@@ -1,1 +1,278 @@
-fn main() {}
+//! `ringlog`: the broker binary. `ringlog serve` starts a node.
+
+mod broker;
+mod config;
+mod handlers;
+mod metadata;
+mod net;
+mod protocol;
+mod runtime;
+
+use std::net::SocketAddr;
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+
+use anyhow::Context;
+use clap::{Parser, Subcommand};
+use ringlog_engine::IoMode;
+use tokio::sync::{mpsc, oneshot};
+
+use crate::broker::Broker;
+use crate::config::BrokerConfig;
+use crate::metadata::ClusterMetadata;
+use crate::runtime::messages::ShardRequest;
+use crate::runtime::shard::{run_core, CoreStartup};
+
+/// Written at clean shutdown, removed at start: its presence lets recovery
+/// trust the segment indexes instead of scanning.
+const CLEAN_SHUTDOWN_FILE_NAME: &str = ".clean-shutdown";
+const LOCK_FILE_NAME: &str = ".lock";
+
+#[derive(Parser)]
+#[command(
+    name = "ringlog",
+    version,
+    about = "Kafka-compatible event-streaming broker"
+)]
+struct Cli {
+    #[command(subcommand)]
+    command: Command,
+}
+
+#[derive(Subcommand)]
+enum Command {
+    /// Start a broker node.
+    #[command(after_help = BrokerConfig::help_table())]
+    Serve(ServeArgs),
+}
+
+#[derive(clap::Args)]
+struct ServeArgs {
+    /// Address to accept Kafka clients on (port 0 picks a free port).
+    #[arg(long, default_value = "127.0.0.1:9092")]
+    listen: SocketAddr,
+    /// Directory for segments and metadata.
+    #[arg(long, default_value = "./ringlog-data")]
+    data_dir: PathBuf,
+    /// Cores (threads) to run; default: all online cores.
+    #[arg(long)]
+    cores: Option<usize>,
+    /// host:port clients are told to connect to; default: the listen address.
+    #[arg(long)]
+    advertised_listener: Option<String>,
+    /// TOML file of broker settings (Kafka names).
+    #[arg(long)]
+    config: Option<PathBuf>,
+    /// One broker setting, KEY=VALUE; repeatable; overrides the file.
+    #[arg(long = "set", value_name = "KEY=VALUE", value_parser = parse_key_value)]
+    set: Vec<(String, String)>,
+    /// Log level when RUST_LOG is unset (error, warn, info, debug, trace).
+    #[arg(long, default_value = "info")]
+    log_level: String,
+}
+
+fn parse_key_value(text: &str) -> Result<(String, String), String> {
+    text.split_once('=')
+        .map(|(k, v)| (k.trim().to_string(), v.trim().to_string()))
+        .ok_or_else(|| format!("expected KEY=VALUE, got {text:?}"))
+}
+
+fn main() {
+    let cli = Cli::parse();
+    let result = match cli.command {
+        Command::Serve(args) => serve(args),
+    };
+    if let Err(error) = result {
+        eprintln!("ringlog: {error:#}");
+        std::process::exit(1);
+    }
+}
+
+fn init_logging(level: &str) {
+    let filter = tracing_subscriber::EnvFilter::try_from_default_env()
+        .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new(level));
+    use std::io::IsTerminal;
+    tracing_subscriber::fmt()
+        .with_env_filter(filter)
+        .with_writer(std::io::stderr)
+        .with_ansi(std::io::stderr().is_terminal())
+        .init();
+}
+
+/// Holds an exclusive lock on the data dir for the process's lifetime, so two
+/// brokers never write the same segments.
+fn lock_data_dir(data_dir: &Path) -> anyhow::Result<std::fs::File> {
+    use std::os::fd::AsRawFd;
+    let path = data_dir.join(LOCK_FILE_NAME);
+    let file =
+        std::fs::File::create(&path).with_context(|| format!("creating {}", path.display()))?;
+    // SAFETY: flock on a valid, owned descriptor.
+    let locked = unsafe { libc::flock(file.as_raw_fd(), libc::LOCK_EX | libc::LOCK_NB) };
+    if locked != 0 {
+        anyhow::bail!(
+            "data dir {} is in use by another ringlog process",
+            data_dir.display()
+        );
+    }
+    Ok(file)
+}
+
+fn advertised_address(args: &ServeArgs, bound: SocketAddr) -> anyhow::Result<(String, i32)> {
+    match &args.advertised_listener {
+        None => Ok((bound.ip().to_string(), i32::from(bound.port()))),
+        Some(listener) => {
+            let (host, port) = listener
+                .rsplit_once(':')
+                .with_context(|| format!("--advertised-listener {listener:?} is not host:port"))?;
+            let port: u16 = port
+                .parse()
+                .with_context(|| format!("bad port in {listener:?}"))?;
+            Ok((host.to_string(), i32::from(port)))
+        }
+    }
+}
+
+fn serve(args: ServeArgs) -> anyhow::Result<()> {
+    init_logging(&args.log_level);
+    let config = BrokerConfig::load(args.config.as_deref(), &args.set)?;
+    std::fs::create_dir_all(&args.data_dir)
+        .with_context(|| format!("creating {}", args.data_dir.display()))?;
+    let _lock = lock_data_dir(&args.data_dir)?;
+    let clean_marker = args.data_dir.join(CLEAN_SHUTDOWN_FILE_NAME);
+    let clean_shutdown = clean_marker.exists();
+    let io_mode = match config.log_io_mode {
+        IoMode::Direct => ringlog_engine::io::probe_direct_io(&args.data_dir),
+        IoMode::Buffered => IoMode::Buffered,
+    };
+    let metadata = ClusterMetadata::load_or_create(&args.data_dir, config.node_id)?;
+    let core_count = args
+        .cores
+        .unwrap_or_else(|| std::thread::available_parallelism().map_or(1, |n| n.get()))
+        .max(1);
+    let listeners = net::listener::bind_reuseport(args.listen, core_count)
+        .with_context(|| format!("listening on {}", args.listen))?;
+    let bound = listeners[0].local_addr()?;
+    let (advertised_host, advertised_port) = advertised_address(&args, bound)?;
+
+    let mut core_senders = Vec::with_capacity(core_count);
+    let mut core_receivers = Vec::with_capacity(core_count);
+    for _ in 0..core_count {
+        let (sender, receiver) = mpsc::unbounded_channel::<ShardRequest>();
+        core_senders.push(sender);
+        core_receivers.push(receiver);
+    }
+    let (controller_sender, controller_receiver) = mpsc::unbounded_channel();
+    let broker = Arc::new(Broker::new(
+        config,
+        args.data_dir.clone(),
+        io_mode,
+        advertised_host,
+        advertised_port,
+        metadata,
+        core_senders,
+        controller_sender,
+    ));
+
+    let cpus = core_affinity::get_core_ids().unwrap_or_default();
+    let (ready_sender, ready_receiver) = std::sync::mpsc::channel();
+    let mut threads = Vec::with_capacity(core_count);
+    let mut controller_receiver = Some(controller_receiver);
+    for (core_id, (requests, listener)) in core_receivers.into_iter().zip(listeners).enumerate() {
+        let startup = CoreStartup {
+            core_id,
+            broker: broker.clone(),
+            requests,
+            control_requests: if core_id == 0 {
+                controller_receiver.take()
+            } else {
+                None
+            },
+            listener,
+            clean_shutdown,
+            ready: ready_sender.clone(),
+            pin_to_cpu: (!cpus.is_empty()).then(|| cpus[core_id % cpus.len()]),
+        };
+        let thread = std::thread::Builder::new()
+            .name(format!("ringlog-core-{core_id}"))
+            .spawn(move || run_core(startup))
+            .context("starting core thread")?;
+        threads.push(thread);
+    }
+    let mut partitions = 0;
+    for _ in 0..core_count {
+        match ready_receiver.recv() {
+            Ok(Ok(opened)) => partitions += opened,
+            Ok(Err(reason)) => anyhow::bail!("a core failed to start: {reason}"),
+            Err(_) => anyhow::bail!("a core exited during start"),
+        }
+    }
+    // From here on a crash must make the next start scan the logs.
+    if clean_shutdown {
+        std::fs::remove_file(&clean_marker)
+            .with_context(|| format!("removing {}", clean_marker.display()))?;
+    }
+    tracing::info!(
+        %bound,
+        cores = core_count,
+        partitions,
+        ?io_mode,
+        clean_start = clean_shutdown,
+        data_dir = %args.data_dir.display(),
+        "ringlog is serving"
+    );
+    // One machine-readable line on stdout, for scripts and tests.
+    println!("ringlog listening on {bound}");
+
+    wait_for_shutdown_signal()?;
+    tracing::info!("shutting down: flushing and sealing partitions");
+    let all_closed = shut_down_cores(&broker, core_count);
+    for thread in threads {
+        let _ = thread.join();
+    }
+    if all_closed {
+        std::fs::write(&clean_marker, b"")
+            .with_context(|| format!("writing {}", clean_marker.display()))?;
+    }
+    tracing::info!(clean = all_closed, "stopped");
+    Ok(())
+}
+
+fn wait_for_shutdown_signal() -> anyhow::Result<()> {
+    let runtime = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()?;
+    runtime.block_on(async {
+        use tokio::signal::unix::{signal, SignalKind};
+        let mut terminate = signal(SignalKind::terminate())?;
+        let mut interrupt = signal(SignalKind::interrupt())?;
+        tokio::select! {
+            _ = terminate.recv() => {}
+            _ = interrupt.recv() => {}
+        }
+        Ok(())
+    })
+}
+
+/// Asks every core to close its partitions; true when all of them did.
+fn shut_down_cores(broker: &Broker, core_count: usize) -> bool {
+    let runtime = match tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+    {
+        Ok(runtime) => runtime,
+        Err(_) => return false,
+    };
+    runtime.block_on(async {
+        let mut replies = Vec::with_capacity(core_count);
+        for core in 0..core_count {
+            let (reply, receiver) = oneshot::channel();
+            broker.send_to_core(core, ShardRequest::Shutdown { reply });
+            replies.push(receiver);
+        }
+        let mut all_closed = true;
+        for reply in replies {
+            all_closed &= reply.await.is_ok();
+        }
+        all_closed
+    })
+}

@@ -31,15 +31,23 @@ pub struct OffsetIndex {
 impl OffsetIndex {
     pub fn append(&mut self, entry: OffsetEntry) {
         if let Some(last) = self.entries.last() {
-            assert!(entry.relative_offset > last.relative_offset, "offset index out of order");
-            assert!(entry.position > last.position, "offset index positions out of order");
+            assert!(
+                entry.relative_offset > last.relative_offset,
+                "offset index out of order"
+            );
+            assert!(
+                entry.position > last.position,
+                "offset index positions out of order"
+            );
         }
         self.entries.push(entry);
     }
 
     /// The entry with the largest relative offset `<= relative_offset`.
     pub fn lookup(&self, relative_offset: u32) -> Option<OffsetEntry> {
-        let after = self.entries.partition_point(|e| e.relative_offset <= relative_offset);
+        let after = self
+            .entries
+            .partition_point(|e| e.relative_offset <= relative_offset);
         after.checked_sub(1).map(|i| self.entries[i])
     }
 
@@ -108,7 +116,10 @@ impl TimeIndex {
         match self.entries.last() {
             Some(last) if entry.timestamp_ms <= last.timestamp_ms => {}
             Some(last) => {
-                assert!(entry.relative_offset > last.relative_offset, "time index out of order");
+                assert!(
+                    entry.relative_offset > last.relative_offset,
+                    "time index out of order"
+                );
                 self.entries.push(entry);
             }
             None => self.entries.push(entry),
@@ -151,7 +162,8 @@ impl TimeIndex {
                 relative_offset: bytes.get_u32(),
             };
             let ordered = index.entries.last().is_none_or(|last| {
-                entry.timestamp_ms > last.timestamp_ms && entry.relative_offset > last.relative_offset
+                entry.timestamp_ms > last.timestamp_ms
+                    && entry.relative_offset > last.relative_offset
             });
             if !ordered {
                 return None;
@@ -169,9 +181,18 @@ mod tests {
     #[test]
     fn offset_index_lookup_and_round_trip() {
         let mut index = OffsetIndex::default();
-        index.append(OffsetEntry { relative_offset: 0, position: 0 });
-        index.append(OffsetEntry { relative_offset: 10, position: 4100 });
-        index.append(OffsetEntry { relative_offset: 20, position: 8200 });
+        index.append(OffsetEntry {
+            relative_offset: 0,
+            position: 0,
+        });
+        index.append(OffsetEntry {
+            relative_offset: 10,
+            position: 4100,
+        });
+        index.append(OffsetEntry {
+            relative_offset: 20,
+            position: 8200,
+        });
         assert_eq!(index.lookup(15).map(|e| e.position), Some(4100));
         assert_eq!(index.lookup(20).map(|e| e.position), Some(8200));
         let decoded = OffsetIndex::decode(&index.encode(), 10_000).expect("decodes");
@@ -181,11 +202,20 @@ mod tests {
     #[test]
     fn damaged_offset_index_is_rejected() {
         let mut index = OffsetIndex::default();
-        index.append(OffsetEntry { relative_offset: 0, position: 0 });
-        index.append(OffsetEntry { relative_offset: 5, position: 500 });
+        index.append(OffsetEntry {
+            relative_offset: 0,
+            position: 0,
+        });
+        index.append(OffsetEntry {
+            relative_offset: 5,
+            position: 500,
+        });
         let bytes = index.encode();
         assert!(OffsetIndex::decode(&bytes[..bytes.len() - 1], 10_000).is_none());
-        assert!(OffsetIndex::decode(&bytes, 400).is_none(), "position past segment end");
+        assert!(
+            OffsetIndex::decode(&bytes, 400).is_none(),
+            "position past segment end"
+        );
         let mut swapped = bytes[8..].to_vec();
         swapped.extend_from_slice(&bytes[..8]);
         assert!(OffsetIndex::decode(&swapped, 10_000).is_none());
@@ -194,12 +224,24 @@ mod tests {
     #[test]
     fn time_index_keeps_only_rising_timestamps() {
         let mut index = TimeIndex::default();
-        index.maybe_append(TimeEntry { timestamp_ms: 100, relative_offset: 0 });
-        index.maybe_append(TimeEntry { timestamp_ms: 90, relative_offset: 5 });
-        index.maybe_append(TimeEntry { timestamp_ms: 200, relative_offset: 9 });
+        index.maybe_append(TimeEntry {
+            timestamp_ms: 100,
+            relative_offset: 0,
+        });
+        index.maybe_append(TimeEntry {
+            timestamp_ms: 90,
+            relative_offset: 5,
+        });
+        index.maybe_append(TimeEntry {
+            timestamp_ms: 200,
+            relative_offset: 9,
+        });
         assert_eq!(index.last_below(150).map(|e| e.relative_offset), Some(0));
         assert_eq!(index.last_below(100), None);
         let decoded = TimeIndex::decode(&index.encode()).expect("decodes");
-        assert_eq!(decoded.last_below(1_000).map(|e| e.relative_offset), Some(9));
+        assert_eq!(
+            decoded.last_below(1_000).map(|e| e.relative_offset),
+            Some(9)
+        );
     }
 }

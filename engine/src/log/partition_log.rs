@@ -168,7 +168,13 @@ impl PartitionLog {
         std::fs::create_dir_all(dir).map_err(|e| LogError::io("creating partition dir", dir, e))?;
         let mut segments = open_segments(dir, &config, clean_shutdown, now_ms)?;
         if segments.is_empty() {
-            segments.push(Segment::create(dir, 0, config.io_mode, config.index_interval_bytes, now_ms)?);
+            segments.push(Segment::create(
+                dir,
+                0,
+                config.io_mode,
+                config.index_interval_bytes,
+                now_ms,
+            )?);
         } else if let Some(last) = segments.last_mut() {
             last.reopen_for_append(config.io_mode)?;
         }
@@ -221,8 +227,14 @@ impl PartitionLog {
 
     fn check_offsets(&self) {
         let o = &self.offsets;
-        assert!(o.log_start_offset <= o.high_watermark, "log start past high watermark: {o:?}");
-        assert!(o.high_watermark <= o.log_end_offset, "high watermark past log end: {o:?}");
+        assert!(
+            o.log_start_offset <= o.high_watermark,
+            "log start past high watermark: {o:?}"
+        );
+        assert!(
+            o.high_watermark <= o.log_end_offset,
+            "high watermark past log end: {o:?}"
+        );
     }
 
     /// Appends validated batches: stamps offsets and the leader epoch, queues
@@ -236,7 +248,9 @@ impl PartitionLog {
     ) -> Result<AppendResult> {
         if let Some(failure) = &self.failure {
             tracing::debug!(%failure, "append refused");
-            return Err(LogError::Failed { path: self.dir.clone() });
+            return Err(LogError::Failed {
+                path: self.dir.clone(),
+            });
         }
         if self.closing {
             return Err(LogError::Closed);
@@ -244,12 +258,21 @@ impl PartitionLog {
         let base_offset = self.offsets.log_end_offset;
         for mut bytes in batches {
             let offset = self.offsets.log_end_offset;
-            batch::stamp_batch(&mut bytes, offset, self.config.leader_epoch, log_append_time_ms);
+            batch::stamp_batch(
+                &mut bytes,
+                offset,
+                self.config.leader_epoch,
+                log_append_time_ms,
+            );
             let header = match BatchHeader::parse(&bytes) {
                 Ok(header) => header,
                 Err(error) => panic!("append given an unvalidated batch: {error}"),
             };
-            assert_eq!(header.total_bytes(), bytes.len(), "append given a partial batch");
+            assert_eq!(
+                header.total_bytes(),
+                bytes.len(),
+                "append given a partial batch"
+            );
             self.maybe_roll(header.total_bytes() as u64, now_ms)?;
             let active = self.active_segment_mut();
             let position = active.assign(&header);
@@ -385,7 +408,11 @@ impl PartitionLog {
                     fsync: true,
                 });
             }
-            return if self.closing { WriterStep::Stop } else { WriterStep::Idle };
+            return if self.closing {
+                WriterStep::Stop
+            } else {
+                WriterStep::Idle
+            };
         };
         let segment_base = first.segment_base;
         let position = first.position;
@@ -402,11 +429,18 @@ impl PartitionLog {
         let mut job_bytes = 0usize;
         while let Some(next) = self.pending.front() {
             let same_segment = next.segment_base == segment_base;
-            if !same_segment || (job_bytes > 0 && job_bytes + next.bytes.len() > WRITE_JOB_BYTES_MAX) {
+            if !same_segment
+                || (job_bytes > 0 && job_bytes + next.bytes.len() > WRITE_JOB_BYTES_MAX)
+            {
                 break;
             }
-            let Some(next) = self.pending.pop_front() else { break };
-            assert_eq!(next.position, job.end_position, "pending writes must be contiguous");
+            let Some(next) = self.pending.pop_front() else {
+                break;
+            };
+            assert_eq!(
+                next.position, job.end_position,
+                "pending writes must be contiguous"
+            );
             job_bytes += next.bytes.len();
             job.end_position += next.bytes.len() as u64;
             job.next_offset = next.next_offset;
@@ -414,7 +448,8 @@ impl PartitionLog {
             job.chunks.push(next.bytes);
         }
         job.fsync = self.fsync_requested
-            || self.unflushed_records.saturating_add(job.records) >= self.config.flush_interval_messages;
+            || self.unflushed_records.saturating_add(job.records)
+                >= self.config.flush_interval_messages;
         if job.fsync {
             self.fsync_requested = false;
         }
@@ -422,12 +457,16 @@ impl PartitionLog {
     }
 
     fn segment(&self, base_offset: i64) -> Option<&Segment> {
-        let index = self.segments.partition_point(|s| s.base_offset <= base_offset);
+        let index = self
+            .segments
+            .partition_point(|s| s.base_offset <= base_offset);
         index.checked_sub(1).map(|i| &self.segments[i])
     }
 
     fn segment_mut(&mut self, base_offset: i64) -> Option<&mut Segment> {
-        let index = self.segments.partition_point(|s| s.base_offset <= base_offset);
+        let index = self
+            .segments
+            .partition_point(|s| s.base_offset <= base_offset);
         index.checked_sub(1).map(|i| &mut self.segments[i])
     }
 
@@ -488,7 +527,11 @@ impl PartitionLog {
         if offset == high_watermark {
             return Ok(ReadResult::default());
         }
-        if let Some(chunks) = self.cache.borrow().read(self.key, offset, max_bytes, min_one_batch, high_watermark) {
+        if let Some(chunks) =
+            self.cache
+                .borrow()
+                .read(self.key, offset, max_bytes, min_one_batch, high_watermark)
+        {
             let total_bytes = chunks.iter().map(Bytes::len).sum();
             return Ok(ReadResult {
                 chunks: chunks.into_iter().map(ReadChunk::Memory).collect(),
@@ -498,8 +541,16 @@ impl PartitionLog {
         self.read_from_segments(offset, max_bytes, min_one_batch)
     }
 
-    fn read_from_segments(&self, offset: i64, max_bytes: usize, min_one_batch: bool) -> Result<ReadResult> {
-        let first = self.segments.partition_point(|s| s.base_offset <= offset).saturating_sub(1);
+    fn read_from_segments(
+        &self,
+        offset: i64,
+        max_bytes: usize,
+        min_one_batch: bool,
+    ) -> Result<ReadResult> {
+        let first = self
+            .segments
+            .partition_point(|s| s.base_offset <= offset)
+            .saturating_sub(1);
         for segment in &self.segments[first..] {
             let Some(location) = segment.locate(offset)? else {
                 continue;
@@ -550,7 +601,8 @@ impl PartitionLog {
 
     /// End offset of `epoch` and the epoch it belongs to (OffsetForLeaderEpoch).
     pub fn end_offset_for_epoch(&self, epoch: i32) -> (i32, i64) {
-        self.epochs.end_offset_for(epoch, self.offsets.log_end_offset)
+        self.epochs
+            .end_offset_for(epoch, self.offsets.log_end_offset)
     }
 
     /// Waits for pending writes, stops the writer, seals the active segment's
@@ -578,7 +630,8 @@ impl PartitionLog {
         log.wake_writer.notify();
         let key = log.key;
         log.cache.borrow_mut().remove_partition(key);
-        std::fs::remove_dir_all(&log.dir).map_err(|e| LogError::io("deleting partition", &log.dir, e))
+        std::fs::remove_dir_all(&log.dir)
+            .map_err(|e| LogError::io("deleting partition", &log.dir, e))
     }
 }
 
@@ -609,12 +662,22 @@ async fn run_write_job(job: &WriteJob) -> std::io::Result<()> {
     Ok(())
 }
 
-fn open_segments(dir: &Path, config: &LogConfig, clean_shutdown: bool, now_ms: i64) -> Result<Vec<Segment>> {
+fn open_segments(
+    dir: &Path,
+    config: &LogConfig,
+    clean_shutdown: bool,
+    now_ms: i64,
+) -> Result<Vec<Segment>> {
     let mut bases = Vec::new();
-    let entries = std::fs::read_dir(dir).map_err(|e| LogError::io("listing partition dir", dir, e))?;
+    let entries =
+        std::fs::read_dir(dir).map_err(|e| LogError::io("listing partition dir", dir, e))?;
     for entry in entries {
         let entry = entry.map_err(|e| LogError::io("listing partition dir", dir, e))?;
-        if let Some(base) = entry.file_name().to_str().and_then(segment::parse_segment_file_name) {
+        if let Some(base) = entry
+            .file_name()
+            .to_str()
+            .and_then(segment::parse_segment_file_name)
+        {
             bases.push(base);
         }
     }
@@ -622,7 +685,13 @@ fn open_segments(dir: &Path, config: &LogConfig, clean_shutdown: bool, now_ms: i
     let mut segments: Vec<Segment> = Vec::with_capacity(bases.len());
     for (index, &base) in bases.iter().enumerate() {
         let is_last = index + 1 == bases.len();
-        let segment = Segment::open(dir, base, clean_shutdown || !is_last, config.index_interval_bytes, now_ms)?;
+        let segment = Segment::open(
+            dir,
+            base,
+            clean_shutdown || !is_last,
+            config.index_interval_bytes,
+            now_ms,
+        )?;
         if let Some(previous) = segments.last() {
             if previous.next_offset() > base {
                 tracing::warn!(dir = %dir.display(), base, "segment overlaps its predecessor; ignoring it");

@@ -1,0 +1,152 @@
+//! What every core shares: settings, the metadata snapshot, and the senders that
+//! reach each core and the controller. Read-only after start except the
+//! metadata snapshot, which only the controller replaces.
+
+use std::path::PathBuf;
+use std::sync::Arc;
+
+use arc_swap::ArcSwap;
+use ringlog_engine::IoMode;
+use tokio::sync::{mpsc, oneshot};
+
+use crate::config::BrokerConfig;
+use crate::metadata::{ClusterMetadata, MetadataSnapshot, TopicMetadata};
+use crate::runtime::messages::{
+    ControlRequest, NewTopic, ShardRequest, TopicPartition, TopicResult,
+};
+use crate::runtime::router;
+
+pub struct Broker {
+    pub config: BrokerConfig,
+    pub data_dir: PathBuf,
+    /// `log.io.mode` after probing the data dir's filesystem.
+    pub io_mode: IoMode,
+    pub advertised_host: String,
+    pub advertised_port: i32,
+    metadata: ArcSwap<ClusterMetadata>,
+    cores: Vec<mpsc::UnboundedSender<ShardRequest>>,
+    controller: mpsc::UnboundedSender<ControlRequest>,
+}
+
+impl Broker {
+    #[allow(clippy::too_many_arguments)]
+    pub fn new(
+        config: BrokerConfig,
+        data_dir: PathBuf,
+        io_mode: IoMode,
+        advertised_host: String,
+        advertised_port: i32,
+        metadata: ClusterMetadata,
+        cores: Vec<mpsc::UnboundedSender<ShardRequest>>,
+        controller: mpsc::UnboundedSender<ControlRequest>,
+    ) -> Self {
+        Self {
+            config,
+            data_dir,
+            io_mode,
+            advertised_host,
+            advertised_port,
+            metadata: ArcSwap::from_pointee(metadata),
+            cores,
+            controller,
+        }
+    }
+
+    pub fn metadata(&self) -> MetadataSnapshot {
+        self.metadata.load_full()
+    }
+
+    /// Only the controller calls this, after persisting `metadata`.
+    pub fn publish_metadata(&self, metadata: ClusterMetadata) {
+        self.metadata.store(Arc::new(metadata));
+    }
+
+    pub fn owner_core(&self, tp: &TopicPartition) -> usize {
+        router::owner_core(&tp.topic, tp.partition, self.cores.len())
+    }
+
+    /// Sends `request` to core `core`. A core only goes away at shutdown; then
+    /// the reply sender is dropped and the caller sees the channel closed.
+    pub fn send_to_core(&self, core: usize, request: ShardRequest) {
+        if self.cores[core].send(request).is_err() {
+            tracing::debug!(core, "core is shutting down; request dropped");
+        }
+    }
+
+    /// Sends a request to the owner of `tp` and awaits its reply; `None` when
+    /// the owner is shutting down.
+    pub async fn call_owner<T>(
+        &self,
+        tp: TopicPartition,
+        make: impl FnOnce(TopicPartition, oneshot::Sender<T>) -> ShardRequest,
+    ) -> Option<T> {
+        let core = self.owner_core(&tp);
+        let (sender, receiver) = oneshot::channel();
+        self.send_to_core(core, make(tp, sender));
+        receiver.await.ok()
+    }
+
+    pub async fn create_topics(
+        &self,
+        topics: Vec<NewTopic>,
+        validate_only: bool,
+    ) -> Vec<TopicResult> {
+        let (reply, receiver) = oneshot::channel();
+        let count = topics.len();
+        let _ = self.controller.send(ControlRequest::CreateTopics {
+            topics,
+            validate_only,
+            reply,
+        });
+        receiver
+            .await
+            .unwrap_or_else(|_| vec![Err(shutting_down()); count])
+    }
+
+    pub async fn delete_topics(&self, names: Vec<String>) -> Vec<TopicResult> {
+        let (reply, receiver) = oneshot::channel();
+        let count = names.len();
+        let _ = self
+            .controller
+            .send(ControlRequest::DeleteTopics { names, reply });
+        receiver
+            .await
+            .unwrap_or_else(|_| vec![Err(shutting_down()); count])
+    }
+
+    /// Looks `name` up, creating it when auto-creation is on and `allow_create`.
+    pub async fn topic_or_auto_create(
+        &self,
+        name: &str,
+        allow_create: bool,
+    ) -> Option<TopicMetadata> {
+        if let Some(topic) = self.metadata().topics.get(name) {
+            return Some(topic.clone());
+        }
+        if !(allow_create && self.config.auto_create_topics_enable) {
+            return None;
+        }
+        let new_topic = NewTopic {
+            name: name.to_string(),
+            num_partitions: -1,
+            replication_factor: -1,
+            configs: Default::default(),
+        };
+        let mut results = self.create_topics(vec![new_topic], false).await;
+        match results.pop() {
+            Some(Ok(topic)) => Some(topic),
+            // Created concurrently by another request: fine.
+            Some(Err((kafka_protocol::ResponseError::TopicAlreadyExists, _))) => {
+                self.metadata().topics.get(name).cloned()
+            }
+            _ => None,
+        }
+    }
+}
+
+fn shutting_down() -> (kafka_protocol::ResponseError, String) {
+    (
+        kafka_protocol::ResponseError::BrokerNotAvailable,
+        "broker is shutting down".into(),
+    )
+}

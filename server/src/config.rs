@@ -1,0 +1,276 @@
+//! Broker settings under Kafka's names, from embedded defaults, a TOML file
+//! (`--config FILE`) and `--set key=value`, in that order of precedence.
+//!
+//! Invariant: every key a user may set is in [`SETTINGS`] with its default and
+//! description; `ringlog serve --help` prints that table, and an unknown key or
+//! an invalid value is refused at start with a message naming the key.
+
+use std::collections::BTreeMap;
+use std::path::Path;
+
+use ringlog_engine::IoMode;
+
+pub struct Setting {
+    pub key: &'static str,
+    pub default: &'static str,
+    pub description: &'static str,
+}
+
+pub const SETTINGS: &[Setting] = &[
+    Setting { key: "node.id", default: "0", description: "this broker's id" },
+    Setting { key: "num.partitions", default: "1", description: "partitions of an auto-created topic, or of CreateTopics with -1" },
+    Setting { key: "auto.create.topics.enable", default: "true", description: "create a topic when a client produces to or asks metadata for an unknown one" },
+    Setting { key: "socket.request.max.bytes", default: "104857600", description: "largest request frame accepted; a larger one closes the connection" },
+    Setting { key: "message.max.bytes", default: "1048588", description: "largest record batch accepted (topic: max.message.bytes)" },
+    Setting { key: "log.segment.bytes", default: "1073741824", description: "roll a segment at this size (topic: segment.bytes)" },
+    Setting { key: "log.roll.ms", default: "604800000", description: "roll a segment at this age (topic: segment.ms)" },
+    Setting { key: "log.index.interval.bytes", default: "4096", description: "bytes between offset index entries" },
+    Setting { key: "log.flush.interval.messages", default: "9223372036854775807", description: "fsync after this many messages; 1 = before every acknowledgement; default never (page cache, as Kafka)" },
+    Setting { key: "log.flush.interval.ms", default: "", description: "fsync dirty partitions at this interval; empty = never" },
+    Setting { key: "log.message.timestamp.type", default: "CreateTime", description: "CreateTime or LogAppendTime (topic: message.timestamp.type)" },
+    Setting { key: "log.io.mode", default: "direct", description: "direct (O_DIRECT through io_uring) or buffered (page cache); direct falls back to buffered where the filesystem refuses it" },
+    Setting { key: "log.cache.bytes.per.core", default: "268435456", description: "memory per core for recently appended batches served to tailing consumers" },
+    Setting { key: "fetch.max.wait.ms.max", default: "30000", description: "upper bound on a fetch's max_wait_ms" },
+];
+
+#[derive(Debug, thiserror::Error)]
+pub enum ConfigError {
+    #[error("unknown setting {0:?}; `ringlog serve --help` lists them")]
+    UnknownKey(String),
+    #[error("invalid value {value:?} for {key}: {reason}")]
+    InvalidValue {
+        key: String,
+        value: String,
+        reason: String,
+    },
+    #[error("reading config file {path}: {reason}")]
+    File { path: String, reason: String },
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum TimestampType {
+    CreateTime,
+    LogAppendTime,
+}
+
+impl std::str::FromStr for TimestampType {
+    type Err = String;
+    fn from_str(text: &str) -> Result<Self, String> {
+        match text {
+            "CreateTime" => Ok(Self::CreateTime),
+            "LogAppendTime" => Ok(Self::LogAppendTime),
+            other => Err(format!("{other:?} is neither CreateTime nor LogAppendTime")),
+        }
+    }
+}
+
+/// Resolved broker settings.
+#[derive(Debug, Clone)]
+pub struct BrokerConfig {
+    pub node_id: i32,
+    pub num_partitions: i32,
+    pub auto_create_topics_enable: bool,
+    pub socket_request_max_bytes: usize,
+    pub message_max_bytes: usize,
+    pub log_segment_bytes: u64,
+    pub log_roll_ms: i64,
+    pub log_index_interval_bytes: u64,
+    pub log_flush_interval_messages: u64,
+    pub log_flush_interval_ms: Option<u64>,
+    pub log_message_timestamp_type: TimestampType,
+    pub log_io_mode: IoMode,
+    pub log_cache_bytes_per_core: usize,
+    pub fetch_max_wait_ms_max: u64,
+}
+
+impl BrokerConfig {
+    /// Defaults, overlaid with the TOML file (if any), then with `overrides`.
+    pub fn load(file: Option<&Path>, overrides: &[(String, String)]) -> Result<Self, ConfigError> {
+        let mut values: BTreeMap<String, String> = SETTINGS
+            .iter()
+            .map(|s| (s.key.to_string(), s.default.to_string()))
+            .collect();
+        if let Some(path) = file {
+            for (key, value) in read_toml(path)? {
+                set_known(&mut values, key, value)?;
+            }
+        }
+        for (key, value) in overrides {
+            set_known(&mut values, key.clone(), value.clone())?;
+        }
+        Self::from_values(&values)
+    }
+
+    fn from_values(values: &BTreeMap<String, String>) -> Result<Self, ConfigError> {
+        let get = |key: &str| values.get(key).map(String::as_str).unwrap_or_default();
+        Ok(Self {
+            node_id: parse(values, "node.id")?,
+            num_partitions: parse_positive(values, "num.partitions")?,
+            auto_create_topics_enable: parse(values, "auto.create.topics.enable")?,
+            socket_request_max_bytes: parse_positive(values, "socket.request.max.bytes")?,
+            message_max_bytes: parse_positive(values, "message.max.bytes")?,
+            log_segment_bytes: parse_segment_bytes("log.segment.bytes", get("log.segment.bytes"))?,
+            log_roll_ms: parse_positive(values, "log.roll.ms")?,
+            log_index_interval_bytes: parse_positive(values, "log.index.interval.bytes")?,
+            log_flush_interval_messages: parse_positive(values, "log.flush.interval.messages")?,
+            log_flush_interval_ms: match get("log.flush.interval.ms") {
+                "" => None,
+                _ => Some(parse_positive(values, "log.flush.interval.ms")?),
+            },
+            log_message_timestamp_type: parse(values, "log.message.timestamp.type")?,
+            log_io_mode: parse(values, "log.io.mode")?,
+            log_cache_bytes_per_core: parse(values, "log.cache.bytes.per.core")?,
+            fetch_max_wait_ms_max: parse(values, "fetch.max.wait.ms.max")?,
+        })
+    }
+
+    /// The settings table for `--help`.
+    pub fn help_table() -> String {
+        let mut out =
+            String::from("Broker settings (Kafka names; --set KEY=VALUE or a TOML file):\n");
+        for setting in SETTINGS {
+            let default = if setting.default.is_empty() {
+                "(unset)"
+            } else {
+                setting.default
+            };
+            out.push_str(&format!(
+                "  {:<30} default {:<12} {}\n",
+                setting.key, default, setting.description
+            ));
+        }
+        out
+    }
+}
+
+fn set_known(
+    values: &mut BTreeMap<String, String>,
+    key: String,
+    value: String,
+) -> Result<(), ConfigError> {
+    if !values.contains_key(&key) {
+        return Err(ConfigError::UnknownKey(key));
+    }
+    values.insert(key, value);
+    Ok(())
+}
+
+fn read_toml(path: &Path) -> Result<Vec<(String, String)>, ConfigError> {
+    let file_error = |reason: String| ConfigError::File {
+        path: path.display().to_string(),
+        reason,
+    };
+    let text = std::fs::read_to_string(path).map_err(|e| file_error(e.to_string()))?;
+    let table: toml::Table = text
+        .parse()
+        .map_err(|e: toml::de::Error| file_error(e.to_string()))?;
+    let mut pairs = Vec::new();
+    flatten_toml("", &table, &mut pairs);
+    Ok(pairs)
+}
+
+/// Accepts both `"log.flush.interval.ms" = 1000` and nested `[log.flush]` tables.
+fn flatten_toml(prefix: &str, table: &toml::Table, out: &mut Vec<(String, String)>) {
+    for (key, value) in table {
+        let full_key = if prefix.is_empty() {
+            key.clone()
+        } else {
+            format!("{prefix}.{key}")
+        };
+        match value {
+            toml::Value::Table(inner) => flatten_toml(&full_key, inner, out),
+            toml::Value::String(text) => out.push((full_key, text.clone())),
+            other => out.push((full_key, other.to_string())),
+        }
+    }
+}
+
+fn parse<T: std::str::FromStr>(
+    values: &BTreeMap<String, String>,
+    key: &str,
+) -> Result<T, ConfigError>
+where
+    T::Err: std::fmt::Display,
+{
+    let value = values.get(key).cloned().unwrap_or_default();
+    value
+        .parse()
+        .map_err(|e: T::Err| ConfigError::InvalidValue {
+            key: key.to_string(),
+            value,
+            reason: e.to_string(),
+        })
+}
+
+fn parse_positive<T>(values: &BTreeMap<String, String>, key: &str) -> Result<T, ConfigError>
+where
+    T: std::str::FromStr + PartialOrd + Default,
+    T::Err: std::fmt::Display,
+{
+    let parsed: T = parse(values, key)?;
+    if parsed <= T::default() {
+        return Err(ConfigError::InvalidValue {
+            key: key.to_string(),
+            value: values.get(key).cloned().unwrap_or_default(),
+            reason: "must be positive".into(),
+        });
+    }
+    Ok(parsed)
+}
+
+/// Checks a segment size against the engine's bounds.
+pub fn parse_segment_bytes(key: &str, value: &str) -> Result<u64, ConfigError> {
+    use ringlog_engine::limits::{SEGMENT_BYTES_MAX, SEGMENT_BYTES_MIN};
+    let invalid = |reason: String| ConfigError::InvalidValue {
+        key: key.to_string(),
+        value: value.to_string(),
+        reason,
+    };
+    let bytes: u64 = value
+        .parse()
+        .map_err(|e: std::num::ParseIntError| invalid(e.to_string()))?;
+    if !(SEGMENT_BYTES_MIN..=SEGMENT_BYTES_MAX).contains(&bytes) {
+        return Err(invalid(format!(
+            "must be within {SEGMENT_BYTES_MIN}..={SEGMENT_BYTES_MAX}"
+        )));
+    }
+    Ok(bytes)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn defaults_are_kafkas() {
+        let config = BrokerConfig::load(None, &[]).expect("defaults load");
+        assert_eq!(config.num_partitions, 1);
+        assert!(config.auto_create_topics_enable);
+        assert_eq!(config.socket_request_max_bytes, 104_857_600);
+        assert_eq!(config.log_flush_interval_ms, None);
+        assert_eq!(config.log_flush_interval_messages, i64::MAX as u64);
+    }
+
+    #[test]
+    fn file_then_overrides() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let path = dir.path().join("ringlog.toml");
+        std::fs::write(
+            &path,
+            "\"num.partitions\" = 3\n[log.flush.interval]\nmessages = 1\n",
+        )
+        .expect("write");
+        let overrides = [("num.partitions".to_string(), "8".to_string())];
+        let config = BrokerConfig::load(Some(&path), &overrides).expect("load");
+        assert_eq!(config.num_partitions, 8);
+        assert_eq!(config.log_flush_interval_messages, 1);
+    }
+
+    #[test]
+    fn bad_input_names_the_key() {
+        let unknown = BrokerConfig::load(None, &[("no.such.key".into(), "1".into())]);
+        assert!(matches!(unknown, Err(ConfigError::UnknownKey(k)) if k == "no.such.key"));
+        let invalid = BrokerConfig::load(None, &[("num.partitions".into(), "zero".into())]);
+        assert!(invalid.unwrap_err().to_string().contains("num.partitions"));
+    }
+}

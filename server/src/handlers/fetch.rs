@@ -1,0 +1,273 @@
+//! Fetch (key 1), v4-v12: zero-copy reads with long polling.
+//!
+//! Each partition is read on its owner core; the answers are cached `Bytes` or
+//! segment-file regions, which the response carries as they are (sendfile).
+//! When fewer than `min_bytes` are available the fetch parks a watcher on each
+//! partition and sleeps until an append moves one of their high watermarks or
+//! `max_wait_ms` passes: woken by appends, not by a timer loop.
+//!
+//! Fetch sessions (KIP-227) are not kept: every response carries session id 0,
+//! which tells clients to send full fetch requests.
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use kafka_protocol::messages::FetchRequest;
+use kafka_protocol::protocol::VersionRange;
+use kafka_protocol::ResponseError;
+use tokio::sync::oneshot;
+use tokio::time::Instant;
+
+use super::{check_leader_epoch, HandlerOutcome, RequestContext};
+use crate::broker::Broker;
+use crate::protocol::fetch_response::{
+    self, FetchedPartition, FetchedTopic, FIRST_TOPIC_ID_VERSION,
+};
+use crate::runtime::messages::{PartitionRead, PartitionResult, ShardRequest, TopicPartition};
+
+pub const VERSIONS: VersionRange = VersionRange { min: 4, max: 12 };
+
+struct WantedPartition {
+    tp: TopicPartition,
+    fetch_offset: i64,
+    partition_max_bytes: usize,
+    /// Refused before reading (unknown partition, stale epoch).
+    refusal: Option<ResponseError>,
+}
+
+struct WantedTopic {
+    name: String,
+    topic_id: uuid::Uuid,
+    partitions: Vec<WantedPartition>,
+}
+
+fn resolve_topics(body: &FetchRequest, broker: &Broker, version: i16) -> Vec<WantedTopic> {
+    let metadata = broker.metadata();
+    body.topics
+        .iter()
+        .map(|topic| {
+            let known = if version >= FIRST_TOPIC_ID_VERSION {
+                metadata.topic_by_id(topic.topic_id)
+            } else {
+                metadata.topics.get(topic.topic.as_str())
+            };
+            let name = known.map_or_else(|| topic.topic.to_string(), |t| t.name.clone());
+            let unknown_topic = if version >= FIRST_TOPIC_ID_VERSION {
+                ResponseError::UnknownTopicId
+            } else {
+                ResponseError::UnknownTopicOrPartition
+            };
+            let topic_name: Arc<str> = name.as_str().into();
+            let partitions = topic
+                .partitions
+                .iter()
+                .map(|partition| {
+                    let state = known.and_then(|t| {
+                        t.has_partition(partition.partition)
+                            .then(|| &t.partitions[partition.partition as usize])
+                    });
+                    let refusal = match (known, state) {
+                        (None, _) => Some(unknown_topic),
+                        (Some(_), None) => Some(ResponseError::UnknownTopicOrPartition),
+                        (Some(_), Some(state)) => {
+                            check_leader_epoch(partition.current_leader_epoch, state.leader_epoch)
+                                .err()
+                        }
+                    };
+                    WantedPartition {
+                        tp: TopicPartition {
+                            topic: topic_name.clone(),
+                            partition: partition.partition,
+                        },
+                        fetch_offset: partition.fetch_offset,
+                        partition_max_bytes: partition.partition_max_bytes.max(0) as usize,
+                        refusal,
+                    }
+                })
+                .collect();
+            WantedTopic {
+                name,
+                topic_id: known.map_or(topic.topic_id, |t| t.topic_id),
+                partitions,
+            }
+        })
+        .collect()
+}
+
+/// Reads every wanted partition on its owner, all cores in parallel.
+async fn read_all(
+    broker: &Broker,
+    topics: &[WantedTopic],
+) -> Vec<Vec<PartitionResult<PartitionRead>>> {
+    let mut receivers = Vec::with_capacity(topics.len());
+    for topic in topics {
+        let mut topic_receivers = Vec::with_capacity(topic.partitions.len());
+        for wanted in &topic.partitions {
+            if let Some(refusal) = wanted.refusal {
+                topic_receivers.push(Err(refusal));
+                continue;
+            }
+            let (reply, receiver) = oneshot::channel();
+            let core = broker.owner_core(&wanted.tp);
+            broker.send_to_core(
+                core,
+                ShardRequest::Read {
+                    tp: wanted.tp.clone(),
+                    offset: wanted.fetch_offset,
+                    max_bytes: wanted.partition_max_bytes,
+                    min_one_batch: true,
+                    reply,
+                },
+            );
+            topic_receivers.push(Ok(receiver));
+        }
+        receivers.push(topic_receivers);
+    }
+    let mut results = Vec::with_capacity(receivers.len());
+    for topic_receivers in receivers {
+        let mut topic_results = Vec::with_capacity(topic_receivers.len());
+        for receiver in topic_receivers {
+            topic_results.push(match receiver {
+                Err(refusal) => Err(refusal),
+                Ok(receiver) => receiver
+                    .await
+                    .unwrap_or(Err(ResponseError::NotLeaderOrFollower)),
+            });
+        }
+        results.push(topic_results);
+    }
+    results
+}
+
+/// Parks a watcher on every readable partition past what was just seen;
+/// returns false when one of them already has more (no need to sleep).
+async fn watch_all(
+    broker: &Broker,
+    topics: &[WantedTopic],
+    reads: &[Vec<PartitionResult<PartitionRead>>],
+    watchers: &mut Vec<oneshot::Receiver<()>>,
+) -> bool {
+    let mut replies = Vec::new();
+    for (topic, topic_reads) in topics.iter().zip(reads) {
+        for (wanted, read) in topic.partitions.iter().zip(topic_reads) {
+            let Ok(read) = read else { continue };
+            let seen = read.offsets.map_or(wanted.fetch_offset, |o| {
+                o.high_watermark.max(wanted.fetch_offset)
+            });
+            let (reply, receiver) = oneshot::channel();
+            let core = broker.owner_core(&wanted.tp);
+            broker.send_to_core(
+                core,
+                ShardRequest::Watch {
+                    tp: wanted.tp.clone(),
+                    offset: seen,
+                    reply,
+                },
+            );
+            replies.push(receiver);
+        }
+    }
+    for reply in replies {
+        match reply.await {
+            Ok(Some(watcher)) => watchers.push(watcher),
+            Ok(None) => return false,
+            Err(_) => {}
+        }
+    }
+    true
+}
+
+pub async fn handle(body: FetchRequest, request: RequestContext) -> HandlerOutcome {
+    let broker = request.broker();
+    let version = request.version;
+    let topics = resolve_topics(&body, broker, version);
+    let max_wait_ms = (body.max_wait_ms.max(0) as u64).min(broker.config.fetch_max_wait_ms_max);
+    let deadline = Instant::now() + Duration::from_millis(max_wait_ms);
+    let min_bytes = body.min_bytes.max(0) as usize;
+    let response_max_bytes = if body.max_bytes > 0 {
+        body.max_bytes as usize
+    } else {
+        usize::MAX
+    };
+    loop {
+        let reads = read_all(broker, &topics).await;
+        let available_bytes: usize = reads
+            .iter()
+            .flatten()
+            .flatten()
+            .map(|r| r.total_bytes)
+            .sum();
+        let any_error = reads.iter().flatten().any(Result::is_err);
+        if available_bytes >= min_bytes || any_error || Instant::now() >= deadline {
+            let fetched = assemble(topics, reads, response_max_bytes);
+            return Ok(Some(fetch_response::encode(
+                version,
+                request.correlation_id,
+                0,
+                fetched,
+            )));
+        }
+        let mut watchers = Vec::new();
+        if !watch_all(broker, &topics, &reads, &mut watchers).await || watchers.is_empty() {
+            if watchers.is_empty() {
+                tokio::time::sleep_until(deadline).await;
+            }
+            continue;
+        }
+        tokio::select! {
+            _ = futures_util::future::select_all(watchers) => {}
+            _ = tokio::time::sleep_until(deadline) => {}
+        }
+    }
+}
+
+/// Builds the response, keeping within the response's `max_bytes` except for
+/// the first partition with data (KIP-74).
+fn assemble(
+    topics: Vec<WantedTopic>,
+    reads: Vec<Vec<PartitionResult<PartitionRead>>>,
+    response_max_bytes: usize,
+) -> Vec<FetchedTopic> {
+    let mut remaining_bytes = response_max_bytes;
+    let mut any_data = false;
+    topics
+        .into_iter()
+        .zip(reads)
+        .map(|(topic, topic_reads)| FetchedTopic {
+            name: topic.name,
+            topic_id: topic.topic_id,
+            partitions: topic
+                .partitions
+                .into_iter()
+                .zip(topic_reads)
+                .map(|(wanted, read)| match read {
+                    Ok(read) => {
+                        let offsets = read.offsets;
+                        let fits = read.total_bytes <= remaining_bytes || !any_data;
+                        let records = if fits { read.chunks } else { Vec::new() };
+                        if fits && read.total_bytes > 0 {
+                            any_data = true;
+                            remaining_bytes = remaining_bytes.saturating_sub(read.total_bytes);
+                        }
+                        FetchedPartition {
+                            partition: wanted.tp.partition,
+                            error_code: 0,
+                            high_watermark: offsets.map_or(-1, |o| o.high_watermark),
+                            last_stable_offset: offsets.map_or(-1, |o| o.high_watermark),
+                            log_start_offset: offsets.map_or(-1, |o| o.log_start_offset),
+                            records,
+                        }
+                    }
+                    Err(error) => FetchedPartition {
+                        partition: wanted.tp.partition,
+                        error_code: error.code(),
+                        high_watermark: -1,
+                        last_stable_offset: -1,
+                        log_start_offset: -1,
+                        records: Vec::new(),
+                    },
+                })
+                .collect(),
+        })
+        .collect()
+}

@@ -1,0 +1,79 @@
+//! ListOffsets (key 2), v1-v6: earliest (-2), latest (-1), and the first offset
+//! whose timestamp is at or after a given time. Isolation levels agree until
+//! transactions exist: the last stable offset is the high watermark.
+
+use kafka_protocol::messages::list_offsets_response::{
+    ListOffsetsPartitionResponse, ListOffsetsTopicResponse,
+};
+use kafka_protocol::messages::{ListOffsetsRequest, ListOffsetsResponse};
+use kafka_protocol::protocol::VersionRange;
+use kafka_protocol::ResponseError;
+
+use super::{check_leader_epoch, HandlerOutcome, RequestContext};
+use crate::runtime::messages::{ShardRequest, TopicPartition};
+
+pub const VERSIONS: VersionRange = VersionRange { min: 1, max: 6 };
+
+pub async fn handle(body: ListOffsetsRequest, request: RequestContext) -> HandlerOutcome {
+    let version = request.version;
+    let broker = request.broker();
+    let metadata = broker.metadata();
+    let mut topics = Vec::with_capacity(body.topics.len());
+    for topic in body.topics {
+        let name: std::sync::Arc<str> = topic.name.as_str().into();
+        let known = metadata.topics.get(&*name);
+        let mut partitions = Vec::with_capacity(topic.partitions.len());
+        for partition in topic.partitions {
+            let index = partition.partition_index;
+            let state = known
+                .filter(|t| t.has_partition(index))
+                .map(|t| &t.partitions[index as usize]);
+            let outcome = match state {
+                None => Err(ResponseError::UnknownTopicOrPartition),
+                Some(state) => {
+                    match check_leader_epoch(partition.current_leader_epoch, state.leader_epoch) {
+                        Err(error) => Err(error),
+                        Ok(()) => {
+                            let tp = TopicPartition {
+                                topic: name.clone(),
+                                partition: index,
+                            };
+                            let timestamp = partition.timestamp;
+                            broker
+                                .call_owner(tp, |tp, reply| ShardRequest::ListOffset {
+                                    tp,
+                                    timestamp,
+                                    reply,
+                                })
+                                .await
+                                .unwrap_or(Err(ResponseError::NotLeaderOrFollower))
+                                .map(|found| (found, state.leader_epoch))
+                        }
+                    }
+                }
+            };
+            let mut response = ListOffsetsPartitionResponse::default().with_partition_index(index);
+            match outcome {
+                Ok(((offset, timestamp), leader_epoch)) => {
+                    response.offset = offset;
+                    response.timestamp = timestamp;
+                    if version >= 4 {
+                        response.leader_epoch = if offset >= 0 { leader_epoch } else { -1 };
+                    }
+                }
+                Err(error) => {
+                    response.error_code = error.code();
+                    response.offset = -1;
+                    response.timestamp = -1;
+                }
+            }
+            partitions.push(response);
+        }
+        topics.push(
+            ListOffsetsTopicResponse::default()
+                .with_name(topic.name)
+                .with_partitions(partitions),
+        );
+    }
+    request.respond(&ListOffsetsResponse::default().with_topics(topics))
+}

@@ -1,0 +1,163 @@
+//! One module per Kafka API, named after it, each declaring the versions it
+//! implements in full. [`SUPPORTED_APIS`] is the single list: ApiVersions
+//! advertises exactly it, and dispatch refuses anything outside it.
+//!
+//! Invariant: handlers never touch sockets or files; they talk to partition
+//! owners through [`crate::broker::Broker`] and return [`Response`]s.
+
+pub mod api_versions;
+pub mod create_topics;
+pub mod delete_topics;
+pub mod fetch;
+pub mod list_offsets;
+pub mod metadata;
+pub mod offset_for_leader_epoch;
+pub mod produce;
+
+use std::future::Future;
+use std::pin::Pin;
+use std::rc::Rc;
+
+use bytes::Bytes;
+use kafka_protocol::messages::{ApiKey, RequestHeader};
+use kafka_protocol::protocol::{Decodable, Encodable, VersionRange};
+use kafka_protocol::ResponseError;
+
+use crate::broker::Broker;
+use crate::net::connection::ConnectionContext;
+use crate::protocol::{encode_response, EncodeError, Response};
+
+pub type HandlerOutcome = Result<Option<Response>, HandlerError>;
+pub type ResponseFuture = Pin<Box<dyn Future<Output = HandlerOutcome>>>;
+
+#[derive(Debug, thiserror::Error)]
+pub enum HandlerError {
+    #[error("unknown API key {0}")]
+    UnknownApi(i16),
+    #[error("{api:?} v{version} is not supported")]
+    UnsupportedVersion { api: ApiKey, version: i16 },
+    #[error("malformed {api:?} v{version} request: {reason}")]
+    Malformed {
+        api: ApiKey,
+        version: i16,
+        reason: String,
+    },
+    #[error(transparent)]
+    Encode(#[from] EncodeError),
+}
+
+/// Every API this broker implements, with the versions it advertises.
+pub const SUPPORTED_APIS: &[(ApiKey, VersionRange)] = &[
+    (ApiKey::Produce, produce::VERSIONS),
+    (ApiKey::Fetch, fetch::VERSIONS),
+    (ApiKey::ListOffsets, list_offsets::VERSIONS),
+    (ApiKey::Metadata, metadata::VERSIONS),
+    (ApiKey::ApiVersions, api_versions::VERSIONS),
+    (ApiKey::CreateTopics, create_topics::VERSIONS),
+    (ApiKey::DeleteTopics, delete_topics::VERSIONS),
+    (
+        ApiKey::OffsetForLeaderEpoch,
+        offset_for_leader_epoch::VERSIONS,
+    ),
+];
+
+pub fn is_supported(api: ApiKey, version: i16) -> bool {
+    SUPPORTED_APIS
+        .iter()
+        .any(|(key, range)| *key == api && (range.min..=range.max).contains(&version))
+}
+
+/// One decoded request's identity, handed to its handler.
+pub struct RequestContext {
+    pub connection: Rc<ConnectionContext>,
+    pub api: ApiKey,
+    pub version: i16,
+    pub correlation_id: i32,
+}
+
+impl RequestContext {
+    pub fn broker(&self) -> &Broker {
+        &self.connection.broker
+    }
+
+    pub fn respond<M: Encodable>(&self, body: &M) -> HandlerOutcome {
+        Ok(Some(encode_response(
+            self.api,
+            self.version,
+            self.correlation_id,
+            body,
+        )?))
+    }
+
+    fn decode<T: Decodable>(&self, body: &mut Bytes) -> Result<T, HandlerError> {
+        T::decode(body, self.version).map_err(|e| HandlerError::Malformed {
+            api: self.api,
+            version: self.version,
+            reason: e.to_string(),
+        })
+    }
+}
+
+/// Stage one of a request: parse it and start it. Returns the future that
+/// produces its response (stage two). Produce appends are handed to their
+/// partitions here, before the connection reads its next request.
+pub async fn dispatch(
+    connection: &Rc<ConnectionContext>,
+    frame: Bytes,
+) -> Result<ResponseFuture, HandlerError> {
+    let api_key = i16::from_be_bytes([frame[0], frame[1]]);
+    let version = i16::from_be_bytes([frame[2], frame[3]]);
+    let correlation_id = i32::from_be_bytes([frame[4], frame[5], frame[6], frame[7]]);
+    let api = ApiKey::try_from(api_key).map_err(|_| HandlerError::UnknownApi(api_key))?;
+    if !is_supported(api, version) {
+        if api == ApiKey::ApiVersions {
+            // Clients downgrade from the v0-format error; see api_versions.rs.
+            let response = api_versions::unsupported_version_response(correlation_id);
+            return Ok(Box::pin(async move { response }));
+        }
+        return Err(HandlerError::UnsupportedVersion { api, version });
+    }
+    let mut body = frame;
+    let request = RequestContext {
+        connection: connection.clone(),
+        api,
+        version,
+        correlation_id,
+    };
+    RequestHeader::decode(&mut body, api.request_header_version(version)).map_err(|e| {
+        HandlerError::Malformed {
+            api,
+            version,
+            reason: format!("request header: {e}"),
+        }
+    })?;
+    Ok(match api {
+        ApiKey::Produce => produce::dispatch(request.decode(&mut body)?, request).await,
+        ApiKey::Fetch => Box::pin(fetch::handle(request.decode(&mut body)?, request)),
+        ApiKey::ListOffsets => Box::pin(list_offsets::handle(request.decode(&mut body)?, request)),
+        ApiKey::Metadata => Box::pin(metadata::handle(request.decode(&mut body)?, request)),
+        ApiKey::ApiVersions => Box::pin(api_versions::handle(request)),
+        ApiKey::CreateTopics => {
+            Box::pin(create_topics::handle(request.decode(&mut body)?, request))
+        }
+        ApiKey::DeleteTopics => {
+            Box::pin(delete_topics::handle(request.decode(&mut body)?, request))
+        }
+        ApiKey::OffsetForLeaderEpoch => Box::pin(offset_for_leader_epoch::handle(
+            request.decode(&mut body)?,
+            request,
+        )),
+        other => unreachable!("{other:?} is in SUPPORTED_APIS without a handler"),
+    })
+}
+
+/// Checks a client's `current_leader_epoch` against the partition's, as Kafka:
+/// -1 skips the check; older is fenced; newer is unknown to this broker.
+pub fn check_leader_epoch(requested: i32, current: i32) -> Result<(), ResponseError> {
+    match requested {
+        -1 => Ok(()),
+        e if e < current => Err(ResponseError::FencedLeaderEpoch),
+        e if e > current => Err(ResponseError::UnknownLeaderEpoch),
+        _ => Ok(()),
+    }
+}

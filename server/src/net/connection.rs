@@ -1,0 +1,202 @@
+//! One client connection: size-prefixed frames in, responses out in request
+//! order, many requests in flight (pipelining).
+//!
+//! Two stages per request, as in Redpanda: the reader *dispatches* each frame
+//! before reading the next one (so appends from one connection reach their
+//! partitions in order), and the response future then runs concurrently; the
+//! writer awaits the futures in request order.
+//!
+//! Invariants:
+//! - A frame larger than `socket.request.max.bytes`, a truncated frame, an
+//!   unknown API or a request that does not decode closes this connection only,
+//!   with one log line; nothing from such a frame is ever appended.
+//! - At most [`INFLIGHT_REQUESTS_MAX`] requests of one connection are in flight;
+//!   past that the reader stops reading the socket.
+
+use std::io::{self, IoSlice};
+use std::net::SocketAddr;
+use std::rc::Rc;
+use std::sync::Arc;
+
+use bytes::{Bytes, BytesMut};
+use tokio::io::{AsyncReadExt, AsyncWriteExt};
+use tokio::net::tcp::{OwnedReadHalf, OwnedWriteHalf};
+use tokio::net::TcpStream;
+use tokio::sync::mpsc;
+use tokio::task::JoinHandle;
+
+use crate::broker::Broker;
+use crate::handlers::{self, HandlerError, HandlerOutcome};
+use crate::net::sendfile;
+use crate::protocol::{Response, ResponseChunk};
+
+/// Requests of one connection dispatched but not yet answered.
+pub const INFLIGHT_REQUESTS_MAX: usize = 128;
+/// Smallest valid request: api key, version, correlation id, client id length.
+const REQUEST_HEADER_BYTES_MIN: usize = 10;
+/// Memory chunks gathered into one writev.
+const IOVECS_PER_WRITE_MAX: usize = 64;
+
+/// What a connection knows about itself, shared with its handlers.
+pub struct ConnectionContext {
+    pub broker: Arc<Broker>,
+}
+
+#[derive(Debug, thiserror::Error)]
+enum FrameError {
+    #[error("frame of {size_bytes} bytes is over socket.request.max.bytes ({max_bytes})")]
+    TooLarge { size_bytes: i64, max_bytes: usize },
+    #[error("frame of {size_bytes} bytes is too short for a request header")]
+    TooShort { size_bytes: i64 },
+    #[error("connection closed in the middle of a frame")]
+    Truncated,
+    #[error("reading from socket: {0}")]
+    Io(#[from] io::Error),
+}
+
+pub async fn serve(stream: TcpStream, peer: SocketAddr, broker: Arc<Broker>, core_id: usize) {
+    let max_frame_bytes = broker.config.socket_request_max_bytes;
+    tracing::debug!(%peer, core = core_id, "connection accepted");
+    let context = Rc::new(ConnectionContext { broker });
+    let (mut reader, writer) = stream.into_split();
+    let (pending_sender, pending_receiver) = mpsc::channel(INFLIGHT_REQUESTS_MAX);
+    let writer_task = tokio::task::spawn_local(write_responses(writer, pending_receiver, peer));
+    loop {
+        let frame = match read_frame(&mut reader, max_frame_bytes).await {
+            Ok(Some(frame)) => frame,
+            Ok(None) => break,
+            Err(FrameError::Io(error)) => {
+                tracing::debug!(%peer, %error, "connection read failed");
+                break;
+            }
+            Err(error) => {
+                tracing::warn!(%peer, %error, "closing connection");
+                break;
+            }
+        };
+        let pending: JoinHandle<HandlerOutcome> = match handlers::dispatch(&context, frame).await {
+            Ok(response_future) => tokio::task::spawn_local(response_future),
+            Err(error) => {
+                tracing::warn!(%peer, %error, "closing connection after a bad request");
+                break;
+            }
+        };
+        if pending_sender.send(pending).await.is_err() {
+            break; // the writer stopped: the peer is gone
+        }
+    }
+    drop(pending_sender);
+    let _ = writer_task.await;
+}
+
+async fn read_frame(
+    reader: &mut OwnedReadHalf,
+    max_bytes: usize,
+) -> Result<Option<Bytes>, FrameError> {
+    let mut size_prefix = [0u8; 4];
+    match reader.read_exact(&mut size_prefix).await {
+        Ok(_) => {}
+        Err(error) if error.kind() == io::ErrorKind::UnexpectedEof => return Ok(None),
+        Err(error) => return Err(error.into()),
+    }
+    let size_bytes = i32::from_be_bytes(size_prefix);
+    if size_bytes < 0 || size_bytes as usize > max_bytes {
+        return Err(FrameError::TooLarge {
+            size_bytes: i64::from(size_bytes),
+            max_bytes,
+        });
+    }
+    let size_bytes = size_bytes as usize;
+    if size_bytes < REQUEST_HEADER_BYTES_MIN {
+        return Err(FrameError::TooShort {
+            size_bytes: size_bytes as i64,
+        });
+    }
+    let mut frame = BytesMut::with_capacity(size_bytes);
+    while frame.len() < size_bytes {
+        let mut limited = (&mut *reader).take((size_bytes - frame.len()) as u64);
+        if limited.read_buf(&mut frame).await? == 0 {
+            return Err(FrameError::Truncated);
+        }
+    }
+    Ok(Some(frame.freeze()))
+}
+
+async fn write_responses(
+    mut writer: OwnedWriteHalf,
+    mut pending: mpsc::Receiver<JoinHandle<HandlerOutcome>>,
+    peer: SocketAddr,
+) {
+    while let Some(next) = pending.recv().await {
+        let response = match next.await {
+            Ok(Ok(Some(response))) => response,
+            Ok(Ok(None)) => continue, // acks=0 produce: no response
+            Ok(Err(error)) => {
+                log_handler_error(peer, &error);
+                break;
+            }
+            Err(join_error) => {
+                tracing::error!(%peer, %join_error, "request handler panicked; closing connection");
+                break;
+            }
+        };
+        if let Err(error) = send_response(&mut writer, response).await {
+            tracing::debug!(%peer, %error, "writing response failed");
+            break;
+        }
+    }
+    let _ = writer.shutdown().await;
+}
+
+fn log_handler_error(peer: SocketAddr, error: &HandlerError) {
+    tracing::warn!(%peer, %error, "closing connection");
+}
+
+async fn send_response(writer: &mut OwnedWriteHalf, response: Response) -> io::Result<()> {
+    let size_prefix = Bytes::copy_from_slice(&(response.total_bytes as i32).to_be_bytes());
+    let mut memory: Vec<Bytes> = vec![size_prefix];
+    for chunk in response.chunks {
+        match chunk {
+            ResponseChunk::Memory(bytes) => memory.push(bytes),
+            ResponseChunk::File(region) => {
+                write_all_vectored(writer, &mut memory).await?;
+                sendfile::send_region(writer.as_ref(), &region).await?;
+            }
+        }
+    }
+    write_all_vectored(writer, &mut memory).await
+}
+
+/// Writes and drains `chunks` with as few writev calls as possible.
+async fn write_all_vectored(
+    writer: &mut OwnedWriteHalf,
+    chunks: &mut Vec<Bytes>,
+) -> io::Result<()> {
+    let mut first = 0;
+    while first < chunks.len() {
+        let slices: Vec<IoSlice<'_>> = chunks[first..]
+            .iter()
+            .take(IOVECS_PER_WRITE_MAX)
+            .map(|c| IoSlice::new(c))
+            .collect();
+        let mut written = writer.write_vectored(&slices).await?;
+        if written == 0 {
+            return Err(io::ErrorKind::WriteZero.into());
+        }
+        while written > 0 {
+            let chunk = &mut chunks[first];
+            if written >= chunk.len() {
+                written -= chunk.len();
+                first += 1;
+            } else {
+                let _ = chunk.split_to(written);
+                written = 0;
+            }
+        }
+        while first < chunks.len() && chunks[first].is_empty() {
+            first += 1;
+        }
+    }
+    chunks.clear();
+    Ok(())
+}

@@ -1,0 +1,71 @@
+//! One listening socket per core on the same address (SO_REUSEPORT): the kernel
+//! spreads new connections over the cores, and each core serves its own.
+
+use std::net::SocketAddr;
+use std::sync::Arc;
+use std::time::Duration;
+
+use socket2::{Domain, Protocol, Socket, Type};
+use tokio::task::JoinHandle;
+
+use crate::broker::Broker;
+use crate::net::connection;
+
+const LISTEN_BACKLOG: i32 = 1024;
+
+/// Binds `count` sockets to `address`. With port 0 the first one picks the
+/// port and the others join it.
+pub fn bind_reuseport(
+    address: SocketAddr,
+    count: usize,
+) -> std::io::Result<Vec<std::net::TcpListener>> {
+    let mut listeners = Vec::with_capacity(count);
+    let mut address = address;
+    for _ in 0..count {
+        let socket = Socket::new(
+            Domain::for_address(address),
+            Type::STREAM,
+            Some(Protocol::TCP),
+        )?;
+        socket.set_reuse_address(true)?;
+        socket.set_reuse_port(true)?;
+        socket.set_nonblocking(true)?;
+        socket.bind(&address.into())?;
+        socket.listen(LISTEN_BACKLOG)?;
+        let listener: std::net::TcpListener = socket.into();
+        address = listener.local_addr()?;
+        listeners.push(listener);
+    }
+    Ok(listeners)
+}
+
+/// Accepts connections on this core until the returned task is aborted.
+pub fn start_accepting(
+    listener: std::net::TcpListener,
+    broker: Arc<Broker>,
+    core_id: usize,
+) -> std::io::Result<JoinHandle<()>> {
+    let listener = tokio::net::TcpListener::from_std(listener)?;
+    Ok(tokio::task::spawn_local(async move {
+        loop {
+            match listener.accept().await {
+                Ok((stream, peer)) => {
+                    if let Err(error) = stream.set_nodelay(true) {
+                        tracing::debug!(%peer, %error, "could not set TCP_NODELAY");
+                    }
+                    tokio::task::spawn_local(connection::serve(
+                        stream,
+                        peer,
+                        broker.clone(),
+                        core_id,
+                    ));
+                }
+                Err(error) => {
+                    // Out of file descriptors and the like: back off, keep serving.
+                    tracing::warn!(core = core_id, %error, "accept failed");
+                    tokio::time::sleep(Duration::from_millis(100)).await;
+                }
+            }
+        }
+    }))
+}

@@ -1,0 +1,110 @@
+//! The closed set of messages between cores. A request naming a partition goes
+//! to the core that owns it ([`crate::runtime::router::owner_core`]); metadata
+//! changes go to the controller on core 0.
+
+use std::collections::BTreeMap;
+use std::sync::Arc;
+
+use bytes::BytesMut;
+use kafka_protocol::ResponseError;
+use ringlog_engine::{AppendResult, LogOffsets, ReadChunk};
+use tokio::sync::oneshot;
+
+use crate::metadata::TopicMetadata;
+
+/// A topic partition as cores name it.
+#[derive(Debug, Clone, PartialEq, Eq, Hash, PartialOrd, Ord)]
+pub struct TopicPartition {
+    pub topic: Arc<str>,
+    pub partition: i32,
+}
+
+pub type PartitionResult<T> = Result<T, ResponseError>;
+
+#[derive(Debug)]
+pub struct ProduceOutcome {
+    pub append: AppendResult,
+    pub log_append_time_ms: i64,
+    pub log_start_offset: i64,
+}
+
+#[derive(Debug, Default)]
+pub struct PartitionRead {
+    pub chunks: Vec<ReadChunk>,
+    pub total_bytes: usize,
+    pub offsets: Option<LogOffsets>,
+}
+
+/// Work for the core that owns `tp`.
+pub enum ShardRequest {
+    /// Append validated batches; the reply comes once they are durable (or at
+    /// once when `wait_durable` is false, for acks=0).
+    Produce {
+        tp: TopicPartition,
+        batches: Vec<BytesMut>,
+        wait_durable: bool,
+        reply: oneshot::Sender<PartitionResult<ProduceOutcome>>,
+    },
+    Read {
+        tp: TopicPartition,
+        offset: i64,
+        max_bytes: usize,
+        min_one_batch: bool,
+        reply: oneshot::Sender<PartitionResult<PartitionRead>>,
+    },
+    /// Replies with a receiver that fires when the high watermark passes
+    /// `offset`, or `None` when it already has.
+    Watch {
+        tp: TopicPartition,
+        offset: i64,
+        reply: oneshot::Sender<Option<oneshot::Receiver<()>>>,
+    },
+    /// Kafka's ListOffsets: -2 earliest, -1 latest, else the first offset at or
+    /// after the timestamp. Replies `(offset, timestamp)`.
+    ListOffset {
+        tp: TopicPartition,
+        timestamp: i64,
+        reply: oneshot::Sender<PartitionResult<(i64, i64)>>,
+    },
+    EpochEndOffset {
+        tp: TopicPartition,
+        epoch: i32,
+        reply: oneshot::Sender<PartitionResult<(i32, i64)>>,
+    },
+    OpenPartitions {
+        partitions: Vec<TopicPartition>,
+        reply: oneshot::Sender<()>,
+    },
+    DeletePartitions {
+        partitions: Vec<TopicPartition>,
+        reply: oneshot::Sender<()>,
+    },
+    /// Stop accepting, flush and seal every partition, then stop the core.
+    Shutdown { reply: oneshot::Sender<()> },
+}
+
+/// A topic to create, as CreateTopics and auto-creation ask for it.
+#[derive(Debug, Clone)]
+pub struct NewTopic {
+    pub name: String,
+    /// -1 means the broker's `num.partitions`.
+    pub num_partitions: i32,
+    /// -1 means the broker default (1 on a single node).
+    pub replication_factor: i16,
+    pub configs: BTreeMap<String, String>,
+}
+
+pub type TopicResult = Result<TopicMetadata, (ResponseError, String)>;
+
+/// Metadata changes, handled one at a time by the controller on core 0.
+pub enum ControlRequest {
+    CreateTopics {
+        topics: Vec<NewTopic>,
+        validate_only: bool,
+        reply: oneshot::Sender<Vec<TopicResult>>,
+    },
+    DeleteTopics {
+        names: Vec<String>,
+        reply: oneshot::Sender<Vec<TopicResult>>,
+    },
+}
