@@ -1,1 +1,277 @@
-//! Test harness.
+//! Test harness: starts the real `ringlog` binary on an ephemeral loopback port
+//! with a temporary data dir, stops it by PID, and speaks raw Kafka protocol
+//! for tests that need exact bytes. Tests use real clients for everything else.
+
+use std::io::{BufRead, BufReader, Read, Write};
+use std::net::TcpStream;
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Stdio};
+use std::sync::OnceLock;
+use std::time::Duration;
+
+use bytes::{Buf, BufMut, Bytes, BytesMut};
+use kafka_protocol::messages::{RequestHeader, ResponseHeader};
+use kafka_protocol::protocol::{Decodable, Encodable, HeaderVersion, Request, StrBytes};
+
+pub fn workspace_root() -> PathBuf {
+    Path::new(env!("CARGO_MANIFEST_DIR"))
+        .parent()
+        .map(Path::to_path_buf)
+        .unwrap_or_default()
+}
+
+/// The broker binary: `$RINGLOG_BIN`, or the workspace's debug build, built
+/// once per test process if missing.
+pub fn ringlog_binary() -> &'static Path {
+    static BINARY: OnceLock<PathBuf> = OnceLock::new();
+    BINARY.get_or_init(|| {
+        if let Ok(path) = std::env::var("RINGLOG_BIN") {
+            return PathBuf::from(path);
+        }
+        let status = Command::new(env!("CARGO"))
+            .args([
+                "build",
+                "--quiet",
+                "-p",
+                "ringlog-server",
+                "--bin",
+                "ringlog",
+            ])
+            .current_dir(workspace_root())
+            .status()
+            .expect("running cargo build");
+        assert!(status.success(), "building ringlog failed");
+        workspace_root().join("target/debug/ringlog")
+    })
+}
+
+/// A running `ringlog serve`. Killed (SIGKILL) when dropped.
+pub struct RunningBroker {
+    child: Option<Child>,
+    root: tempfile::TempDir,
+    settings: Vec<(String, String)>,
+    address: String,
+}
+
+impl RunningBroker {
+    /// Starts a broker with `--set key=value` for each setting.
+    pub fn start(settings: &[(&str, &str)]) -> Self {
+        let root = tempfile::tempdir().expect("temp dir");
+        let settings = settings
+            .iter()
+            .map(|(k, v)| (k.to_string(), v.to_string()))
+            .collect();
+        let mut broker = Self {
+            child: None,
+            root,
+            settings,
+            address: String::new(),
+        };
+        broker.launch();
+        broker
+    }
+
+    pub fn data_dir(&self) -> PathBuf {
+        self.root.path().join("data")
+    }
+
+    fn log_path(&self) -> PathBuf {
+        self.root.path().join("broker.log")
+    }
+
+    fn launch(&mut self) {
+        let log = std::fs::OpenOptions::new()
+            .create(true)
+            .append(true)
+            .open(self.log_path())
+            .expect("broker log file");
+        let mut command = Command::new(ringlog_binary());
+        command
+            .args([
+                "serve",
+                "--listen",
+                "127.0.0.1:0",
+                "--cores",
+                "2",
+                "--data-dir",
+            ])
+            .arg(self.data_dir())
+            .env(
+                "RUST_LOG",
+                std::env::var("RINGLOG_TEST_LOG").unwrap_or_else(|_| "info".into()),
+            )
+            .stdout(Stdio::piped())
+            .stderr(log);
+        for (key, value) in &self.settings {
+            command.arg("--set").arg(format!("{key}={value}"));
+        }
+        let mut child = command.spawn().expect("spawning ringlog");
+        let stdout = child.stdout.take().expect("piped stdout");
+        let mut line = String::new();
+        BufReader::new(stdout)
+            .read_line(&mut line)
+            .expect("reading broker stdout");
+        let Some(address) = line.trim().strip_prefix("ringlog listening on ") else {
+            let _ = child.kill();
+            panic!("broker did not start; log:\n{}", self.log());
+        };
+        self.address = address.to_string();
+        self.child = Some(child);
+    }
+
+    /// `host:port` for `bootstrap.servers`.
+    pub fn bootstrap(&self) -> &str {
+        &self.address
+    }
+
+    pub fn log(&self) -> String {
+        std::fs::read_to_string(self.log_path()).unwrap_or_default()
+    }
+
+    pub fn pid(&self) -> Option<u32> {
+        self.child.as_ref().map(Child::id)
+    }
+
+    fn signal_and_wait(&mut self, signal: libc::c_int) {
+        if let Some(mut child) = self.child.take() {
+            // SAFETY: kill(2) on the PID of a child we spawned and still own.
+            unsafe { libc::kill(child.id() as libc::pid_t, signal) };
+            let _ = child.wait();
+        }
+    }
+
+    /// Graceful stop (SIGTERM): flushes and writes the clean-shutdown marker.
+    pub fn stop(&mut self) {
+        self.signal_and_wait(libc::SIGTERM);
+    }
+
+    /// Crash (SIGKILL): nothing is flushed or sealed.
+    pub fn kill(&mut self) {
+        self.signal_and_wait(libc::SIGKILL);
+    }
+
+    /// Starts again on the same data dir (a new port).
+    pub fn restart(&mut self) {
+        assert!(self.child.is_none(), "stop or kill before restarting");
+        self.launch();
+    }
+
+    pub fn is_running(&mut self) -> bool {
+        self.child
+            .as_mut()
+            .is_some_and(|c| matches!(c.try_wait(), Ok(None)))
+    }
+}
+
+impl Drop for RunningBroker {
+    fn drop(&mut self) {
+        self.kill();
+    }
+}
+
+/// A Python interpreter from the virtualenvs `scripts/test.sh` makes.
+pub fn python_venv(name: &str) -> PathBuf {
+    let python = workspace_root().join(".venv").join(name).join("bin/python");
+    assert!(
+        python.exists(),
+        "{} missing: run scripts/test.sh (it creates the venvs)",
+        python.display()
+    );
+    python
+}
+
+/// Runs a command to completion, panicking with its output when it fails.
+pub fn run_ok(command: &mut Command) -> String {
+    let output = command
+        .output()
+        .unwrap_or_else(|e| panic!("running {command:?}: {e}"));
+    let stdout = String::from_utf8_lossy(&output.stdout).to_string();
+    assert!(
+        output.status.success(),
+        "{command:?} failed ({}):\nstdout:\n{stdout}\nstderr:\n{}",
+        output.status,
+        String::from_utf8_lossy(&output.stderr)
+    );
+    stdout
+}
+
+/// A plain TCP connection speaking Kafka frames, for exact-byte tests.
+pub struct RawConnection {
+    stream: TcpStream,
+    next_correlation_id: i32,
+}
+
+impl RawConnection {
+    pub fn connect(address: &str) -> Self {
+        let stream = TcpStream::connect(address).expect("connecting");
+        stream
+            .set_read_timeout(Some(Duration::from_secs(30)))
+            .expect("read timeout");
+        Self {
+            stream,
+            next_correlation_id: 1,
+        }
+    }
+
+    pub fn send_bytes(&mut self, bytes: &[u8]) -> std::io::Result<()> {
+        self.stream.write_all(bytes)
+    }
+
+    /// Frames and sends a request; returns its correlation id.
+    pub fn send<R: Request>(&mut self, version: i16, body: &R) -> i32 {
+        let correlation_id = self.next_correlation_id;
+        self.next_correlation_id += 1;
+        let header = RequestHeader::default()
+            .with_request_api_key(R::KEY)
+            .with_request_api_version(version)
+            .with_correlation_id(correlation_id)
+            .with_client_id(Some(StrBytes::from_static_str("ringlog-tests")));
+        let mut buf = BytesMut::new();
+        header
+            .encode(&mut buf, R::header_version(version))
+            .expect("encode header");
+        body.encode(&mut buf, version).expect("encode body");
+        let mut frame = BytesMut::with_capacity(buf.len() + 4);
+        frame.put_i32(buf.len() as i32);
+        frame.extend_from_slice(&buf);
+        self.send_bytes(&frame).expect("sending request");
+        correlation_id
+    }
+
+    /// Reads one response frame (without its size prefix).
+    pub fn read_frame(&mut self) -> std::io::Result<Bytes> {
+        let mut size = [0u8; 4];
+        self.stream.read_exact(&mut size)?;
+        let mut frame = vec![0u8; i32::from_be_bytes(size) as usize];
+        self.stream.read_exact(&mut frame)?;
+        Ok(Bytes::from(frame))
+    }
+
+    /// Sends a request and decodes its response.
+    pub fn request<R: Request>(&mut self, version: i16, body: &R) -> R::Response {
+        let correlation_id = self.send(version, body);
+        let mut frame = self.read_frame().expect("reading response");
+        let header = ResponseHeader::decode(
+            &mut frame,
+            <R::Response as HeaderVersion>::header_version(version),
+        )
+        .expect("response header");
+        assert_eq!(header.correlation_id, correlation_id);
+        R::Response::decode(&mut frame, version).expect("response body")
+    }
+
+    /// True when the broker has closed this connection (EOF or reset).
+    pub fn is_closed_by_peer(&mut self) -> bool {
+        let mut byte = [0u8; 1];
+        self.stream
+            .set_read_timeout(Some(Duration::from_secs(10)))
+            .expect("read timeout");
+        matches!(self.stream.read(&mut byte), Ok(0) | Err(_))
+    }
+}
+
+/// Reads the correlation id and the rest of a raw response frame.
+pub fn split_correlation_id(mut frame: Bytes) -> (i32, Bytes) {
+    let correlation_id = frame.get_i32();
+    (correlation_id, frame)
+}
