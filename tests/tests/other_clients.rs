@@ -1,0 +1,110 @@
+//! Clients other than librdkafka-through-Rust, each against its own broker:
+//! kcat, kafka-python 2.0 and 3.x, confluent-kafka and kafkajs.
+//! `scripts/install-test-deps.sh` installs them; a missing one fails the test.
+
+use std::process::Command;
+
+use ringlog_tests::{python_venv, run_ok, workspace_root, RunningBroker};
+
+fn python_script(name: &str) -> std::path::PathBuf {
+    workspace_root().join("tests/python").join(name)
+}
+
+#[test]
+fn kcat_produces_lists_and_consumes() {
+    let broker = RunningBroker::start(&[]);
+    let input: String = (0..500)
+        .map(|i| format!("key{}:value-{i}\n", i % 9))
+        .collect();
+    let mut producer = Command::new("kcat")
+        .args([
+            "-b",
+            broker.bootstrap(),
+            "-P",
+            "-t",
+            "kcat-topic",
+            "-K:",
+            "-z",
+            "snappy",
+        ])
+        .stdin(std::process::Stdio::piped())
+        .spawn()
+        .expect("kcat installed (scripts/install-test-deps.sh)");
+    {
+        use std::io::Write;
+        let mut stdin = producer.stdin.take().expect("stdin");
+        stdin.write_all(input.as_bytes()).expect("writing to kcat");
+    }
+    assert!(producer.wait().expect("kcat producer").success());
+    let listing =
+        run_ok(Command::new("kcat").args(["-b", broker.bootstrap(), "-L", "-t", "kcat-topic"]));
+    assert!(
+        listing.contains("topic \"kcat-topic\" with 1 partitions"),
+        "{listing}"
+    );
+    let consumed = run_ok(Command::new("kcat").args([
+        "-b",
+        broker.bootstrap(),
+        "-C",
+        "-t",
+        "kcat-topic",
+        "-o",
+        "beginning",
+        "-e",
+        "-q",
+        "-f",
+        "%k:%s\n",
+    ]));
+    assert_eq!(consumed, input);
+}
+
+#[test]
+fn kafka_python_2_0_produces_and_consumes() {
+    let broker = RunningBroker::start(&[("num.partitions", "3")]);
+    let script = python_script("kafka_python_client.py");
+    let output = run_ok(
+        Command::new(python_venv("kafka-python-2"))
+            .arg(script)
+            .args([broker.bootstrap(), "kp2", "3000", "gzip"]),
+    );
+    assert!(output.starts_with("ok 3000"), "{output}");
+}
+
+#[test]
+fn kafka_python_3_produces_and_consumes() {
+    let broker = RunningBroker::start(&[("num.partitions", "3")]);
+    let script = python_script("kafka_python_client.py");
+    for codec in ["none", "gzip"] {
+        let topic = format!("kp3-{codec}");
+        let output = run_ok(
+            Command::new(python_venv("kafka-python-3"))
+                .arg(&script)
+                .args([broker.bootstrap(), &topic, "3000", codec]),
+        );
+        assert!(output.starts_with("ok 3000"), "{output}");
+    }
+}
+
+#[test]
+fn confluent_kafka_produces_and_consumes() {
+    let broker = RunningBroker::start(&[]);
+    let script = python_script("confluent_kafka_client.py");
+    let output = run_ok(
+        Command::new(python_venv("confluent-kafka"))
+            .arg(script)
+            .args([broker.bootstrap(), "ck", "5000"]),
+    );
+    assert!(output.starts_with("ok 5000"), "{output}");
+}
+
+#[test]
+fn kafkajs_admin_and_producer_work() {
+    let broker = RunningBroker::start(&[]);
+    let script = workspace_root().join("tests/js/kafkajs_client.js");
+    let output = run_ok(
+        Command::new("node")
+            .arg(script)
+            .args([broker.bootstrap(), "kjs", "1000"]),
+    );
+    assert!(output.starts_with("ok 2000"), "{output}");
+}
