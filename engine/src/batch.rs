@@ -242,9 +242,12 @@ pub fn stamp_batch(
     }
 }
 
+/// A record as tests and tools build it: key and value, either may be null.
+pub type KeyValue<'a> = (Option<&'a [u8]>, Option<&'a [u8]>);
+
 /// Builds an uncompressed v2 batch from `(key, value)` records. Used by tests,
 /// tools and internal topics; produced with base offset 0.
-pub fn build_batch(records: &[(Option<&[u8]>, Option<&[u8]>)], timestamp_ms: i64) -> BytesMut {
+pub fn build_batch(records: &[KeyValue<'_>], timestamp_ms: i64) -> BytesMut {
     use bytes::BufMut;
     let mut body = BytesMut::new();
     for (index, (key, value)) in records.iter().enumerate() {

@@ -112,7 +112,7 @@ impl BatchCache {
                 break;
             }
             let fits = total_bytes + batch.bytes.len() <= max_bytes;
-            if !fits && !(chunks.is_empty() && min_one_batch) {
+            if !(fits || (chunks.is_empty() && min_one_batch)) {
                 break;
             }
             total_bytes += batch.bytes.len();

@@ -13,5 +13,5 @@ pub const SEGMENT_BYTES_MIN: u64 = 1024;
 pub const DATA_WAITERS_MAX: usize = 65_536;
 
 const _: () = assert!(DIRECT_IO_ALIGNMENT_BYTES.is_power_of_two());
-const _: () = assert!(WRITE_JOB_BYTES_MAX % DIRECT_IO_ALIGNMENT_BYTES == 0);
+const _: () = assert!(WRITE_JOB_BYTES_MAX.is_multiple_of(DIRECT_IO_ALIGNMENT_BYTES));
 const _: () = assert!(SEGMENT_BYTES_MAX <= u32::MAX as u64);

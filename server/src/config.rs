@@ -271,6 +271,9 @@ mod tests {
         let unknown = BrokerConfig::load(None, &[("no.such.key".into(), "1".into())]);
         assert!(matches!(unknown, Err(ConfigError::UnknownKey(k)) if k == "no.such.key"));
         let invalid = BrokerConfig::load(None, &[("num.partitions".into(), "zero".into())]);
-        assert!(invalid.unwrap_err().to_string().contains("num.partitions"));
+        assert!(invalid
+            .expect_err("must be refused")
+            .to_string()
+            .contains("num.partitions"));
     }
 }

@@ -160,6 +160,14 @@ pub fn validate_topic_name(name: &str) -> Result<(), String> {
     Ok(())
 }
 
+/// Topic configs this node acts on today; others Kafka knows are stored only.
+pub fn is_enforced_topic_config(key: &str) -> bool {
+    matches!(
+        key,
+        "segment.bytes" | "segment.ms" | "max.message.bytes" | "message.timestamp.type"
+    )
+}
+
 /// Checks a topic config for CreateTopics; the error names the key.
 pub fn validate_topic_config(key: &str, value: &str) -> Result<(), String> {
     let positive = |value: &str| match value.parse::<i64>() {
@@ -253,7 +261,7 @@ mod tests {
 
     #[test]
     fn invalid_topic_config_names_the_key() {
-        let error = validate_topic_config("segment.ms", "-4").unwrap_err();
+        let error = validate_topic_config("segment.ms", "-4").expect_err("must be refused");
         assert!(error.contains("segment.ms"));
         assert!(validate_topic_config("nonsense", "1").is_err());
     }

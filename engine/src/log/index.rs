@@ -76,7 +76,7 @@ impl OffsetIndex {
     /// Decodes an index file; `None` when it is damaged (wrong size, disorder,
     /// or a position at or past `segment_bytes`).
     pub fn decode(mut bytes: &[u8], segment_bytes: u64) -> Option<Self> {
-        if bytes.len() % OFFSET_INDEX_ENTRY_BYTES != 0 {
+        if !bytes.len().is_multiple_of(OFFSET_INDEX_ENTRY_BYTES) {
             return None;
         }
         let mut index = Self::default();
@@ -152,7 +152,7 @@ impl TimeIndex {
     }
 
     pub fn decode(mut bytes: &[u8]) -> Option<Self> {
-        if bytes.len() % TIME_INDEX_ENTRY_BYTES != 0 {
+        if !bytes.len().is_multiple_of(TIME_INDEX_ENTRY_BYTES) {
             return None;
         }
         let mut index = Self::default();

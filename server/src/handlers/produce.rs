@@ -101,7 +101,7 @@ pub async fn dispatch(body: ProduceRequest, request: RequestContext) -> Response
         for data in topic.partition_data {
             let index = data.index;
             let checked = match (&topic_metadata, &settings) {
-                _ if !matches!(acks, -1 | 0 | 1) => Err((
+                _ if !(-1..=1).contains(&acks) => Err((
                     ResponseError::InvalidRequiredAcks,
                     format!("acks must be -1, 0 or 1, not {acks}"),
                 )),
@@ -220,12 +220,12 @@ mod tests {
         let set = set.freeze();
         assert_eq!(split_batches(&set, 1 << 20).expect("valid").len(), 2);
         assert_eq!(
-            split_batches(&set, 10).unwrap_err().0,
+            split_batches(&set, 10).expect_err("must be refused").0,
             ResponseError::MessageTooLarge
         );
         assert_eq!(
             split_batches(&set.slice(..set.len() - 1), 1 << 20)
-                .unwrap_err()
+                .expect_err("must be refused")
                 .0,
             ResponseError::CorruptMessage
         );
@@ -233,11 +233,15 @@ mod tests {
         let last = corrupt.len() - 1;
         corrupt[last] ^= 0xff;
         assert_eq!(
-            split_batches(&corrupt.freeze(), 1 << 20).unwrap_err().0,
+            split_batches(&corrupt.freeze(), 1 << 20)
+                .expect_err("must be refused")
+                .0,
             ResponseError::CorruptMessage
         );
         assert_eq!(
-            split_batches(&Bytes::new(), 1 << 20).unwrap_err().0,
+            split_batches(&Bytes::new(), 1 << 20)
+                .expect_err("must be refused")
+                .0,
             ResponseError::InvalidRecord
         );
     }

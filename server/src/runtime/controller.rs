@@ -120,6 +120,13 @@ async fn create_topics(
     broker.publish_metadata(metadata);
     for topic in &created {
         tracing::info!(topic = %topic.name, partitions = topic.partitions.len(), "created topic");
+        for key in topic
+            .configs
+            .keys()
+            .filter(|k| !metadata::is_enforced_topic_config(k))
+        {
+            tracing::warn!(topic = %topic.name, config = %key, "topic config stored but not enforced yet");
+        }
     }
     tell_owners(broker, &created, |partitions, reply| {
         ShardRequest::OpenPartitions { partitions, reply }
