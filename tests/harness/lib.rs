@@ -56,7 +56,12 @@ pub struct RunningBroker {
 impl RunningBroker {
     /// Starts a broker with `--set key=value` for each setting.
     pub fn start(settings: &[(&str, &str)]) -> Self {
-        let root = tempfile::tempdir().expect("temp dir");
+        Self::start_under(&std::env::temp_dir(), settings)
+    }
+
+    /// As [`Self::start`], with the data dir under `parent` (another filesystem).
+    pub fn start_under(parent: &Path, settings: &[(&str, &str)]) -> Self {
+        let root = tempfile::tempdir_in(parent).expect("temp dir");
         let settings = settings
             .iter()
             .map(|(k, v)| (k.to_string(), v.to_string()))

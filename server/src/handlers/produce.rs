@@ -4,7 +4,8 @@
 //! Each partition's record set is split into batches and every batch checked
 //! (magic 2, length, CRC-32C, `max.message.bytes`) before anything of that
 //! partition is appended: one bad batch refuses the partition's whole set.
-//! acks=0 gets no response; acks=1 and acks=-1 (all, which on one node is the
+//! acks=0 gets no response (but its request still waits for the write, so
+//! the connection's in-flight bound holds it back); acks=1 and acks=-1 (all, which on one node is the
 //! leader alone) are answered once the append is durable under the flush policy.
 
 use bytes::{Bytes, BytesMut};
@@ -124,15 +125,7 @@ pub async fn dispatch(body: ProduceRequest, request: RequestContext) -> Response
                     };
                     let (reply, receiver) = oneshot::channel();
                     let core = broker.owner_core(&tp);
-                    broker.send_to_core(
-                        core,
-                        ShardRequest::Produce {
-                            tp,
-                            batches,
-                            wait_durable: acks != 0,
-                            reply,
-                        },
-                    );
+                    broker.send_to_core(core, ShardRequest::Produce { tp, batches, reply });
                     PartitionProgress::Appending(index, receiver)
                 }
             });

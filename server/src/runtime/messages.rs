@@ -37,12 +37,11 @@ pub struct PartitionRead {
 
 /// Work for the core that owns `tp`.
 pub enum ShardRequest {
-    /// Append validated batches; the reply comes once they are durable (or at
-    /// once when `wait_durable` is false, for acks=0).
+    /// Append validated batches; the reply comes once they are durable, even
+    /// for acks=0, so a connection's in-flight bound is its backpressure.
     Produce {
         tp: TopicPartition,
         batches: Vec<BytesMut>,
-        wait_durable: bool,
         reply: oneshot::Sender<PartitionResult<ProduceOutcome>>,
     },
     Read {

@@ -227,12 +227,7 @@ impl Shard {
 
     fn handle(&mut self, request: ShardRequest) {
         match request {
-            ShardRequest::Produce {
-                tp,
-                batches,
-                wait_durable,
-                reply,
-            } => self.produce(tp, batches, wait_durable, reply),
+            ShardRequest::Produce { tp, batches, reply } => self.produce(tp, batches, reply),
             ShardRequest::Read {
                 tp,
                 offset,
@@ -284,7 +279,6 @@ impl Shard {
         &mut self,
         tp: TopicPartition,
         batches: Vec<bytes::BytesMut>,
-        wait_durable: bool,
         reply: tokio::sync::oneshot::Sender<PartitionResult<ProduceOutcome>>,
     ) {
         let owned = match self.partition(&tp) {
@@ -313,10 +307,6 @@ impl Shard {
             log_append_time_ms: log_append_time_ms.unwrap_or(-1),
             log_start_offset: owned.log.borrow().offsets().log_start_offset,
         };
-        if !wait_durable {
-            let _ = reply.send(Ok(outcome));
-            return;
-        }
         let durable = owned.log.borrow_mut().wait_durable(append.next_offset);
         spawn_local(async move {
             let result = match durable.await {
