@@ -352,6 +352,40 @@ fn fetch_out_of_range_and_list_offsets_by_time() {
     );
 }
 
+/// Fetch v13 names topics by the id Metadata v10+ reports; an unknown id gets
+/// UNKNOWN_TOPIC_ID.
+#[test]
+fn fetch_v13_reads_by_topic_id() {
+    let broker = RunningBroker::start(&[]);
+    let mut connection = RawConnection::connect(broker.bootstrap());
+    assert_eq!(create_topic(&mut connection, "by-id", 1, &[]), 0);
+    assert_eq!(
+        produce(
+            &mut connection,
+            "by-id",
+            0,
+            build_batch(&[(None, Some(b"x"))], 1).freeze()
+        )
+        .0,
+        0
+    );
+    let metadata = connection.request(12, &MetadataRequest::default().with_topics(None));
+    let topic_id = metadata.topics[0].topic_id;
+    let mut request = fetch_request("", 0, 0);
+    request.topics[0].topic_id = topic_id;
+    let response = connection.request(13, &request);
+    assert_eq!(response.responses[0].topic_id, topic_id);
+    let partition = &response.responses[0].partitions[0];
+    assert_eq!(partition.error_code, 0);
+    assert!(partition.records.as_ref().is_some_and(|r| !r.is_empty()));
+    request.topics[0].topic_id = uuid::Uuid::new_v4();
+    let response = connection.request(13, &request);
+    assert_eq!(
+        response.responses[0].partitions[0].error_code, 100,
+        "UNKNOWN_TOPIC_ID"
+    );
+}
+
 /// A fetch waiting on an empty partition returns when a record arrives,
 /// long before its max_wait_ms.
 #[test]

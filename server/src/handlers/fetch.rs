@@ -1,4 +1,5 @@
-//! Fetch (key 1), v4-v12: zero-copy reads with long polling.
+//! Fetch (key 1), v4-v13 (v13 names topics by topic id): zero-copy reads with
+//! long polling.
 //!
 //! Each partition is read on its owner core; the answers are cached `Bytes` or
 //! segment-file regions, which the response carries as they are (sendfile).
@@ -25,7 +26,7 @@ use crate::protocol::fetch_response::{
 };
 use crate::runtime::messages::{PartitionRead, PartitionResult, ShardRequest, TopicPartition};
 
-pub const VERSIONS: VersionRange = VersionRange { min: 4, max: 12 };
+pub const VERSIONS: VersionRange = VersionRange { min: 4, max: 13 };
 
 struct WantedPartition {
     tp: TopicPartition,
