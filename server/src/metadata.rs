@@ -93,6 +93,13 @@ impl ClusterMetadata {
             .map_err(|source| MetadataError::Write { path, source })
     }
 
+    pub fn partition_state(&self, topic: &str, partition: i32) -> Option<&PartitionState> {
+        let topic = self.topics.get(topic)?;
+        topic
+            .has_partition(partition)
+            .then(|| &topic.partitions[partition as usize])
+    }
+
     pub fn topic_by_id(&self, topic_id: uuid::Uuid) -> Option<&TopicMetadata> {
         self.topics.values().find(|t| t.topic_id == topic_id)
     }

@@ -7,10 +7,9 @@ use kafka_protocol::messages::list_offsets_response::{
 };
 use kafka_protocol::messages::{ListOffsetsRequest, ListOffsetsResponse};
 use kafka_protocol::protocol::VersionRange;
-use kafka_protocol::ResponseError;
 
-use super::{check_leader_epoch, HandlerOutcome, RequestContext};
-use crate::runtime::messages::{ShardRequest, TopicPartition};
+use super::{ask_partition_owner, HandlerOutcome, RequestContext};
+use crate::runtime::messages::ShardRequest;
 
 pub const VERSIONS: VersionRange = VersionRange { min: 1, max: 6 };
 
@@ -21,37 +20,23 @@ pub async fn handle(body: ListOffsetsRequest, request: RequestContext) -> Handle
     let mut topics = Vec::with_capacity(body.topics.len());
     for topic in body.topics {
         let name: std::sync::Arc<str> = topic.name.as_str().into();
-        let known = metadata.topics.get(&*name);
         let mut partitions = Vec::with_capacity(topic.partitions.len());
         for partition in topic.partitions {
             let index = partition.partition_index;
-            let state = known
-                .filter(|t| t.has_partition(index))
-                .map(|t| &t.partitions[index as usize]);
-            let outcome = match state {
-                None => Err(ResponseError::UnknownTopicOrPartition),
-                Some(state) => {
-                    match check_leader_epoch(partition.current_leader_epoch, state.leader_epoch) {
-                        Err(error) => Err(error),
-                        Ok(()) => {
-                            let tp = TopicPartition {
-                                topic: name.clone(),
-                                partition: index,
-                            };
-                            let timestamp = partition.timestamp;
-                            broker
-                                .call_owner(tp, |tp, reply| ShardRequest::ListOffset {
-                                    tp,
-                                    timestamp,
-                                    reply,
-                                })
-                                .await
-                                .unwrap_or(Err(ResponseError::NotLeaderOrFollower))
-                                .map(|found| (found, state.leader_epoch))
-                        }
-                    }
-                }
-            };
+            let timestamp = partition.timestamp;
+            let outcome = ask_partition_owner(
+                broker,
+                &metadata,
+                &name,
+                index,
+                partition.current_leader_epoch,
+                |tp, reply| ShardRequest::ListOffset {
+                    tp,
+                    timestamp,
+                    reply,
+                },
+            )
+            .await;
             let mut response = ListOffsetsPartitionResponse::default().with_partition_index(index);
             match outcome {
                 Ok(((offset, timestamp), leader_epoch)) => {

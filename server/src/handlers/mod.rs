@@ -17,15 +17,20 @@ pub mod produce;
 use std::future::Future;
 use std::pin::Pin;
 use std::rc::Rc;
+use std::sync::Arc;
 
 use bytes::Bytes;
 use kafka_protocol::messages::{ApiKey, RequestHeader};
 use kafka_protocol::protocol::{Decodable, Encodable, VersionRange};
 use kafka_protocol::ResponseError;
 
+use tokio::sync::oneshot;
+
 use crate::broker::Broker;
+use crate::metadata::ClusterMetadata;
 use crate::net::connection::ConnectionContext;
 use crate::protocol::{encode_response, EncodeError, Response};
+use crate::runtime::messages::{PartitionResult, ShardRequest, TopicPartition};
 
 pub type HandlerOutcome = Result<Option<Response>, HandlerError>;
 pub type ResponseFuture = Pin<Box<dyn Future<Output = HandlerOutcome>>>;
@@ -149,6 +154,32 @@ pub async fn dispatch(
         )),
         other => unreachable!("{other:?} is in SUPPORTED_APIS without a handler"),
     })
+}
+
+/// For requests about one partition: finds it in `metadata`, checks the
+/// client's leader epoch, asks the owner core. Returns the owner's answer with
+/// the partition's leader epoch.
+pub async fn ask_partition_owner<T>(
+    broker: &Broker,
+    metadata: &ClusterMetadata,
+    topic: &Arc<str>,
+    partition: i32,
+    current_leader_epoch: i32,
+    make: impl FnOnce(TopicPartition, oneshot::Sender<PartitionResult<T>>) -> ShardRequest,
+) -> PartitionResult<(T, i32)> {
+    let state = metadata
+        .partition_state(topic, partition)
+        .ok_or(ResponseError::UnknownTopicOrPartition)?;
+    check_leader_epoch(current_leader_epoch, state.leader_epoch)?;
+    let tp = TopicPartition {
+        topic: topic.clone(),
+        partition,
+    };
+    let answer = broker
+        .call_owner(tp, make)
+        .await
+        .unwrap_or(Err(ResponseError::NotLeaderOrFollower))?;
+    Ok((answer, state.leader_epoch))
 }
 
 /// Checks a client's `current_leader_epoch` against the partition's, as Kafka:

@@ -6,10 +6,9 @@ use kafka_protocol::messages::offset_for_leader_epoch_response::{
 };
 use kafka_protocol::messages::{OffsetForLeaderEpochRequest, OffsetForLeaderEpochResponse};
 use kafka_protocol::protocol::VersionRange;
-use kafka_protocol::ResponseError;
 
-use super::{check_leader_epoch, HandlerOutcome, RequestContext};
-use crate::runtime::messages::{ShardRequest, TopicPartition};
+use super::{ask_partition_owner, HandlerOutcome, RequestContext};
+use crate::runtime::messages::ShardRequest;
 
 pub const VERSIONS: VersionRange = VersionRange { min: 2, max: 4 };
 
@@ -25,34 +24,17 @@ pub async fn handle(body: OffsetForLeaderEpochRequest, request: RequestContext) 
                 .with_partition(partition.partition)
                 .with_leader_epoch(-1)
                 .with_end_offset(-1);
-            let state = metadata
-                .topics
-                .get(&*name)
-                .and_then(|t| t.partitions.get(partition.partition.max(0) as usize))
-                .filter(|_| partition.partition >= 0);
-            let outcome = match state {
-                None => Err(ResponseError::UnknownTopicOrPartition),
-                Some(state) => {
-                    match check_leader_epoch(partition.current_leader_epoch, state.leader_epoch) {
-                        Err(error) => Err(error),
-                        Ok(()) => {
-                            let tp = TopicPartition {
-                                topic: name.clone(),
-                                partition: partition.partition,
-                            };
-                            let epoch = partition.leader_epoch;
-                            broker
-                                .call_owner(tp, |tp, reply| ShardRequest::EpochEndOffset {
-                                    tp,
-                                    epoch,
-                                    reply,
-                                })
-                                .await
-                                .unwrap_or(Err(ResponseError::NotLeaderOrFollower))
-                        }
-                    }
-                }
-            };
+            let epoch = partition.leader_epoch;
+            let outcome = ask_partition_owner(
+                broker,
+                &metadata,
+                &name,
+                partition.partition,
+                partition.current_leader_epoch,
+                |tp, reply| ShardRequest::EpochEndOffset { tp, epoch, reply },
+            )
+            .await
+            .map(|(answer, _)| answer);
             match outcome {
                 Ok((epoch, end_offset)) => {
                     result.leader_epoch = epoch;

@@ -109,15 +109,12 @@ async fn create_topics(
     if created.is_empty() {
         return results;
     }
-    if let Err(error) = metadata.persist(&broker.data_dir) {
-        tracing::error!(%error, "persisting metadata failed; topics not created");
-        let failure = (ResponseError::KafkaStorageError, error.to_string());
+    if let Err(failure) = persist_and_publish(broker, metadata) {
         return results
             .into_iter()
             .map(|r| r.and(Err(failure.clone())))
             .collect();
     }
-    broker.publish_metadata(metadata);
     for topic in &created {
         tracing::info!(topic = %topic.name, partitions = topic.partitions.len(), "created topic");
         for key in topic
@@ -154,15 +151,12 @@ async fn delete_topics(broker: &Broker, names: Vec<String>) -> Vec<TopicResult> 
     if deleted.is_empty() {
         return results;
     }
-    if let Err(error) = metadata.persist(&broker.data_dir) {
-        tracing::error!(%error, "persisting metadata failed; topics not deleted");
-        let failure = (ResponseError::KafkaStorageError, error.to_string());
+    if let Err(failure) = persist_and_publish(broker, metadata) {
         return results
             .into_iter()
             .map(|r| r.and(Err(failure.clone())))
             .collect();
     }
-    broker.publish_metadata(metadata);
     for topic in &deleted {
         tracing::info!(topic = %topic.name, "deleted topic");
     }
@@ -171,6 +165,20 @@ async fn delete_topics(broker: &Broker, names: Vec<String>) -> Vec<TopicResult> 
     })
     .await;
     results
+}
+
+/// Makes `metadata` durable, then visible to every core. On failure nothing
+/// changes, and every change of the request is refused with the reason.
+fn persist_and_publish(
+    broker: &Broker,
+    metadata: ClusterMetadata,
+) -> Result<(), (ResponseError, String)> {
+    if let Err(error) = metadata.persist(&broker.data_dir) {
+        tracing::error!(%error, "persisting metadata failed; change refused");
+        return Err((ResponseError::KafkaStorageError, error.to_string()));
+    }
+    broker.publish_metadata(metadata);
+    Ok(())
 }
 
 /// Sends each core the partitions of `topics` it owns and waits for all.
