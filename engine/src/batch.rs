@@ -319,36 +319,51 @@ pub fn get_varint(buf: &mut &[u8]) -> Option<i64> {
     None
 }
 
-/// One record's position within an uncompressed batch.
+/// One record of an uncompressed batch, borrowing from the batch bytes.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub struct RecordPosition {
+pub struct RecordView<'a> {
     pub offset: i64,
     pub timestamp_ms: i64,
+    pub key: Option<&'a [u8]>,
+    pub value: Option<&'a [u8]>,
 }
 
-/// Offsets and timestamps of the records of an uncompressed batch; `None` when
-/// the batch is compressed or malformed.
-pub fn record_positions(batch: &[u8]) -> Option<Vec<RecordPosition>> {
+/// The records of an uncompressed batch; `None` when the batch is compressed
+/// or malformed. Headers are skipped.
+pub fn parse_records(batch: &[u8]) -> Option<Vec<RecordView<'_>>> {
     let header = BatchHeader::parse(batch).ok()?;
     if header.codec().ok()? != Codec::None {
         return None;
     }
     let mut body = batch.get(BATCH_HEADER_BYTES..header.total_bytes())?;
-    let mut positions = Vec::with_capacity(header.records_count.max(0) as usize);
+    let mut records = Vec::with_capacity(header.records_count.clamp(0, 4096) as usize);
     for _ in 0..header.records_count {
         let length = usize::try_from(get_varint(&mut body)?).ok()?;
         let mut record = body.get(..length)?;
         body = &body[length..];
-        record.split_first()?; // attributes
-        record = &record[1..];
+        record = record.get(1..)?; // attributes
         let timestamp_delta = get_varint(&mut record)?;
         let offset_delta = get_varint(&mut record)?;
-        positions.push(RecordPosition {
+        let key = get_nullable_bytes(&mut record)?;
+        let value = get_nullable_bytes(&mut record)?;
+        records.push(RecordView {
             offset: header.base_offset + offset_delta,
             timestamp_ms: header.base_timestamp + timestamp_delta,
+            key,
+            value,
         });
     }
-    Some(positions)
+    Some(records)
+}
+
+fn get_nullable_bytes<'a>(buf: &mut &'a [u8]) -> Option<Option<&'a [u8]>> {
+    let length = get_varint(buf)?;
+    if length < 0 {
+        return Some(None);
+    }
+    let bytes = buf.get(..length as usize)?;
+    *buf = &buf[length as usize..];
+    Some(Some(bytes))
 }
 
 #[cfg(test)]
@@ -444,12 +459,15 @@ mod tests {
     }
 
     #[test]
-    fn record_positions_of_uncompressed_batch() {
+    fn records_of_uncompressed_batch() {
         let mut batch = sample();
         stamp_batch(&mut batch, 10, 0, None);
-        let positions = record_positions(&batch).expect("uncompressed");
-        assert_eq!(positions.len(), 2);
-        assert_eq!(positions[1].offset, 11);
-        assert_eq!(positions[0].timestamp_ms, 1_000);
+        let records = parse_records(&batch).expect("uncompressed");
+        assert_eq!(records.len(), 2);
+        assert_eq!(records[1].offset, 11);
+        assert_eq!(records[0].timestamp_ms, 1_000);
+        assert_eq!(records[0].key, Some(&b"k1"[..]));
+        assert_eq!(records[1].key, None);
+        assert_eq!(records[1].value, Some(&b"v2"[..]));
     }
 }

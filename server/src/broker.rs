@@ -10,9 +10,10 @@ use ringlog_engine::IoMode;
 use tokio::sync::{mpsc, oneshot};
 
 use crate::config::BrokerConfig;
+use crate::coordinator::{self, offsets_log::OFFSETS_TOPIC};
 use crate::metadata::{ClusterMetadata, MetadataSnapshot, TopicMetadata};
 use crate::runtime::messages::{
-    ControlRequest, NewTopic, ShardRequest, TopicPartition, TopicResult,
+    ControlRequest, GroupRequest, NewTopic, ShardRequest, TopicPartition, TopicResult,
 };
 use crate::runtime::router;
 
@@ -23,6 +24,8 @@ pub struct Broker {
     pub io_mode: IoMode,
     pub advertised_host: String,
     pub advertised_port: i32,
+    /// Partitions of `__consumer_offsets`, fixed when the topic was created.
+    pub offsets_partitions: i32,
     metadata: ArcSwap<ClusterMetadata>,
     cores: Vec<mpsc::UnboundedSender<ShardRequest>>,
     controller: mpsc::UnboundedSender<ControlRequest>,
@@ -40,7 +43,12 @@ impl Broker {
         cores: Vec<mpsc::UnboundedSender<ShardRequest>>,
         controller: mpsc::UnboundedSender<ControlRequest>,
     ) -> Self {
+        let offsets_partitions = metadata
+            .topics
+            .get(OFFSETS_TOPIC)
+            .map_or(1, |t| t.partitions.len() as i32);
         Self {
+            offsets_partitions,
             config,
             data_dir,
             io_mode,
@@ -63,6 +71,51 @@ impl Broker {
 
     pub fn owner_core(&self, tp: &TopicPartition) -> usize {
         router::owner_core(&tp.topic, tp.partition, self.cores.len())
+    }
+
+    /// The core that owns `group_id`: the owner of its offsets partition.
+    pub fn group_core(&self, group_id: &str) -> usize {
+        let tp = TopicPartition {
+            topic: OFFSETS_TOPIC.into(),
+            partition: coordinator::offsets_partition(group_id, self.offsets_partitions),
+        };
+        self.owner_core(&tp)
+    }
+
+    /// Sends a request to the core that owns `group_id`; `None` when it is
+    /// shutting down.
+    pub async fn call_group<T>(
+        &self,
+        group_id: &str,
+        make: impl FnOnce(oneshot::Sender<T>) -> GroupRequest,
+    ) -> Option<T> {
+        let (sender, receiver) = oneshot::channel();
+        let request = ShardRequest::Group {
+            group_id: group_id.to_string(),
+            request: make(sender),
+        };
+        self.send_to_core(self.group_core(group_id), request);
+        receiver.await.ok()
+    }
+
+    /// Asks every core the same question; answers in core order.
+    pub async fn ask_every_core<T>(
+        &self,
+        make: impl Fn(oneshot::Sender<T>) -> ShardRequest,
+    ) -> Vec<T> {
+        let mut receivers = Vec::with_capacity(self.cores.len());
+        for core in 0..self.cores.len() {
+            let (sender, receiver) = oneshot::channel();
+            self.send_to_core(core, make(sender));
+            receivers.push(receiver);
+        }
+        let mut answers = Vec::with_capacity(receivers.len());
+        for receiver in receivers {
+            if let Ok(answer) = receiver.await {
+                answers.push(answer);
+            }
+        }
+        answers
     }
 
     /// Sends `request` to core `core`. A core only goes away at shutdown; then

@@ -30,6 +30,12 @@ pub const SETTINGS: &[Setting] = &[
     Setting { key: "log.message.timestamp.type", default: "CreateTime", description: "CreateTime or LogAppendTime (topic: message.timestamp.type)" },
     Setting { key: "log.io.mode", default: "direct", description: "direct (O_DIRECT through io_uring) or buffered (page cache); direct falls back to buffered where the filesystem refuses it" },
     Setting { key: "log.cache.bytes.per.core", default: "268435456", description: "memory per core for recently appended batches served to tailing consumers" },
+    Setting { key: "offsets.topic.num.partitions", default: "50", description: "partitions of __consumer_offsets (fixed once the topic exists)" },
+    Setting { key: "offsets.topic.segment.bytes", default: "104857600", description: "segment size of __consumer_offsets" },
+    Setting { key: "offsets.retention.minutes", default: "10080", description: "committed offsets of a group empty this long are deleted" },
+    Setting { key: "group.min.session.timeout.ms", default: "6000", description: "smallest session.timeout.ms a consumer may ask for" },
+    Setting { key: "group.max.session.timeout.ms", default: "1800000", description: "largest session.timeout.ms a consumer may ask for" },
+    Setting { key: "group.initial.rebalance.delay.ms", default: "3000", description: "how long a new group waits for more members before its first rebalance" },
     Setting { key: "fetch.max.wait.ms.max", default: "30000", description: "upper bound on a fetch's max_wait_ms" },
 ];
 
@@ -81,6 +87,12 @@ pub struct BrokerConfig {
     pub log_io_mode: IoMode,
     pub log_cache_bytes_per_core: usize,
     pub fetch_max_wait_ms_max: u64,
+    pub offsets_topic_num_partitions: i32,
+    pub offsets_topic_segment_bytes: u64,
+    pub offsets_retention_minutes: u64,
+    pub group_min_session_timeout_ms: i32,
+    pub group_max_session_timeout_ms: i32,
+    pub group_initial_rebalance_delay_ms: u64,
 }
 
 impl BrokerConfig {
@@ -121,6 +133,15 @@ impl BrokerConfig {
             log_io_mode: parse(values, "log.io.mode")?,
             log_cache_bytes_per_core: parse(values, "log.cache.bytes.per.core")?,
             fetch_max_wait_ms_max: parse(values, "fetch.max.wait.ms.max")?,
+            offsets_topic_num_partitions: parse_positive(values, "offsets.topic.num.partitions")?,
+            offsets_topic_segment_bytes: parse_segment_bytes(
+                "offsets.topic.segment.bytes",
+                get("offsets.topic.segment.bytes"),
+            )?,
+            offsets_retention_minutes: parse_positive(values, "offsets.retention.minutes")?,
+            group_min_session_timeout_ms: parse_positive(values, "group.min.session.timeout.ms")?,
+            group_max_session_timeout_ms: parse_positive(values, "group.max.session.timeout.ms")?,
+            group_initial_rebalance_delay_ms: parse(values, "group.initial.rebalance.delay.ms")?,
         })
     }
 

@@ -2,6 +2,7 @@
 
 mod broker;
 mod config;
+mod coordinator;
 mod handlers;
 mod metadata;
 mod net;
@@ -144,7 +145,8 @@ fn serve(args: ServeArgs) -> anyhow::Result<()> {
         IoMode::Direct => ringlog_engine::io::probe_direct_io(&args.data_dir),
         IoMode::Buffered => IoMode::Buffered,
     };
-    let metadata = ClusterMetadata::load_or_create(&args.data_dir, config.node_id)?;
+    let mut metadata = ClusterMetadata::load_or_create(&args.data_dir, config.node_id)?;
+    ensure_offsets_topic(&mut metadata, &config, &args.data_dir)?;
     let core_count = args
         .cores
         .unwrap_or_else(|| std::thread::available_parallelism().map_or(1, |n| n.get()))
@@ -234,6 +236,36 @@ fn serve(args: ServeArgs) -> anyhow::Result<()> {
             .with_context(|| format!("writing {}", clean_marker.display()))?;
     }
     tracing::info!(clean = all_closed, "stopped");
+    Ok(())
+}
+
+/// Creates `__consumer_offsets` (compacted, Kafka's settings) on first start.
+fn ensure_offsets_topic(
+    metadata: &mut ClusterMetadata,
+    config: &BrokerConfig,
+    data_dir: &Path,
+) -> anyhow::Result<()> {
+    use crate::coordinator::offsets_log::OFFSETS_TOPIC;
+    if metadata.topics.contains_key(OFFSETS_TOPIC) {
+        return Ok(());
+    }
+    let configs = [
+        ("cleanup.policy".to_string(), "compact".to_string()),
+        (
+            "segment.bytes".to_string(),
+            config.offsets_topic_segment_bytes.to_string(),
+        ),
+    ]
+    .into_iter()
+    .collect();
+    let topic = metadata::TopicMetadata::new(
+        OFFSETS_TOPIC,
+        config.offsets_topic_num_partitions,
+        metadata.node_id,
+        configs,
+    );
+    metadata.topics.insert(OFFSETS_TOPIC.to_string(), topic);
+    metadata.persist(data_dir)?;
     Ok(())
 }
 

@@ -589,7 +589,7 @@ impl PartitionLog {
                 return Ok(None);
             }
             let batch = segment.read_batch(&location)?;
-            let exact = batch::record_positions(&batch)
+            let exact = batch::parse_records(&batch)
                 .and_then(|records| records.into_iter().find(|r| r.timestamp_ms >= target_ms));
             return Ok(Some(match exact {
                 Some(record) => (record.offset, record.timestamp_ms),
@@ -597,6 +597,46 @@ impl PartitionLog {
             }));
         }
         Ok(None)
+    }
+
+    /// Reads `[offset, high watermark)` into memory as whole batches, in
+    /// pieces of about `chunk_bytes` (for loading internal topics at start).
+    pub fn read_into_memory(&self, offset: i64, chunk_bytes: usize) -> Result<(Vec<u8>, i64)> {
+        let result = self.read(offset, chunk_bytes, true)?;
+        let mut bytes = Vec::with_capacity(result.total_bytes);
+        for chunk in &result.chunks {
+            match chunk {
+                ReadChunk::Memory(memory) => bytes.extend_from_slice(memory),
+                ReadChunk::File(region) => {
+                    use std::os::unix::fs::FileExt;
+                    let start = bytes.len();
+                    bytes.resize(start + region.len as usize, 0);
+                    region
+                        .file
+                        .read_exact_at(&mut bytes[start..], region.position)
+                        .map_err(|e| LogError::io("reading segment", &self.dir, e))?;
+                }
+            }
+        }
+        // Keep whole batches only; the next read starts after the last one.
+        let mut next_offset = offset;
+        let mut whole_bytes = 0;
+        while let Ok(total) = batch::batch_total_bytes(&bytes[whole_bytes..]) {
+            if whole_bytes + total > bytes.len() {
+                break;
+            }
+            let header = BatchHeader::parse(&bytes[whole_bytes..]).map_err(|e| {
+                LogError::io(
+                    "parsing batch",
+                    &self.dir,
+                    std::io::Error::new(std::io::ErrorKind::InvalidData, e),
+                )
+            })?;
+            next_offset = header.next_offset();
+            whole_bytes += total;
+        }
+        bytes.truncate(whole_bytes);
+        Ok((bytes, next_offset))
     }
 
     /// End offset of `epoch` and the epoch it belongs to (OffsetForLeaderEpoch).

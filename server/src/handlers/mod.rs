@@ -7,12 +7,23 @@
 
 pub mod api_versions;
 pub mod create_topics;
+pub mod delete_groups;
 pub mod delete_topics;
+pub mod describe_groups;
 pub mod fetch;
+pub mod find_coordinator;
+pub mod heartbeat;
+pub mod join_group;
+pub mod leave_group;
+pub mod list_groups;
 pub mod list_offsets;
 pub mod metadata;
+pub mod offset_commit;
+pub mod offset_delete;
+pub mod offset_fetch;
 pub mod offset_for_leader_epoch;
 pub mod produce;
+pub mod sync_group;
 
 use std::future::Future;
 use std::pin::Pin;
@@ -57,6 +68,15 @@ pub const SUPPORTED_APIS: &[(ApiKey, VersionRange)] = &[
     (ApiKey::Fetch, fetch::VERSIONS),
     (ApiKey::ListOffsets, list_offsets::VERSIONS),
     (ApiKey::Metadata, metadata::VERSIONS),
+    (ApiKey::OffsetCommit, offset_commit::VERSIONS),
+    (ApiKey::OffsetFetch, offset_fetch::VERSIONS),
+    (ApiKey::FindCoordinator, find_coordinator::VERSIONS),
+    (ApiKey::JoinGroup, join_group::VERSIONS),
+    (ApiKey::Heartbeat, heartbeat::VERSIONS),
+    (ApiKey::LeaveGroup, leave_group::VERSIONS),
+    (ApiKey::SyncGroup, sync_group::VERSIONS),
+    (ApiKey::DescribeGroups, describe_groups::VERSIONS),
+    (ApiKey::ListGroups, list_groups::VERSIONS),
     (ApiKey::ApiVersions, api_versions::VERSIONS),
     (ApiKey::CreateTopics, create_topics::VERSIONS),
     (ApiKey::DeleteTopics, delete_topics::VERSIONS),
@@ -64,6 +84,8 @@ pub const SUPPORTED_APIS: &[(ApiKey, VersionRange)] = &[
         ApiKey::OffsetForLeaderEpoch,
         offset_for_leader_epoch::VERSIONS,
     ),
+    (ApiKey::DeleteGroups, delete_groups::VERSIONS),
+    (ApiKey::OffsetDelete, offset_delete::VERSIONS),
 ];
 
 pub fn is_supported(api: ApiKey, version: i16) -> bool {
@@ -78,6 +100,7 @@ pub struct RequestContext {
     pub api: ApiKey,
     pub version: i16,
     pub correlation_id: i32,
+    pub client_id: String,
 }
 
 impl RequestContext {
@@ -123,35 +146,47 @@ pub async fn dispatch(
         return Err(HandlerError::UnsupportedVersion { api, version });
     }
     let mut body = frame;
+    let header =
+        RequestHeader::decode(&mut body, api.request_header_version(version)).map_err(|e| {
+            HandlerError::Malformed {
+                api,
+                version,
+                reason: format!("request header: {e}"),
+            }
+        })?;
     let request = RequestContext {
         connection: connection.clone(),
         api,
         version,
         correlation_id,
+        client_id: header.client_id.map(|c| c.to_string()).unwrap_or_default(),
     };
-    RequestHeader::decode(&mut body, api.request_header_version(version)).map_err(|e| {
-        HandlerError::Malformed {
-            api,
-            version,
-            reason: format!("request header: {e}"),
-        }
-    })?;
+    // Decodes the body as the API's request and starts its handler.
+    macro_rules! start {
+        ($handler:ident) => {
+            Box::pin($handler::handle(request.decode(&mut body)?, request))
+        };
+    }
     Ok(match api {
         ApiKey::Produce => produce::dispatch(request.decode(&mut body)?, request).await,
-        ApiKey::Fetch => Box::pin(fetch::handle(request.decode(&mut body)?, request)),
-        ApiKey::ListOffsets => Box::pin(list_offsets::handle(request.decode(&mut body)?, request)),
-        ApiKey::Metadata => Box::pin(metadata::handle(request.decode(&mut body)?, request)),
         ApiKey::ApiVersions => Box::pin(api_versions::handle(request)),
-        ApiKey::CreateTopics => {
-            Box::pin(create_topics::handle(request.decode(&mut body)?, request))
-        }
-        ApiKey::DeleteTopics => {
-            Box::pin(delete_topics::handle(request.decode(&mut body)?, request))
-        }
-        ApiKey::OffsetForLeaderEpoch => Box::pin(offset_for_leader_epoch::handle(
-            request.decode(&mut body)?,
-            request,
-        )),
+        ApiKey::Fetch => start!(fetch),
+        ApiKey::ListOffsets => start!(list_offsets),
+        ApiKey::Metadata => start!(metadata),
+        ApiKey::CreateTopics => start!(create_topics),
+        ApiKey::DeleteTopics => start!(delete_topics),
+        ApiKey::OffsetForLeaderEpoch => start!(offset_for_leader_epoch),
+        ApiKey::OffsetCommit => start!(offset_commit),
+        ApiKey::OffsetFetch => start!(offset_fetch),
+        ApiKey::FindCoordinator => start!(find_coordinator),
+        ApiKey::JoinGroup => start!(join_group),
+        ApiKey::Heartbeat => start!(heartbeat),
+        ApiKey::LeaveGroup => start!(leave_group),
+        ApiKey::SyncGroup => start!(sync_group),
+        ApiKey::DescribeGroups => start!(describe_groups),
+        ApiKey::ListGroups => start!(list_groups),
+        ApiKey::DeleteGroups => start!(delete_groups),
+        ApiKey::OffsetDelete => start!(offset_delete),
         other => unreachable!("{other:?} is in SUPPORTED_APIS without a handler"),
     })
 }
@@ -244,7 +279,18 @@ mod tests {
         check_api::<CreateTopicsRequest>(0);
         check_api::<DeleteTopicsRequest>(0);
         check_api::<OffsetForLeaderEpochRequest>(0);
-        assert_eq!(SUPPORTED_APIS.len(), 8, "a new API needs a line here");
+        check_api::<OffsetCommitRequest>(0);
+        check_api::<OffsetFetchRequest>(0);
+        check_api::<FindCoordinatorRequest>(0);
+        check_api::<JoinGroupRequest>(0);
+        check_api::<HeartbeatRequest>(0);
+        check_api::<LeaveGroupRequest>(0);
+        check_api::<SyncGroupRequest>(0);
+        check_api::<DescribeGroupsRequest>(0);
+        check_api::<ListGroupsRequest>(0);
+        check_api::<DeleteGroupsRequest>(0);
+        check_api::<OffsetDeleteRequest>(0);
+        assert_eq!(SUPPORTED_APIS.len(), 19, "a new API needs a line here");
     }
 
     #[test]

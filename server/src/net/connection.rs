@@ -40,6 +40,7 @@ const IOVECS_PER_WRITE_MAX: usize = 64;
 /// What a connection knows about itself, shared with its handlers.
 pub struct ConnectionContext {
     pub broker: Arc<Broker>,
+    pub peer: SocketAddr,
 }
 
 #[derive(Debug, thiserror::Error)]
@@ -57,7 +58,7 @@ enum FrameError {
 pub async fn serve(stream: TcpStream, peer: SocketAddr, broker: Arc<Broker>, core_id: usize) {
     let max_frame_bytes = broker.config.socket_request_max_bytes;
     tracing::debug!(%peer, core = core_id, "connection accepted");
-    let context = Rc::new(ConnectionContext { broker });
+    let context = Rc::new(ConnectionContext { broker, peer });
     let (mut reader, writer) = stream.into_split();
     let (pending_sender, pending_receiver) = mpsc::channel(INFLIGHT_REQUESTS_MAX);
     let writer_task = tokio::task::spawn_local(write_responses(writer, pending_receiver, peer));

@@ -78,6 +78,13 @@ pub enum ShardRequest {
         partitions: Vec<TopicPartition>,
         reply: oneshot::Sender<()>,
     },
+    Group {
+        group_id: String,
+        request: GroupRequest,
+    },
+    ListGroups {
+        reply: oneshot::Sender<Vec<crate::coordinator::GroupListing>>,
+    },
     /// Stop accepting, flush and seal every partition, then stop the core.
     Shutdown { reply: oneshot::Sender<()> },
 }
@@ -105,5 +112,62 @@ pub enum ControlRequest {
     DeleteTopics {
         names: Vec<String>,
         reply: oneshot::Sender<Vec<TopicResult>>,
+    },
+}
+
+/// Work for the core that owns a consumer group.
+pub enum GroupRequest {
+    Join {
+        request: crate::coordinator::group::JoinRequest,
+        reply: oneshot::Sender<crate::coordinator::group::JoinResult>,
+    },
+    Sync {
+        request: crate::coordinator::group::SyncRequest,
+        reply: oneshot::Sender<crate::coordinator::group::SyncResult>,
+    },
+    Heartbeat {
+        member_id: String,
+        group_instance_id: Option<String>,
+        generation_id: i32,
+        reply: oneshot::Sender<Result<(), ResponseError>>,
+    },
+    /// `(member id, group instance id)` of each leaving member.
+    Leave {
+        members: Vec<(String, Option<String>)>,
+        reply: oneshot::Sender<Vec<Result<(), ResponseError>>>,
+    },
+    /// Replies once the commit is durable, with one result for all partitions.
+    CommitOffsets {
+        member_id: String,
+        group_instance_id: Option<String>,
+        generation_id: i32,
+        offsets: Vec<(
+            String,
+            i32,
+            crate::coordinator::offsets_log::CommittedOffset,
+        )>,
+        reply: oneshot::Sender<Result<(), ResponseError>>,
+    },
+    /// `None` asks for every committed partition of the group.
+    FetchOffsets {
+        partitions: Option<Vec<(String, i32)>>,
+        reply: oneshot::Sender<
+            Vec<(
+                String,
+                i32,
+                Option<crate::coordinator::offsets_log::CommittedOffset>,
+            )>,
+        >,
+    },
+    Describe {
+        reply: oneshot::Sender<crate::coordinator::GroupDescription>,
+    },
+    Delete {
+        reply: oneshot::Sender<Result<(), ResponseError>>,
+    },
+    /// OffsetDelete: refused for topics the group's members subscribe to.
+    DeleteOffsets {
+        partitions: Vec<(String, i32)>,
+        reply: oneshot::Sender<Result<Vec<Result<(), ResponseError>>, ResponseError>>,
     },
 }

@@ -3,9 +3,9 @@
 //! without asking anyone. A topic's partitions spread round-robin over cores.
 
 /// FNV-1a: stable across runs and platforms (std's hasher is seeded).
-fn topic_hash(topic: &str) -> u64 {
+pub fn stable_hash(text: &str) -> u64 {
     let mut hash: u64 = 0xcbf2_9ce4_8422_2325;
-    for byte in topic.bytes() {
+    for byte in text.bytes() {
         hash ^= u64::from(byte);
         hash = hash.wrapping_mul(0x0100_0000_01b3);
     }
@@ -15,7 +15,7 @@ fn topic_hash(topic: &str) -> u64 {
 pub fn owner_core(topic: &str, partition: i32, core_count: usize) -> usize {
     assert!(core_count > 0, "at least one core");
     assert!(partition >= 0, "partition indexes are non-negative");
-    (topic_hash(topic).wrapping_add(partition as u64) % core_count as u64) as usize
+    (stable_hash(topic).wrapping_add(partition as u64) % core_count as u64) as usize
 }
 
 #[cfg(test)]

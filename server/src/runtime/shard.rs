@@ -20,12 +20,21 @@ use tokio::sync::mpsc;
 
 use crate::broker::Broker;
 use crate::config::TimestampType;
+use crate::coordinator::group::GroupConfig;
+use crate::coordinator::offsets_log::{self, OffsetRecord, OFFSETS_TOPIC};
+use crate::coordinator::{self, GroupCoordinator};
 use crate::metadata::TopicSettings;
 use crate::net::listener;
 use crate::runtime::controller;
 use crate::runtime::messages::{
-    ControlRequest, PartitionRead, PartitionResult, ProduceOutcome, ShardRequest, TopicPartition,
+    ControlRequest, GroupRequest, PartitionRead, PartitionResult, ProduceOutcome, ShardRequest,
+    TopicPartition,
 };
+
+/// How often group sessions and rebalance deadlines are checked.
+const GROUP_TICK_MS: u64 = 100;
+/// Read size when replaying `__consumer_offsets` at start.
+const OFFSETS_LOAD_CHUNK_BYTES: usize = 16 * 1024 * 1024;
 
 /// Everything a core needs to start.
 pub struct CoreStartup {
@@ -53,6 +62,7 @@ struct Shard {
     cache: Rc<RefCell<BatchCache>>,
     next_partition_key: u64,
     clean_shutdown: bool,
+    groups: Rc<RefCell<GroupCoordinator>>,
 }
 
 pub fn now_ms() -> i64 {
@@ -91,8 +101,17 @@ async fn run_core_loop(startup: CoreStartup) {
         partitions: HashMap::new(),
         next_partition_key: 0,
         clean_shutdown,
+        groups: Rc::new(RefCell::new(GroupCoordinator::new(
+            GroupConfig {
+                min_session_timeout_ms: broker.config.group_min_session_timeout_ms,
+                max_session_timeout_ms: broker.config.group_max_session_timeout_ms,
+                initial_rebalance_delay_ms: broker.config.group_initial_rebalance_delay_ms,
+            },
+            Duration::from_secs(broker.config.offsets_retention_minutes * 60),
+        ))),
     }));
     let opened = shard.borrow_mut().open_owned_partitions();
+    let opened = opened.and_then(|count| shard.borrow().load_committed_offsets().map(|()| count));
     let _ = ready.send(opened);
     let accept_task = match listener::start_accepting(listener, broker.clone(), core_id) {
         Ok(task) => task,
@@ -104,6 +123,7 @@ async fn run_core_loop(startup: CoreStartup) {
     if let Some(control_requests) = control_requests {
         spawn_local(controller::run_controller(broker.clone(), control_requests));
     }
+    spawn_local(run_group_timer(shard.clone()));
     if let Some(interval_ms) = broker.config.log_flush_interval_ms {
         spawn_local(run_flush_timer(shard.clone(), interval_ms));
     }
@@ -129,6 +149,35 @@ async fn run_flush_timer(shard: Rc<RefCell<Shard>>, interval_ms: u64) {
     }
 }
 
+/// Group session and rebalance timeouts, and expiry of old empty groups' offsets.
+async fn run_group_timer(shard: Rc<RefCell<Shard>>) {
+    let mut ticks = tokio::time::interval(Duration::from_millis(GROUP_TICK_MS));
+    loop {
+        ticks.tick().await;
+        let groups = shard.borrow().groups.clone();
+        let expired = groups.borrow_mut().tick(std::time::Instant::now());
+        for (group_id, partitions) in expired {
+            tracing::info!(group = %group_id, "deleting offsets of a group empty past offsets.retention.minutes");
+            let records = tombstones(&group_id, partitions);
+            shard
+                .borrow_mut()
+                .append_offset_records(&group_id, records, |_| {});
+        }
+    }
+}
+
+fn tombstones(group_id: &str, partitions: Vec<(String, i32)>) -> Vec<OffsetRecord> {
+    partitions
+        .into_iter()
+        .map(|(topic, partition)| OffsetRecord {
+            group: group_id.to_string(),
+            topic,
+            partition,
+            committed: None,
+        })
+        .collect()
+}
+
 async fn close_partitions(shard: &Rc<RefCell<Shard>>) {
     let logs: Vec<(TopicPartition, SharedLog)> = shard
         .borrow_mut()
@@ -141,6 +190,26 @@ async fn close_partitions(shard: &Rc<RefCell<Shard>>) {
             tracing::error!(topic = %tp.topic, partition = tp.partition, %error, "closing partition failed");
         }
     }
+}
+
+/// Decodes the offset-commit records of whole batches read from `__consumer_offsets`.
+fn offset_records(mut bytes: &[u8]) -> Vec<OffsetRecord> {
+    let mut records = Vec::new();
+    while let Ok(total) = ringlog_engine::batch::batch_total_bytes(bytes) {
+        let Some(batch) = bytes.get(..total) else {
+            break;
+        };
+        for record in ringlog_engine::batch::parse_records(batch).unwrap_or_default() {
+            if let Some(decoded) = record
+                .key
+                .and_then(|key| offsets_log::decode(key, record.value))
+            {
+                records.push(decoded);
+            }
+        }
+        bytes = &bytes[total..];
+    }
+    records
 }
 
 fn storage_error(tp: &TopicPartition, error: &LogError) -> ResponseError {
@@ -271,6 +340,10 @@ impl Shard {
                 }
                 let _ = reply.send(());
             }
+            ShardRequest::Group { group_id, request } => self.handle_group(group_id, request),
+            ShardRequest::ListGroups { reply } => {
+                let _ = reply.send(self.groups.borrow().list());
+            }
             ShardRequest::Shutdown { .. } => unreachable!("handled by the core loop"),
         }
     }
@@ -357,6 +430,254 @@ impl Shard {
                 Err(error) => Err(storage_error(tp, &error)),
             },
             _ => Err(ResponseError::InvalidRequest),
+        }
+    }
+
+    /// Replays this core's `__consumer_offsets` partitions into its groups.
+    fn load_committed_offsets(&self) -> Result<(), String> {
+        let now = std::time::Instant::now();
+        let mut groups = self.groups.borrow_mut();
+        let mut loaded = 0usize;
+        for (tp, owned) in &self.partitions {
+            if &*tp.topic != OFFSETS_TOPIC {
+                continue;
+            }
+            let log = owned.log.borrow();
+            let mut offset = log.offsets().log_start_offset;
+            while offset < log.offsets().high_watermark {
+                let (bytes, next_offset) =
+                    log.read_into_memory(offset, OFFSETS_LOAD_CHUNK_BYTES)
+                        .map_err(|e| format!("loading {}-{}: {e}", tp.topic, tp.partition))?;
+                if next_offset <= offset {
+                    break;
+                }
+                for record in offset_records(&bytes) {
+                    groups.apply(record, now);
+                    loaded += 1;
+                }
+                offset = next_offset;
+            }
+        }
+        if loaded > 0 {
+            tracing::info!(
+                core = self.core_id,
+                records = loaded,
+                "loaded committed offsets"
+            );
+        }
+        Ok(())
+    }
+
+    /// Appends `records` to the group's offsets partition (owned by this core)
+    /// and, once they are durable, applies them and calls `done`.
+    fn append_offset_records(
+        &mut self,
+        group_id: &str,
+        records: Vec<OffsetRecord>,
+        done: impl FnOnce(Result<(), ResponseError>) + 'static,
+    ) {
+        if records.is_empty() {
+            done(Ok(()));
+            return;
+        }
+        let tp = TopicPartition {
+            topic: OFFSETS_TOPIC.into(),
+            partition: coordinator::offsets_partition(group_id, self.broker.offsets_partitions),
+        };
+        assert_eq!(
+            self.broker.owner_core(&tp),
+            self.core_id,
+            "a group lives with its offsets partition"
+        );
+        let encoded: Vec<_> = records
+            .iter()
+            .map(|r| {
+                let key = offsets_log::encode_key(&r.group, &r.topic, r.partition);
+                (key, r.committed.as_ref().map(offsets_log::encode_value))
+            })
+            .collect();
+        let key_values: Vec<ringlog_engine::batch::KeyValue<'_>> = encoded
+            .iter()
+            .map(|(k, v)| (Some(&k[..]), v.as_deref()))
+            .collect();
+        let now = now_ms();
+        let batch = ringlog_engine::batch::build_batch(&key_values, now);
+        let appended = self
+            .partition(&tp)
+            .map_err(|_| ResponseError::CoordinatorNotAvailable)
+            .and_then(|owned| {
+                let append = owned.log.borrow_mut().append(vec![batch], None, now);
+                append
+                    .map(|a| owned.log.borrow_mut().wait_durable(a.next_offset))
+                    .map_err(|e| storage_error(&tp, &e))
+            });
+        let durable = match appended {
+            Ok(durable) => durable,
+            Err(_) => {
+                done(Err(ResponseError::CoordinatorNotAvailable));
+                return;
+            }
+        };
+        let groups = self.groups.clone();
+        spawn_local(async move {
+            match durable.await {
+                Ok(Ok(())) => {
+                    let now = std::time::Instant::now();
+                    let mut groups = groups.borrow_mut();
+                    for record in records {
+                        groups.apply(record, now);
+                    }
+                    drop(groups);
+                    done(Ok(()));
+                }
+                _ => done(Err(ResponseError::CoordinatorNotAvailable)),
+            }
+        });
+    }
+
+    fn handle_group(&mut self, group_id: String, request: GroupRequest) {
+        let now = std::time::Instant::now();
+        let groups = self.groups.clone();
+        let mut groups = groups.borrow_mut();
+        let config = groups.config.clone();
+        match request {
+            GroupRequest::Join { request, reply } => groups
+                .group_mut(&group_id, now)
+                .join(request, &config, now, reply),
+            GroupRequest::Sync { request, reply } => {
+                groups.group_mut(&group_id, now).sync(request, now, reply)
+            }
+            GroupRequest::Heartbeat {
+                member_id,
+                group_instance_id,
+                generation_id,
+                reply,
+            } => {
+                let group = groups.group_mut(&group_id, now);
+                let _ = reply.send(group.heartbeat(
+                    &member_id,
+                    group_instance_id.as_deref(),
+                    generation_id,
+                    now,
+                ));
+            }
+            GroupRequest::Leave { members, reply } => {
+                let _ = reply.send(
+                    groups
+                        .group_mut(&group_id, now)
+                        .leave(&members, &config, now),
+                );
+            }
+            GroupRequest::CommitOffsets {
+                member_id,
+                group_instance_id,
+                generation_id,
+                offsets,
+                reply,
+            } => {
+                let check = groups.check_commit(
+                    &group_id,
+                    &member_id,
+                    group_instance_id.as_deref(),
+                    generation_id,
+                    now,
+                );
+                drop(groups);
+                if let Err(error) = check {
+                    let _ = reply.send(Err(error));
+                    return;
+                }
+                let records = offsets
+                    .into_iter()
+                    .map(|(topic, partition, committed)| OffsetRecord {
+                        group: group_id.clone(),
+                        topic,
+                        partition,
+                        committed: Some(committed),
+                    })
+                    .collect();
+                self.append_offset_records(&group_id, records, move |result| {
+                    let _ = reply.send(result);
+                });
+            }
+            GroupRequest::FetchOffsets { partitions, reply } => {
+                let committed = groups.committed(&group_id);
+                let answer = match partitions {
+                    Some(partitions) => partitions
+                        .into_iter()
+                        .map(|(topic, partition)| {
+                            let found = committed
+                                .and_then(|c| c.get(&(topic.clone(), partition)))
+                                .cloned();
+                            (topic, partition, found)
+                        })
+                        .collect(),
+                    None => committed
+                        .map(|c| {
+                            c.iter()
+                                .map(|((t, p), o)| (t.clone(), *p, Some(o.clone())))
+                                .collect()
+                        })
+                        .unwrap_or_default(),
+                };
+                let _ = reply.send(answer);
+            }
+            GroupRequest::Describe { reply } => {
+                let _ = reply.send(groups.describe(&group_id));
+            }
+            GroupRequest::Delete { reply } => {
+                let partitions = match groups.check_delete(&group_id) {
+                    Ok(partitions) => partitions,
+                    Err(error) => {
+                        let _ = reply.send(Err(error));
+                        return;
+                    }
+                };
+                drop(groups);
+                let forget = self.groups.clone();
+                let id = group_id.clone();
+                self.append_offset_records(
+                    &group_id,
+                    tombstones(&group_id, partitions),
+                    move |result| {
+                        if result.is_ok() {
+                            forget.borrow_mut().forget(&id);
+                        }
+                        let _ = reply.send(result);
+                    },
+                );
+                if self.groups.borrow().committed(&group_id).is_none() {
+                    self.groups.borrow_mut().forget(&group_id);
+                }
+            }
+            GroupRequest::DeleteOffsets { partitions, reply } => {
+                let Some(group) = groups.group(&group_id) else {
+                    let _ = reply.send(Err(ResponseError::GroupIdNotFound));
+                    return;
+                };
+                let subscribed = group.subscribed_topics();
+                let committed = groups.committed(&group_id);
+                let mut results = Vec::with_capacity(partitions.len());
+                let mut deleting = Vec::new();
+                for (topic, partition) in partitions {
+                    if subscribed.contains(&topic) {
+                        results.push(Err(ResponseError::GroupSubscribedToTopic));
+                    } else {
+                        if committed.is_some_and(|c| c.contains_key(&(topic.clone(), partition))) {
+                            deleting.push((topic, partition));
+                        }
+                        results.push(Ok(()));
+                    }
+                }
+                drop(groups);
+                self.append_offset_records(
+                    &group_id,
+                    tombstones(&group_id, deleting),
+                    move |outcome| {
+                        let _ = reply.send(outcome.map(|()| results));
+                    },
+                );
+            }
         }
     }
 
