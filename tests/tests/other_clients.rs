@@ -98,6 +98,39 @@ fn confluent_kafka_produces_and_consumes() {
 }
 
 #[test]
+fn kafka_python_group_consumers_share_and_commit() {
+    let broker = RunningBroker::start(&[
+        ("num.partitions", "3"),
+        ("group.initial.rebalance.delay.ms", "200"),
+    ]);
+    let script = python_script("kafka_python_group.py");
+    for (venv, topic) in [("kafka-python-2", "kpg2"), ("kafka-python-3", "kpg3")] {
+        let output = run_ok(Command::new(python_venv(venv)).arg(&script).args([
+            broker.bootstrap(),
+            topic,
+            "500",
+        ]));
+        assert!(output.starts_with("ok 500"), "{venv}: {output}");
+    }
+}
+
+#[test]
+fn kafkajs_group_consumer_reads_everything() {
+    let broker = RunningBroker::start(&[
+        ("num.partitions", "2"),
+        ("group.initial.rebalance.delay.ms", "200"),
+    ]);
+    let script = workspace_root().join("tests/js/kafkajs_group.js");
+    let output =
+        run_ok(
+            Command::new("node")
+                .arg(script)
+                .args([broker.bootstrap(), "kjs-group", "300"]),
+        );
+    assert!(output.starts_with("ok 300"), "{output}");
+}
+
+#[test]
 fn kafkajs_admin_and_producer_work() {
     let broker = RunningBroker::start(&[]);
     let script = workspace_root().join("tests/js/kafkajs_client.js");
