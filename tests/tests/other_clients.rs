@@ -58,6 +58,54 @@ fn kcat_produces_lists_and_consumes() {
     assert_eq!(consumed, input);
 }
 
+/// `kcat -G`: a balanced consumer reads everything and commits; a second run
+/// of the same group resumes after the commit.
+#[test]
+fn kcat_group_consumer_resumes_from_its_commit() {
+    let broker = RunningBroker::start(&[
+        ("num.partitions", "3"),
+        ("group.initial.rebalance.delay.ms", "200"),
+    ]);
+    let produce = |from: usize, to: usize| {
+        let input: String = (from..to).map(|i| format!("m{i}\n")).collect();
+        let mut producer = Command::new("kcat")
+            .args(["-b", broker.bootstrap(), "-P", "-t", "kcat-group"])
+            .stdin(std::process::Stdio::piped())
+            .spawn()
+            .expect("kcat");
+        use std::io::Write;
+        producer
+            .stdin
+            .take()
+            .expect("stdin")
+            .write_all(input.as_bytes())
+            .expect("write");
+        assert!(producer.wait().expect("kcat").success());
+    };
+    let consume = || {
+        let output = run_ok(Command::new("kcat").args([
+            "-b",
+            broker.bootstrap(),
+            "-G",
+            "kcat-readers",
+            "kcat-group",
+            "-e",
+            "-q",
+            "-X",
+            "auto.offset.reset=earliest",
+        ]));
+        let mut lines: Vec<String> = output.lines().map(str::to_string).collect();
+        lines.sort();
+        lines
+    };
+    produce(0, 300);
+    assert_eq!(consume().len(), 300);
+    produce(300, 320);
+    let mut expected: Vec<String> = (300..320).map(|i| format!("m{i}")).collect();
+    expected.sort();
+    assert_eq!(consume(), expected, "only what came after the commit");
+}
+
 #[test]
 fn kafka_python_2_0_produces_and_consumes() {
     let broker = RunningBroker::start(&[("num.partitions", "3")]);

@@ -213,3 +213,83 @@ impl GroupCoordinator {
         self.offsets.remove(group_id);
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn coordinator(retention: Duration) -> GroupCoordinator {
+        let config = GroupConfig {
+            min_session_timeout_ms: 10,
+            max_session_timeout_ms: 60_000,
+            initial_rebalance_delay_ms: 0,
+        };
+        GroupCoordinator::new(config, retention)
+    }
+
+    fn commit(group: &str, offset: i64) -> OffsetRecord {
+        OffsetRecord {
+            group: group.into(),
+            topic: "t".into(),
+            partition: 0,
+            committed: Some(CommittedOffset {
+                offset,
+                leader_epoch: -1,
+                metadata: String::new(),
+                commit_timestamp_ms: 0,
+            }),
+        }
+    }
+
+    #[test]
+    fn commits_apply_and_tombstones_delete() {
+        let now = Instant::now();
+        let mut groups = coordinator(Duration::from_secs(3600));
+        groups.apply(commit("g", 5), now);
+        groups.apply(commit("g", 9), now);
+        assert_eq!(
+            groups
+                .committed("g")
+                .map(|c| c[&("t".to_string(), 0)].offset),
+            Some(9)
+        );
+        assert_eq!(groups.list().len(), 1);
+        groups.apply(
+            OffsetRecord {
+                committed: None,
+                ..commit("g", 0)
+            },
+            now,
+        );
+        assert!(groups.committed("g").is_none());
+        groups.tick(now);
+        assert!(
+            groups.list().is_empty(),
+            "a group with no members and no offsets is forgotten"
+        );
+    }
+
+    #[test]
+    fn offsets_of_long_empty_groups_expire() {
+        let now = Instant::now();
+        let mut groups = coordinator(Duration::from_secs(60));
+        groups.apply(commit("idle", 5), now);
+        assert!(groups.tick(now + Duration::from_secs(30)).is_empty());
+        let expired = groups.tick(now + Duration::from_secs(61));
+        assert_eq!(
+            expired,
+            vec![("idle".to_string(), vec![("t".to_string(), 0)])]
+        );
+    }
+
+    #[test]
+    fn simple_commits_need_an_empty_group() {
+        let now = Instant::now();
+        let mut groups = coordinator(Duration::from_secs(60));
+        assert_eq!(groups.check_commit("g", "", None, -1, now), Ok(()));
+        assert_eq!(
+            groups.check_commit("g", "ghost", None, 3, now),
+            Err(ResponseError::UnknownMemberId)
+        );
+    }
+}
