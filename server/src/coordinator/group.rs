@@ -379,10 +379,7 @@ impl Group {
                 &member_id,
             ));
         }
-        match self.state {
-            GroupState::PreparingRebalance => self.maybe_complete_join(now),
-            _ => self.prepare_rebalance(config, now),
-        }
+        self.rebalance_for_join(config, now);
     }
 
     fn add_member(
@@ -413,10 +410,7 @@ impl Group {
             },
         );
         self.empty_since = None;
-        match self.state {
-            GroupState::PreparingRebalance => self.maybe_complete_join(now),
-            _ => self.prepare_rebalance(config, now),
-        }
+        self.rebalance_for_join(config, now);
     }
 
     /// A known static member rejoined without its member id (a restart): the
@@ -478,6 +472,11 @@ impl Group {
         }
         member.awaiting_join = Some(reply);
         self.members.insert(new_member_id.to_string(), member);
+        self.rebalance_for_join(config, now);
+    }
+
+    /// A member (re)joined: start a rebalance, or let the running one finish.
+    fn rebalance_for_join(&mut self, config: &GroupConfig, now: Instant) {
         match self.state {
             GroupState::PreparingRebalance => self.maybe_complete_join(now),
             _ => self.prepare_rebalance(config, now),
