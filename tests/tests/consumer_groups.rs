@@ -268,3 +268,27 @@ async fn committed_offsets_survive_restart_and_kill_9() {
         .collect();
     assert_eq!(by_partition.values().sum::<i64>(), 400, "{by_partition:?}");
 }
+
+/// Churn, where other brokers' coordinators got stuck: eight members join at
+/// once, then half of them leave at once; the group settles both times with
+/// every partition assigned exactly once.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn concurrent_joins_and_leaves_settle() {
+    let broker = group_broker();
+    create_topic(broker.bootstrap(), "churn", 12).await;
+    let mut members: Vec<BaseConsumer> = (0..8)
+        .map(|_| group_member(broker.bootstrap(), "churners", "churn", &[]))
+        .collect();
+    {
+        let all: Vec<&BaseConsumer> = members.iter().collect();
+        poll_until(&all, "eight members", |s| is_partitioning(s, 12));
+    }
+    let leaving: Vec<BaseConsumer> = members.drain(4..).collect();
+    std::thread::scope(|scope| {
+        for member in leaving {
+            scope.spawn(move || drop(member));
+        }
+    });
+    let remaining: Vec<&BaseConsumer> = members.iter().collect();
+    poll_until(&remaining, "four left", |s| is_partitioning(s, 12));
+}
