@@ -53,10 +53,7 @@ pub enum Codec {
 #[derive(Debug, thiserror::Error, PartialEq, Eq)]
 pub enum BatchError {
     #[error("record batch truncated: {present_bytes} bytes present, {needed_bytes} needed")]
-    Truncated {
-        present_bytes: usize,
-        needed_bytes: usize,
-    },
+    Truncated { present_bytes: usize, needed_bytes: usize },
     #[error("record batch length {batch_length} is invalid")]
     InvalidLength { batch_length: i32 },
     #[error("unsupported record batch magic {magic} (only magic 2 is accepted)")]
@@ -65,13 +62,8 @@ pub enum BatchError {
     CrcMismatch { expected: u32, actual: u32 },
     #[error("record batch has invalid compression codec {codec}")]
     InvalidCodec { codec: i16 },
-    #[error(
-        "record batch declares {records_count} records but lastOffsetDelta {last_offset_delta}"
-    )]
-    InconsistentCount {
-        records_count: i32,
-        last_offset_delta: i32,
-    },
+    #[error("record batch declares {records_count} records but lastOffsetDelta {last_offset_delta}")]
+    InconsistentCount { records_count: i32, last_offset_delta: i32 },
 }
 
 /// A read-only view of a batch header. Cheap to build: reads fixed positions.
@@ -389,10 +381,7 @@ mod tests {
         let mut batch = sample();
         let last = batch.len() - 1;
         batch[last] ^= 0x01;
-        assert!(matches!(
-            validate_batch(&batch),
-            Err(BatchError::CrcMismatch { .. })
-        ));
+        assert!(matches!(validate_batch(&batch), Err(BatchError::CrcMismatch { .. })));
     }
 
     #[test]
@@ -418,10 +407,7 @@ mod tests {
     fn wrong_magic_is_refused() {
         let mut batch = sample();
         batch[MAGIC_POS] = 1;
-        assert_eq!(
-            validate_batch(&batch),
-            Err(BatchError::UnsupportedMagic { magic: 1 })
-        );
+        assert_eq!(validate_batch(&batch), Err(BatchError::UnsupportedMagic { magic: 1 }));
     }
 
     #[test]
@@ -431,10 +417,7 @@ mod tests {
             validate_batch(&batch[..batch.len() - 3]),
             Err(BatchError::Truncated { .. })
         ));
-        assert!(matches!(
-            validate_batch(&batch[..5]),
-            Err(BatchError::Truncated { .. })
-        ));
+        assert!(matches!(validate_batch(&batch[..5]), Err(BatchError::Truncated { .. })));
     }
 
     #[test]

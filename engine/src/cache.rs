@@ -69,10 +69,7 @@ impl BatchCache {
             return;
         };
         if let Some(batches) = self.partitions.get_mut(&key) {
-            if batches
-                .front()
-                .is_some_and(|b| b.base_offset == base_offset)
-            {
+            if batches.front().is_some_and(|b| b.base_offset == base_offset) {
                 if let Some(batch) = batches.pop_front() {
                     self.used_bytes -= batch.bytes.len();
                 }

@@ -21,6 +21,8 @@ pub enum LogError {
     Failed { path: PathBuf },
     #[error("partition log is closed")]
     Closed,
+    #[error(transparent)]
+    Sequence(#[from] crate::log::producer_state::AppendCheckError),
 }
 
 impl LogError {

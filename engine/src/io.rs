@@ -39,9 +39,7 @@ impl std::str::FromStr for IoMode {
         match text {
             "direct" => Ok(Self::Direct),
             "buffered" => Ok(Self::Buffered),
-            other => Err(format!(
-                "unknown io mode {other:?} (expected direct or buffered)"
-            )),
+            other => Err(format!("unknown io mode {other:?} (expected direct or buffered)")),
         }
     }
 }
@@ -198,11 +196,7 @@ impl SegmentWriter {
     async fn write_direct(&self, position: u64, chunks: &[Bytes]) -> io::Result<()> {
         let tail = std::mem::take(&mut *self.tail.borrow_mut());
         let aligned_start = align_down(position);
-        assert_eq!(
-            aligned_start + tail.len() as u64,
-            position,
-            "tail block out of step"
-        );
+        assert_eq!(aligned_start + tail.len() as u64, position, "tail block out of step");
         let data_bytes: usize = chunks.iter().map(Bytes::len).sum();
         let logical_bytes = tail.len() + data_bytes;
         let mut buf = AlignedBuf::zeroed(align_up(logical_bytes as u64) as usize);

@@ -29,19 +29,13 @@ fn open(dir: &Path, config: LogConfig, clean: bool, cache_bytes: usize) -> Share
 fn value_batch(index: usize, timestamp_ms: i64) -> BytesMut {
     let value = format!("value-{index:06}");
     build_batch(
-        &[
-            (Some(b"key"), Some(value.as_bytes())),
-            (None, Some(b"second")),
-        ],
+        &[(Some(b"key"), Some(value.as_bytes())), (None, Some(b"second"))],
         timestamp_ms,
     )
 }
 
 async fn append_durably(log: &SharedLog, batch: BytesMut) -> i64 {
-    let result = log
-        .borrow_mut()
-        .append(vec![batch], None, NOW_MS)
-        .expect("append");
+    let result = log.borrow_mut().append(vec![batch], None, NOW_MS).expect("append");
     let durable = log.borrow_mut().wait_durable(result.next_offset);
     durable.await.expect("waiter").expect("durable");
     result.base_offset
@@ -56,10 +50,7 @@ fn read_bytes(log: &SharedLog, offset: i64, max_bytes: usize) -> Vec<u8> {
             ReadChunk::Memory(bytes) => out.extend_from_slice(&bytes),
             ReadChunk::File(region) => {
                 let mut buf = vec![0u8; region.len as usize];
-                region
-                    .file
-                    .read_exact_at(&mut buf, region.position)
-                    .expect("pread");
+                region.file.read_exact_at(&mut buf, region.position).expect("pread");
                 out.extend_from_slice(&buf);
             }
         }
@@ -107,25 +98,13 @@ fn exercise_append_read_roll(io_mode: IoMode) {
             log.borrow().read(201, 100, true),
             Err(LogError::OffsetOutOfRange { .. })
         ));
-        assert!(log
-            .borrow()
-            .read(200, 100, true)
-            .expect("at hw")
-            .chunks
-            .is_empty());
+        assert!(log.borrow().read(200, 100, true).expect("at hw").chunks.is_empty());
         // Offsets by time: the first record at or after the target.
         assert_eq!(
-            log.borrow()
-                .offset_for_timestamp(NOW_MS + 10)
-                .expect("lookup"),
+            log.borrow().offset_for_timestamp(NOW_MS + 10).expect("lookup"),
             Some((20, NOW_MS + 10))
         );
-        assert_eq!(
-            log.borrow()
-                .offset_for_timestamp(NOW_MS + 1_000)
-                .expect("lookup"),
-            None
-        );
+        assert_eq!(log.borrow().offset_for_timestamp(NOW_MS + 1_000).expect("lookup"), None);
         PartitionLog::close(&log).await.expect("close");
     });
     // Reopen cleanly and dirtily: both see the same data.
@@ -160,12 +139,7 @@ fn direct_log_appends_reads_and_rolls() {
 fn tailing_reads_come_from_the_cache() {
     let dir = tempfile::tempdir().expect("tempdir");
     tokio_uring::start(async {
-        let log = open(
-            dir.path(),
-            config(IoMode::Buffered, 1 << 20),
-            false,
-            1 << 20,
-        );
+        let log = open(dir.path(), config(IoMode::Buffered, 1 << 20), false, 1 << 20);
         append_durably(&log, value_batch(0, NOW_MS)).await;
         let result = log.borrow().read(0, 1 << 20, true).expect("read");
         assert!(matches!(result.chunks[0], ReadChunk::Memory(_)));
@@ -176,23 +150,13 @@ fn tailing_reads_come_from_the_cache() {
 fn unwritten_appends_are_invisible_until_durable() {
     let dir = tempfile::tempdir().expect("tempdir");
     tokio_uring::start(async {
-        let log = open(
-            dir.path(),
-            config(IoMode::Buffered, 1 << 20),
-            false,
-            1 << 20,
-        );
+        let log = open(dir.path(), config(IoMode::Buffered, 1 << 20), false, 1 << 20);
         let result = log
             .borrow_mut()
             .append(vec![value_batch(0, NOW_MS)], None, NOW_MS)
             .expect("append");
         assert_eq!(log.borrow().offsets().high_watermark, 0, "not yet written");
-        assert!(log
-            .borrow()
-            .read(0, 1000, true)
-            .expect("read")
-            .chunks
-            .is_empty());
+        assert!(log.borrow().read(0, 1000, true).expect("read").chunks.is_empty());
         let watcher = log.borrow_mut().watch(0).expect("must wait");
         let durable = log.borrow_mut().wait_durable(result.next_offset);
         durable.await.expect("waiter").expect("ok");
@@ -223,18 +187,12 @@ fn recovery_truncates_torn_tail_and_garbage() {
         match damage {
             "truncate" => file.set_len(length - 7).expect("truncate"),
             "garble" => file.write_all_at(b"XXXX", length - 5).expect("garble"),
-            _ => file
-                .write_all_at(&[0xAB; 100], length)
-                .expect("append garbage"),
+            _ => file.write_all_at(&[0xAB; 100], length).expect("append garbage"),
         }
         tokio_uring::start(async {
             let log = open(dir.path(), config(IoMode::Buffered, 1 << 20), false, 0);
             let expected_end = if damage == "append_garbage" { 20 } else { 18 };
-            assert_eq!(
-                log.borrow().offsets().log_end_offset,
-                expected_end,
-                "damage {damage}"
-            );
+            assert_eq!(log.borrow().offsets().log_end_offset, expected_end, "damage {damage}");
             let bytes = read_bytes(&log, 0, 1 << 20);
             assert_eq!(batch_offsets(&bytes).len(), expected_end as usize / 2);
             let base = append_durably(&log, value_batch(99, NOW_MS)).await;
@@ -262,8 +220,7 @@ fn damaged_or_missing_index_is_rebuilt() {
         }
         PartitionLog::close(&log).await.expect("close");
     });
-    std::fs::write(dir.path().join("00000000000000000000.index"), b"garbage")
-        .expect("damage index");
+    std::fs::write(dir.path().join("00000000000000000000.index"), b"garbage").expect("damage index");
     let _ = std::fs::remove_file(dir.path().join("00000000000000000000.timeindex"));
     tokio_uring::start(async {
         let log = open(dir.path(), config(IoMode::Buffered, 4096), true, 0);

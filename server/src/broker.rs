@@ -12,9 +12,7 @@ use tokio::sync::{mpsc, oneshot};
 use crate::config::BrokerConfig;
 use crate::coordinator::{self, offsets_log::OFFSETS_TOPIC};
 use crate::metadata::{ClusterMetadata, MetadataSnapshot, TopicMetadata};
-use crate::runtime::messages::{
-    ControlRequest, GroupRequest, NewTopic, ShardRequest, TopicPartition, TopicResult,
-};
+use crate::runtime::messages::{ControlRequest, GroupRequest, NewTopic, ShardRequest, TopicPartition, TopicResult};
 use crate::runtime::router;
 
 pub struct Broker {
@@ -99,10 +97,7 @@ impl Broker {
     }
 
     /// Asks every core the same question; answers in core order.
-    pub async fn ask_every_core<T>(
-        &self,
-        make: impl Fn(oneshot::Sender<T>) -> ShardRequest,
-    ) -> Vec<T> {
+    pub async fn ask_every_core<T>(&self, make: impl Fn(oneshot::Sender<T>) -> ShardRequest) -> Vec<T> {
         let mut receivers = Vec::with_capacity(self.cores.len());
         for core in 0..self.cores.len() {
             let (sender, receiver) = oneshot::channel();
@@ -139,11 +134,7 @@ impl Broker {
         receiver.await.ok()
     }
 
-    pub async fn create_topics(
-        &self,
-        topics: Vec<NewTopic>,
-        validate_only: bool,
-    ) -> Vec<TopicResult> {
+    pub async fn create_topics(&self, topics: Vec<NewTopic>, validate_only: bool) -> Vec<TopicResult> {
         let (reply, receiver) = oneshot::channel();
         let count = topics.len();
         let _ = self.controller.send(ControlRequest::CreateTopics {
@@ -151,28 +142,26 @@ impl Broker {
             validate_only,
             reply,
         });
+        receiver.await.unwrap_or_else(|_| vec![Err(shutting_down()); count])
+    }
+
+    pub async fn allocate_producer_id(&self) -> Result<i64, kafka_protocol::ResponseError> {
+        let (reply, receiver) = oneshot::channel();
+        let _ = self.controller.send(ControlRequest::AllocateProducerId { reply });
         receiver
             .await
-            .unwrap_or_else(|_| vec![Err(shutting_down()); count])
+            .unwrap_or(Err(kafka_protocol::ResponseError::CoordinatorNotAvailable))
     }
 
     pub async fn delete_topics(&self, names: Vec<String>) -> Vec<TopicResult> {
         let (reply, receiver) = oneshot::channel();
         let count = names.len();
-        let _ = self
-            .controller
-            .send(ControlRequest::DeleteTopics { names, reply });
-        receiver
-            .await
-            .unwrap_or_else(|_| vec![Err(shutting_down()); count])
+        let _ = self.controller.send(ControlRequest::DeleteTopics { names, reply });
+        receiver.await.unwrap_or_else(|_| vec![Err(shutting_down()); count])
     }
 
     /// Looks `name` up, creating it when auto-creation is on and `allow_create`.
-    pub async fn topic_or_auto_create(
-        &self,
-        name: &str,
-        allow_create: bool,
-    ) -> Option<TopicMetadata> {
+    pub async fn topic_or_auto_create(&self, name: &str, allow_create: bool) -> Option<TopicMetadata> {
         if let Some(topic) = self.metadata().topics.get(name) {
             return Some(topic.clone());
         }

@@ -44,11 +44,7 @@ pub enum ConfigError {
     #[error("unknown setting {0:?}; `ringlog serve --help` lists them")]
     UnknownKey(String),
     #[error("invalid value {value:?} for {key}: {reason}")]
-    InvalidValue {
-        key: String,
-        value: String,
-        reason: String,
-    },
+    InvalidValue { key: String, value: String, reason: String },
     #[error("reading config file {path}: {reason}")]
     File { path: String, reason: String },
 }
@@ -147,8 +143,7 @@ impl BrokerConfig {
 
     /// The settings table for `--help`.
     pub fn help_table() -> String {
-        let mut out =
-            String::from("Broker settings (Kafka names; --set KEY=VALUE or a TOML file):\n");
+        let mut out = String::from("Broker settings (Kafka names; --set KEY=VALUE or a TOML file):\n");
         for setting in SETTINGS {
             let default = if setting.default.is_empty() {
                 "(unset)"
@@ -164,11 +159,7 @@ impl BrokerConfig {
     }
 }
 
-fn set_known(
-    values: &mut BTreeMap<String, String>,
-    key: String,
-    value: String,
-) -> Result<(), ConfigError> {
+fn set_known(values: &mut BTreeMap<String, String>, key: String, value: String) -> Result<(), ConfigError> {
     if !values.contains_key(&key) {
         return Err(ConfigError::UnknownKey(key));
     }
@@ -182,9 +173,7 @@ fn read_toml(path: &Path) -> Result<Vec<(String, String)>, ConfigError> {
         reason,
     };
     let text = std::fs::read_to_string(path).map_err(|e| file_error(e.to_string()))?;
-    let table: toml::Table = text
-        .parse()
-        .map_err(|e: toml::de::Error| file_error(e.to_string()))?;
+    let table: toml::Table = text.parse().map_err(|e: toml::de::Error| file_error(e.to_string()))?;
     let mut pairs = Vec::new();
     flatten_toml("", &table, &mut pairs);
     Ok(pairs)
@@ -206,21 +195,16 @@ fn flatten_toml(prefix: &str, table: &toml::Table, out: &mut Vec<(String, String
     }
 }
 
-fn parse<T: std::str::FromStr>(
-    values: &BTreeMap<String, String>,
-    key: &str,
-) -> Result<T, ConfigError>
+fn parse<T: std::str::FromStr>(values: &BTreeMap<String, String>, key: &str) -> Result<T, ConfigError>
 where
     T::Err: std::fmt::Display,
 {
     let value = values.get(key).cloned().unwrap_or_default();
-    value
-        .parse()
-        .map_err(|e: T::Err| ConfigError::InvalidValue {
-            key: key.to_string(),
-            value,
-            reason: e.to_string(),
-        })
+    value.parse().map_err(|e: T::Err| ConfigError::InvalidValue {
+        key: key.to_string(),
+        value,
+        reason: e.to_string(),
+    })
 }
 
 fn parse_positive<T>(values: &BTreeMap<String, String>, key: &str) -> Result<T, ConfigError>
@@ -276,11 +260,7 @@ mod tests {
     fn file_then_overrides() {
         let dir = tempfile::tempdir().expect("tempdir");
         let path = dir.path().join("ringlog.toml");
-        std::fs::write(
-            &path,
-            "\"num.partitions\" = 3\n[log.flush.interval]\nmessages = 1\n",
-        )
-        .expect("write");
+        std::fs::write(&path, "\"num.partitions\" = 3\n[log.flush.interval]\nmessages = 1\n").expect("write");
         let overrides = [("num.partitions".to_string(), "8".to_string())];
         let config = BrokerConfig::load(Some(&path), &overrides).expect("load");
         assert_eq!(config.num_partitions, 8);

@@ -31,11 +31,7 @@ const CLEAN_SHUTDOWN_FILE_NAME: &str = ".clean-shutdown";
 const LOCK_FILE_NAME: &str = ".lock";
 
 #[derive(Parser)]
-#[command(
-    name = "ringlog",
-    version,
-    about = "Kafka-compatible event-streaming broker"
-)]
+#[command(name = "ringlog", version, about = "Kafka-compatible event-streaming broker")]
 struct Cli {
     #[command(subcommand)]
     command: Command,
@@ -115,15 +111,11 @@ fn init_logging(level: &str) {
 fn lock_data_dir(data_dir: &Path) -> anyhow::Result<std::fs::File> {
     use std::os::fd::AsRawFd;
     let path = data_dir.join(LOCK_FILE_NAME);
-    let file =
-        std::fs::File::create(&path).with_context(|| format!("creating {}", path.display()))?;
+    let file = std::fs::File::create(&path).with_context(|| format!("creating {}", path.display()))?;
     // SAFETY: flock on a valid, owned descriptor.
     let locked = unsafe { libc::flock(file.as_raw_fd(), libc::LOCK_EX | libc::LOCK_NB) };
     if locked != 0 {
-        anyhow::bail!(
-            "data dir {} is in use by another ringlog process",
-            data_dir.display()
-        );
+        anyhow::bail!("data dir {} is in use by another ringlog process", data_dir.display());
     }
     Ok(file)
 }
@@ -135,9 +127,7 @@ fn advertised_address(args: &ServeArgs, bound: SocketAddr) -> anyhow::Result<(St
             let (host, port) = listener
                 .rsplit_once(':')
                 .with_context(|| format!("--advertised-listener {listener:?} is not host:port"))?;
-            let port: u16 = port
-                .parse()
-                .with_context(|| format!("bad port in {listener:?}"))?;
+            let port: u16 = port.parse().with_context(|| format!("bad port in {listener:?}"))?;
             Ok((host.to_string(), i32::from(port)))
         }
     }
@@ -146,8 +136,7 @@ fn advertised_address(args: &ServeArgs, bound: SocketAddr) -> anyhow::Result<(St
 fn serve(args: ServeArgs) -> anyhow::Result<()> {
     init_logging(&args.log_level);
     let config = BrokerConfig::load(args.config.as_deref(), &args.set)?;
-    std::fs::create_dir_all(&args.data_dir)
-        .with_context(|| format!("creating {}", args.data_dir.display()))?;
+    std::fs::create_dir_all(&args.data_dir).with_context(|| format!("creating {}", args.data_dir.display()))?;
     let _lock = lock_data_dir(&args.data_dir)?;
     let clean_marker = args.data_dir.join(CLEAN_SHUTDOWN_FILE_NAME);
     let clean_shutdown = clean_marker.exists();
@@ -194,11 +183,7 @@ fn serve(args: ServeArgs) -> anyhow::Result<()> {
             core_id,
             broker: broker.clone(),
             requests,
-            control_requests: if core_id == 0 {
-                controller_receiver.take()
-            } else {
-                None
-            },
+            control_requests: if core_id == 0 { controller_receiver.take() } else { None },
             listener,
             clean_shutdown,
             ready: ready_sender.clone(),
@@ -220,8 +205,7 @@ fn serve(args: ServeArgs) -> anyhow::Result<()> {
     }
     // From here on a crash must make the next start scan the logs.
     if clean_shutdown {
-        std::fs::remove_file(&clean_marker)
-            .with_context(|| format!("removing {}", clean_marker.display()))?;
+        std::fs::remove_file(&clean_marker).with_context(|| format!("removing {}", clean_marker.display()))?;
     }
     tracing::info!(
         %bound,
@@ -242,19 +226,14 @@ fn serve(args: ServeArgs) -> anyhow::Result<()> {
         let _ = thread.join();
     }
     if all_closed {
-        std::fs::write(&clean_marker, b"")
-            .with_context(|| format!("writing {}", clean_marker.display()))?;
+        std::fs::write(&clean_marker, b"").with_context(|| format!("writing {}", clean_marker.display()))?;
     }
     tracing::info!(clean = all_closed, "stopped");
     Ok(())
 }
 
 /// Creates `__consumer_offsets` (compacted, Kafka's settings) on first start.
-fn ensure_offsets_topic(
-    metadata: &mut ClusterMetadata,
-    config: &BrokerConfig,
-    data_dir: &Path,
-) -> anyhow::Result<()> {
+fn ensure_offsets_topic(metadata: &mut ClusterMetadata, config: &BrokerConfig, data_dir: &Path) -> anyhow::Result<()> {
     use crate::coordinator::offsets_log::OFFSETS_TOPIC;
     if metadata.topics.contains_key(OFFSETS_TOPIC) {
         return Ok(());
@@ -280,9 +259,7 @@ fn ensure_offsets_topic(
 }
 
 fn wait_for_shutdown_signal() -> anyhow::Result<()> {
-    let runtime = tokio::runtime::Builder::new_current_thread()
-        .enable_all()
-        .build()?;
+    let runtime = tokio::runtime::Builder::new_current_thread().enable_all().build()?;
     runtime.block_on(async {
         use tokio::signal::unix::{signal, SignalKind};
         let mut terminate = signal(SignalKind::terminate())?;
@@ -297,10 +274,7 @@ fn wait_for_shutdown_signal() -> anyhow::Result<()> {
 
 /// Asks every core to close its partitions; true when all of them did.
 fn shut_down_cores(broker: &Broker, core_count: usize) -> bool {
-    let runtime = match tokio::runtime::Builder::new_current_thread()
-        .enable_all()
-        .build()
-    {
+    let runtime = match tokio::runtime::Builder::new_current_thread().enable_all().build() {
         Ok(runtime) => runtime,
         Err(_) => return false,
     };

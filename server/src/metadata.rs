@@ -42,25 +42,20 @@ pub struct ClusterMetadata {
     pub cluster_id: String,
     pub node_id: i32,
     pub topics: BTreeMap<String, TopicMetadata>,
+    /// Producer ids below this were (or may have been) handed out; a restart
+    /// continues from here, so ids are never reused.
+    #[serde(default)]
+    pub producer_id_block_end: i64,
 }
 
 #[derive(Debug, thiserror::Error)]
 pub enum MetadataError {
     #[error("reading {path}: {source}")]
-    Read {
-        path: PathBuf,
-        source: std::io::Error,
-    },
+    Read { path: PathBuf, source: std::io::Error },
     #[error("parsing {path}: {source}")]
-    Parse {
-        path: PathBuf,
-        source: serde_json::Error,
-    },
+    Parse { path: PathBuf, source: serde_json::Error },
     #[error("writing {path}: {source}")]
-    Write {
-        path: PathBuf,
-        source: std::io::Error,
-    },
+    Write { path: PathBuf, source: std::io::Error },
 }
 
 impl ClusterMetadata {
@@ -68,13 +63,13 @@ impl ClusterMetadata {
     pub fn load_or_create(data_dir: &Path, node_id: i32) -> Result<Self, MetadataError> {
         let path = data_dir.join(METADATA_FILE_NAME);
         match std::fs::read(&path) {
-            Ok(bytes) => serde_json::from_slice(&bytes)
-                .map_err(|source| MetadataError::Parse { path, source }),
+            Ok(bytes) => serde_json::from_slice(&bytes).map_err(|source| MetadataError::Parse { path, source }),
             Err(error) if error.kind() == std::io::ErrorKind::NotFound => {
                 let metadata = Self {
                     cluster_id: new_cluster_id(),
                     node_id,
                     topics: BTreeMap::new(),
+                    producer_id_block_end: 0,
                 };
                 metadata.persist(data_dir)?;
                 Ok(metadata)
@@ -89,8 +84,7 @@ impl ClusterMetadata {
             Ok(bytes) => bytes,
             Err(error) => unreachable!("metadata always serialises: {error}"),
         };
-        ringlog_engine::io::write_file_atomically(&path, &bytes)
-            .map_err(|source| MetadataError::Write { path, source })
+        ringlog_engine::io::write_file_atomically(&path, &bytes).map_err(|source| MetadataError::Write { path, source })
     }
 
     pub fn partition_state(&self, topic: &str, partition: i32) -> Option<&PartitionState> {
@@ -106,12 +100,7 @@ impl ClusterMetadata {
 }
 
 impl TopicMetadata {
-    pub fn new(
-        name: &str,
-        partition_count: i32,
-        node_id: i32,
-        configs: BTreeMap<String, String>,
-    ) -> Self {
+    pub fn new(name: &str, partition_count: i32, node_id: i32, configs: BTreeMap<String, String>) -> Self {
         Self {
             name: name.to_string(),
             topic_id: uuid::Uuid::new_v4(),
@@ -152,17 +141,13 @@ pub fn validate_topic_name(name: &str) -> Result<(), String> {
         return Err(format!("topic name {name:?} is illegal"));
     }
     if name.len() > TOPIC_NAME_BYTES_MAX {
-        return Err(format!(
-            "topic name is longer than {TOPIC_NAME_BYTES_MAX} characters"
-        ));
+        return Err(format!("topic name is longer than {TOPIC_NAME_BYTES_MAX} characters"));
     }
     if let Some(bad) = name
         .chars()
         .find(|c| !(c.is_ascii_alphanumeric() || matches!(c, '.' | '_' | '-')))
     {
-        return Err(format!(
-            "topic name {name:?} contains {bad:?}; allowed: [a-zA-Z0-9._-]"
-        ));
+        return Err(format!("topic name {name:?} contains {bad:?}; allowed: [a-zA-Z0-9._-]"));
     }
     Ok(())
 }
@@ -179,9 +164,7 @@ pub fn is_enforced_topic_config(key: &str) -> bool {
 pub fn validate_topic_config(key: &str, value: &str) -> Result<(), String> {
     let positive = |value: &str| match value.parse::<i64>() {
         Ok(v) if v > 0 => Ok(()),
-        _ => Err(format!(
-            "invalid value {value:?} for {key}: must be a positive integer"
-        )),
+        _ => Err(format!("invalid value {value:?} for {key}: must be a positive integer")),
     };
     match key {
         "segment.bytes" => crate::config::parse_segment_bytes(key, value)

@@ -32,9 +32,7 @@ fn main() {
     let started = Instant::now();
     for i in 0..count {
         let partition = (i % partitions as usize) as i32;
-        let mut record = BaseRecord::<(), [u8]>::to(topic)
-            .payload(&payload)
-            .partition(partition);
+        let mut record = BaseRecord::<(), [u8]>::to(topic).payload(&payload).partition(partition);
         loop {
             match producer.send(record) {
                 Ok(()) => break,

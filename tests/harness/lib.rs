@@ -29,14 +29,7 @@ pub fn ringlog_binary() -> &'static Path {
             return PathBuf::from(path);
         }
         let status = Command::new(env!("CARGO"))
-            .args([
-                "build",
-                "--quiet",
-                "-p",
-                "ringlog-server",
-                "--bin",
-                "ringlog",
-            ])
+            .args(["build", "--quiet", "-p", "ringlog-server", "--bin", "ringlog"])
             .current_dir(workspace_root())
             .status()
             .expect("running cargo build");
@@ -50,6 +43,7 @@ pub struct RunningBroker {
     child: Option<Child>,
     root: tempfile::TempDir,
     settings: Vec<(String, String)>,
+    advertised_listener: Option<String>,
     address: String,
 }
 
@@ -61,15 +55,22 @@ impl RunningBroker {
 
     /// As [`Self::start`], with the data dir under `parent` (another filesystem).
     pub fn start_under(parent: &Path, settings: &[(&str, &str)]) -> Self {
+        Self::start_with(parent, settings, None)
+    }
+
+    /// As [`Self::start`], telling clients to connect to `advertised` (a proxy).
+    pub fn start_advertising(advertised: &str, settings: &[(&str, &str)]) -> Self {
+        Self::start_with(&std::env::temp_dir(), settings, Some(advertised.to_string()))
+    }
+
+    fn start_with(parent: &Path, settings: &[(&str, &str)], advertised_listener: Option<String>) -> Self {
         let root = tempfile::tempdir_in(parent).expect("temp dir");
-        let settings = settings
-            .iter()
-            .map(|(k, v)| (k.to_string(), v.to_string()))
-            .collect();
+        let settings = settings.iter().map(|(k, v)| (k.to_string(), v.to_string())).collect();
         let mut broker = Self {
             child: None,
             root,
             settings,
+            advertised_listener,
             address: String::new(),
         };
         broker.launch();
@@ -92,14 +93,7 @@ impl RunningBroker {
             .expect("broker log file");
         let mut command = Command::new(ringlog_binary());
         command
-            .args([
-                "serve",
-                "--listen",
-                "127.0.0.1:0",
-                "--cores",
-                "2",
-                "--data-dir",
-            ])
+            .args(["serve", "--listen", "127.0.0.1:0", "--cores", "2", "--data-dir"])
             .arg(self.data_dir())
             .env(
                 "RUST_LOG",
@@ -109,6 +103,9 @@ impl RunningBroker {
             .stderr(log);
         for (key, value) in &self.settings {
             command.arg("--set").arg(format!("{key}={value}"));
+        }
+        if let Some(advertised) = &self.advertised_listener {
+            command.args(["--advertised-listener", advertised]);
         }
         let mut child = command.spawn().expect("spawning ringlog");
         let stdout = child.stdout.take().expect("piped stdout");
@@ -162,9 +159,7 @@ impl RunningBroker {
     }
 
     pub fn is_running(&mut self) -> bool {
-        self.child
-            .as_mut()
-            .is_some_and(|c| matches!(c.try_wait(), Ok(None)))
+        self.child.as_mut().is_some_and(|c| matches!(c.try_wait(), Ok(None)))
     }
 }
 
@@ -187,9 +182,7 @@ pub fn python_venv(name: &str) -> PathBuf {
 
 /// Runs a command to completion, panicking with its output when it fails.
 pub fn run_ok(command: &mut Command) -> String {
-    let output = command
-        .output()
-        .unwrap_or_else(|e| panic!("running {command:?}: {e}"));
+    let output = command.output().unwrap_or_else(|e| panic!("running {command:?}: {e}"));
     let stdout = String::from_utf8_lossy(&output.stdout).to_string();
     assert!(
         output.status.success(),
@@ -256,11 +249,8 @@ impl RawConnection {
     pub fn request<R: Request>(&mut self, version: i16, body: &R) -> R::Response {
         let correlation_id = self.send(version, body);
         let mut frame = self.read_frame().expect("reading response");
-        let header = ResponseHeader::decode(
-            &mut frame,
-            <R::Response as HeaderVersion>::header_version(version),
-        )
-        .expect("response header");
+        let header = ResponseHeader::decode(&mut frame, <R::Response as HeaderVersion>::header_version(version))
+            .expect("response header");
         assert_eq!(header.correlation_id, correlation_id);
         R::Response::decode(&mut frame, version).expect("response body")
     }
@@ -279,4 +269,104 @@ impl RawConnection {
 pub fn split_correlation_id(mut frame: Bytes) -> (i32, Bytes) {
     let correlation_id = frame.get_i32();
     (correlation_id, frame)
+}
+
+/// A TCP proxy on loopback that can cut every connection through it at
+/// intervals, to test client retries (idempotence) against real disconnects.
+pub struct ChaosProxy {
+    address: String,
+    state: std::sync::Arc<ProxyState>,
+}
+
+#[derive(Default)]
+struct ProxyState {
+    target: std::sync::Mutex<Option<String>>,
+    live: std::sync::Mutex<Vec<TcpStream>>,
+    chaos: std::sync::atomic::AtomicBool,
+    stopped: std::sync::atomic::AtomicBool,
+    cuts: std::sync::atomic::AtomicUsize,
+}
+
+impl ChaosProxy {
+    /// Listens now; forwards once [`Self::set_target`] names the upstream.
+    pub fn start(cut_interval: Duration) -> Self {
+        use std::sync::atomic::Ordering;
+        let listener = std::net::TcpListener::bind("127.0.0.1:0").expect("proxy bind");
+        let address = listener.local_addr().expect("proxy address").to_string();
+        let state = std::sync::Arc::new(ProxyState::default());
+        let accept_state = state.clone();
+        std::thread::spawn(move || {
+            for client in listener.incoming() {
+                if accept_state.stopped.load(Ordering::Relaxed) {
+                    return;
+                }
+                let Ok(client) = client else { continue };
+                let target = accept_state.target.lock().expect("lock").clone();
+                let Some(Ok(upstream)) = target.map(TcpStream::connect) else {
+                    continue;
+                };
+                let _ = client.set_nodelay(true);
+                let _ = upstream.set_nodelay(true);
+                let pipes = [
+                    (client.try_clone(), upstream.try_clone()),
+                    (upstream.try_clone(), client.try_clone()),
+                ];
+                for pipe in pipes {
+                    if let (Ok(mut from), Ok(mut to)) = pipe {
+                        std::thread::spawn(move || {
+                            let _ = std::io::copy(&mut from, &mut to);
+                            let _ = to.shutdown(std::net::Shutdown::Both);
+                        });
+                    }
+                }
+                accept_state.live.lock().expect("lock").extend([client, upstream]);
+            }
+        });
+        let chaos_state = state.clone();
+        std::thread::spawn(move || loop {
+            std::thread::sleep(cut_interval);
+            if chaos_state.stopped.load(Ordering::Relaxed) {
+                return;
+            }
+            if chaos_state.chaos.load(Ordering::Relaxed) {
+                let mut live = chaos_state.live.lock().expect("lock");
+                if !live.is_empty() {
+                    chaos_state.cuts.fetch_add(1, Ordering::Relaxed);
+                }
+                for stream in live.drain(..) {
+                    let _ = stream.shutdown(std::net::Shutdown::Both);
+                }
+            }
+        });
+        Self { address, state }
+    }
+
+    pub fn address(&self) -> &str {
+        &self.address
+    }
+
+    pub fn set_target(&self, target: &str) {
+        *self.state.target.lock().expect("lock") = Some(target.to_string());
+    }
+
+    /// While on, every connection through the proxy is cut at each interval.
+    pub fn set_chaos(&self, on: bool) {
+        self.state.chaos.store(on, std::sync::atomic::Ordering::Relaxed);
+    }
+
+    /// How many times live connections were cut.
+    pub fn cuts(&self) -> usize {
+        self.state.cuts.load(std::sync::atomic::Ordering::Relaxed)
+    }
+}
+
+impl Drop for ChaosProxy {
+    fn drop(&mut self) {
+        use std::sync::atomic::Ordering;
+        self.state.stopped.store(true, Ordering::Relaxed);
+        for stream in self.state.live.lock().expect("lock").drain(..) {
+            let _ = stream.shutdown(std::net::Shutdown::Both);
+        }
+        let _ = TcpStream::connect(&self.address); // wake the accept loop
+    }
 }

@@ -2,18 +2,14 @@
 import sys
 from collections import defaultdict
 
-import kafka
 from kafka import KafkaConsumer, KafkaProducer, TopicPartition
 
 bootstrap, topic, count = sys.argv[1], sys.argv[2], int(sys.argv[3])
 compression = sys.argv[4] if len(sys.argv) > 4 and sys.argv[4] != "none" else None
 
-options = {}
-if int(kafka.__version__.split(".")[0]) >= 3:
-    # kafka-python 3 defaults to idempotence, which needs InitProducerId:
-    # not implemented yet (issue 4), so turn it off as with an older broker.
-    options["enable_idempotence"] = False
-producer = KafkaProducer(bootstrap_servers=bootstrap, acks="all", compression_type=compression, linger_ms=5, **options)
+# Default settings: kafka-python 3 turns idempotence on (InitProducerId,
+# sequence numbers); 2.0 has none.
+producer = KafkaProducer(bootstrap_servers=bootstrap, acks="all", compression_type=compression, linger_ms=5)
 futures = [producer.send(topic, key=f"k{i % 10}".encode(), value=f"v{i:06d}".encode()) for i in range(count)]
 producer.flush()
 placed = {}

@@ -2,12 +2,10 @@
 consumer in the same group then finds nothing left, and OffsetFetch agrees."""
 import sys
 
-import kafka
 from kafka import KafkaConsumer, KafkaProducer, TopicPartition
 
 bootstrap, topic, count = sys.argv[1], sys.argv[2], int(sys.argv[3])
-options = {"enable_idempotence": False} if int(kafka.__version__.split(".")[0]) >= 3 else {}
-producer = KafkaProducer(bootstrap_servers=bootstrap, acks="all", **options)
+producer = KafkaProducer(bootstrap_servers=bootstrap, acks="all")
 for i in range(count):
     producer.send(topic, value=f"g{i}".encode())
 producer.flush()

@@ -47,12 +47,7 @@ async fn produce(bootstrap: &str, topic: &str, values: impl Iterator<Item = Stri
     let mut deliveries = Vec::new();
     for value in values {
         let record = FutureRecord::to(topic).key(&value).payload(&value);
-        deliveries.push(
-            producer
-                .send_result(record)
-                .map_err(|(e, _)| e)
-                .expect("queued"),
-        );
+        deliveries.push(producer.send_result(record).map_err(|(e, _)| e).expect("queued"));
     }
     for delivery in deliveries {
         delivery.await.expect("not cancelled").expect("delivered");
@@ -87,11 +82,7 @@ fn assigned(consumer: &BaseConsumer) -> BTreeSet<i32> {
 }
 
 /// Polls every member until `done(assignments)` holds; panics at the deadline.
-fn poll_until(
-    members: &[&BaseConsumer],
-    what: &str,
-    done: impl Fn(&[BTreeSet<i32>]) -> bool,
-) -> Vec<BTreeSet<i32>> {
+fn poll_until(members: &[&BaseConsumer], what: &str, done: impl Fn(&[BTreeSet<i32>]) -> bool) -> Vec<BTreeSet<i32>> {
     let started = Instant::now();
     loop {
         for member in members {
@@ -101,10 +92,7 @@ fn poll_until(
         if done(&assignments) {
             return assignments;
         }
-        assert!(
-            started.elapsed() < DEADLINE,
-            "{what}: stuck at {assignments:?}"
-        );
+        assert!(started.elapsed() < DEADLINE, "{what}: stuck at {assignments:?}");
     }
 }
 
@@ -112,9 +100,7 @@ fn poll_until(
 fn is_partitioning(assignments: &[BTreeSet<i32>], partitions: i32) -> bool {
     let total: usize = assignments.iter().map(BTreeSet::len).sum();
     let union: BTreeSet<i32> = assignments.iter().flatten().copied().collect();
-    total == partitions as usize
-        && union == (0..partitions).collect()
-        && assignments.iter().all(|a| !a.is_empty())
+    total == partitions as usize && union == (0..partitions).collect() && assignments.iter().all(|a| !a.is_empty())
 }
 
 fn kcat_group_member(bootstrap: &str, group: &str, topic: &str) -> Child {
@@ -181,11 +167,7 @@ fn consume(consumer: &BaseConsumer, count: usize, commit: bool) -> Vec<String> {
     let mut values = Vec::new();
     let started = Instant::now();
     while values.len() < count {
-        assert!(
-            started.elapsed() < DEADLINE,
-            "consumed {} of {count}",
-            values.len()
-        );
+        assert!(started.elapsed() < DEADLINE, "consumed {} of {count}", values.len());
         let Some(message) = consumer.poll(Duration::from_millis(200)) else {
             continue;
         };
@@ -210,12 +192,7 @@ fn consume(consumer: &BaseConsumer, count: usize, commit: bool) -> Vec<String> {
 async fn two_groups_each_read_every_message() {
     let broker = group_broker();
     create_topic(broker.bootstrap(), "fanout", 3).await;
-    produce(
-        broker.bootstrap(),
-        "fanout",
-        (0..600).map(|i| format!("m{i:04}")),
-    )
-    .await;
+    produce(broker.bootstrap(), "fanout", (0..600).map(|i| format!("m{i:04}"))).await;
     let expected: BTreeSet<String> = (0..600).map(|i| format!("m{i:04}")).collect();
     for group in ["first", "second"] {
         let consumer = group_member(broker.bootstrap(), group, "fanout", &[]);
@@ -228,12 +205,7 @@ async fn two_groups_each_read_every_message() {
 async fn committed_offsets_survive_restart_and_kill_9() {
     let mut broker = group_broker();
     create_topic(broker.bootstrap(), "resume", 2).await;
-    produce(
-        broker.bootstrap(),
-        "resume",
-        (0..400).map(|i| format!("r{i:04}")),
-    )
-    .await;
+    produce(broker.bootstrap(), "resume", (0..400).map(|i| format!("r{i:04}"))).await;
     let mut all_seen = Vec::new();
     {
         let consumer = group_member(broker.bootstrap(), "resumers", "resume", &[]);
@@ -255,9 +227,7 @@ async fn committed_offsets_survive_restart_and_kill_9() {
     assert_eq!(distinct.len(), 400, "no duplicate across restarts");
     assert_eq!(all_seen.len(), 400);
     // OffsetFetch after restart: the group's commits are where it stopped.
-    let committed = consumer
-        .committed(Duration::from_secs(10))
-        .expect("committed offsets");
+    let committed = consumer.committed(Duration::from_secs(10)).expect("committed offsets");
     let by_partition: BTreeMap<i32, i64> = committed
         .elements()
         .iter()

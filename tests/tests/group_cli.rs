@@ -37,16 +37,9 @@ fn describe(broker: &RunningBroker, group: &str) -> serde_json::Value {
 fn partition_figures(report: &serde_json::Value, partition: i64) -> (i64, i64, i64, i64) {
     let entry = report["partitions"]
         .as_array()
-        .and_then(|all| {
-            all.iter()
-                .find(|p| p["partition"].as_i64() == Some(partition))
-        })
+        .and_then(|all| all.iter().find(|p| p["partition"].as_i64() == Some(partition)))
         .expect("partition reported");
-    let number = |key: &str| {
-        entry[key]
-            .as_i64()
-            .unwrap_or_else(|| panic!("{key} in {entry}"))
-    };
+    let number = |key: &str| entry[key].as_i64().unwrap_or_else(|| panic!("{key} in {entry}"));
     (
         number("committed_offset"),
         number("log_end_offset"),
@@ -67,10 +60,7 @@ async fn produce_timed(broker: &RunningBroker, topic: &str, partitions: i32, per
                 .payload(&value)
                 .partition(partition)
                 .timestamp(BASE_MS + i * 1000);
-            producer
-                .send(record, Duration::from_secs(30))
-                .await
-                .expect("delivered");
+            producer.send(record, Duration::from_secs(30)).await.expect("delivered");
         }
     }
 }
@@ -99,10 +89,7 @@ fn now_ms() -> i64 {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn describe_reports_offset_and_time_lag_and_reset_moves_offsets() {
-    let broker = RunningBroker::start(&[
-        ("num.partitions", "2"),
-        ("group.initial.rebalance.delay.ms", "200"),
-    ]);
+    let broker = RunningBroker::start(&[("num.partitions", "2"), ("group.initial.rebalance.delay.ms", "200")]);
     produce_timed(&broker, "lagged", 2, 50).await;
     commit(&broker, "watchers", "lagged", &[(0, 20), (1, 50)]);
 
@@ -117,11 +104,7 @@ async fn describe_reports_offset_and_time_lag_and_reset_moves_offsets() {
         (before - expected..=after - expected).contains(&time_lag),
         "time lag {time_lag}"
     );
-    assert_eq!(
-        partition_figures(&report, 1),
-        (50, 50, 0, 0),
-        "caught up: no lag"
-    );
+    assert_eq!(partition_figures(&report, 1), (50, 50, 0, 0), "caught up: no lag");
 
     let (ok, listing, _) = ringlog(&broker, &["list"]);
     assert!(ok && listing.contains("watchers"), "{listing}");
@@ -144,14 +127,7 @@ async fn describe_reports_offset_and_time_lag_and_reset_moves_offsets() {
     let at = (BASE_MS + 25_000).to_string();
     let (ok, _, stderr) = ringlog(
         &broker,
-        &[
-            "reset-offsets",
-            "watchers",
-            "--topic",
-            "lagged",
-            "--to-datetime",
-            &at,
-        ],
+        &["reset-offsets", "watchers", "--topic", "lagged", "--to-datetime", &at],
     );
     assert!(ok, "{stderr}");
     assert_eq!(partition_figures(&describe(&broker, "watchers"), 1).0, 25);
@@ -198,13 +174,7 @@ async fn reset_and_delete_are_refused_while_the_group_has_members() {
     assert_eq!(report["members"].as_array().map(Vec::len), Some(1));
     let (ok, _, stderr) = ringlog(
         &broker,
-        &[
-            "reset-offsets",
-            "active",
-            "--topic",
-            "busy",
-            "--to-earliest",
-        ],
+        &["reset-offsets", "active", "--topic", "busy", "--to-earliest"],
     );
     assert!(!ok && stderr.contains("active member"), "{stderr}");
     let (ok, _, stderr) = ringlog(&broker, &["delete", "active"]);

@@ -57,14 +57,9 @@ async fn produce_all(
     }
     let mut placed = BTreeMap::new();
     for (value, delivery) in deliveries {
-        let delivery = delivery
-            .await
-            .expect("delivery not cancelled")
-            .expect("delivered");
+        let delivery = delivery.await.expect("delivery not cancelled").expect("delivered");
         assert!(
-            placed
-                .insert((delivery.partition, delivery.offset), value)
-                .is_none(),
+            placed.insert((delivery.partition, delivery.offset), value).is_none(),
             "offset given twice"
         );
     }
@@ -73,12 +68,7 @@ async fn produce_all(
 
 /// Reads every partition of `topic` from the beginning until `expected`
 /// messages arrived; returns `(partition, offset) -> value`.
-fn consume_all(
-    bootstrap: &str,
-    topic: &str,
-    partitions: i32,
-    expected: usize,
-) -> BTreeMap<(i32, i64), String> {
+fn consume_all(bootstrap: &str, topic: &str, partitions: i32, expected: usize) -> BTreeMap<(i32, i64), String> {
     let consumer: BaseConsumer = ClientConfig::new()
         .set("bootstrap.servers", bootstrap)
         .set("enable.partition.eof", "false")
@@ -119,11 +109,7 @@ fn consume_all(
     }
     // Nothing beyond what was produced shows up.
     if let Some(Ok(extra)) = consumer.poll(Duration::from_millis(500)) {
-        panic!(
-            "unexpected extra message at {}:{}",
-            extra.partition(),
-            extra.offset()
-        );
+        panic!("unexpected extra message at {}:{}", extra.partition(), extra.offset());
     }
     seen
 }
@@ -136,29 +122,17 @@ fn keyed_messages(count: usize) -> Vec<(String, String)> {
 
 /// Per partition, offsets are dense from 0 and each key's values are in the
 /// order they were produced.
-fn assert_dense_and_ordered(
-    consumed: &BTreeMap<(i32, i64), String>,
-    messages: &[(String, String)],
-) {
-    let key_of: HashMap<&str, &str> = messages
-        .iter()
-        .map(|(k, v)| (v.as_str(), k.as_str()))
-        .collect();
+fn assert_dense_and_ordered(consumed: &BTreeMap<(i32, i64), String>, messages: &[(String, String)]) {
+    let key_of: HashMap<&str, &str> = messages.iter().map(|(k, v)| (v.as_str(), k.as_str())).collect();
     let mut next_offset: HashMap<i32, i64> = HashMap::new();
     let mut last_per_key: HashMap<&str, &str> = HashMap::new();
     for ((partition, offset), value) in consumed {
         let expected = next_offset.entry(*partition).or_insert(0);
-        assert_eq!(
-            offset, expected,
-            "offsets of partition {partition} must be dense"
-        );
+        assert_eq!(offset, expected, "offsets of partition {partition} must be dense");
         *expected += 1;
         let key = key_of[value.as_str()];
         if let Some(previous) = last_per_key.insert(key, value) {
-            assert!(
-                previous < value.as_str(),
-                "key {key}: {previous} came after {value}"
-            );
+            assert!(previous < value.as_str(), "key {key}: {previous} came after {value}");
         }
     }
 }
@@ -171,10 +145,9 @@ async fn hundred_thousand_keyed_messages_round_trip_without_loss_or_duplicate() 
     let produced = produce_all(&producer(broker.bootstrap(), "none"), "keyed", &messages).await;
     assert_eq!(produced.len(), messages.len());
     let bootstrap = broker.bootstrap().to_string();
-    let consumed =
-        tokio::task::spawn_blocking(move || consume_all(&bootstrap, "keyed", 8, 100_000))
-            .await
-            .expect("consumer thread");
+    let consumed = tokio::task::spawn_blocking(move || consume_all(&bootstrap, "keyed", 8, 100_000))
+        .await
+        .expect("consumer thread");
     assert_eq!(
         consumed, produced,
         "every message exactly once, where it was acknowledged"
@@ -196,10 +169,9 @@ async fn every_compression_codec_round_trips() {
         let messages = keyed_messages(5_000);
         let produced = produce_all(&producer(broker.bootstrap(), codec), &topic, &messages).await;
         let bootstrap = broker.bootstrap().to_string();
-        let consumed =
-            tokio::task::spawn_blocking(move || consume_all(&bootstrap, &topic, 2, 5_000))
-                .await
-                .expect("consumer thread");
+        let consumed = tokio::task::spawn_blocking(move || consume_all(&bootstrap, &topic, 2, 5_000))
+            .await
+            .expect("consumer thread");
         assert_eq!(consumed, produced, "codec {codec}");
     }
 }
@@ -214,10 +186,9 @@ async fn everything_reads_back_after_restart_and_after_kill_9() {
     broker.stop();
     broker.restart();
     let bootstrap = broker.bootstrap().to_string();
-    let consumed =
-        tokio::task::spawn_blocking(move || consume_all(&bootstrap, "durable", 4, 20_000))
-            .await
-            .expect("consumer thread");
+    let consumed = tokio::task::spawn_blocking(move || consume_all(&bootstrap, "durable", 4, 20_000))
+        .await
+        .expect("consumer thread");
     assert_eq!(consumed, produced, "after a clean restart");
 
     // Acknowledged with the default flush policy (page cache), then SIGKILL:
@@ -229,10 +200,9 @@ async fn everything_reads_back_after_restart_and_after_kill_9() {
     broker.kill();
     broker.restart();
     let bootstrap = broker.bootstrap().to_string();
-    let consumed =
-        tokio::task::spawn_blocking(move || consume_all(&bootstrap, "durable", 4, 30_000))
-            .await
-            .expect("consumer thread");
+    let consumed = tokio::task::spawn_blocking(move || consume_all(&bootstrap, "durable", 4, 30_000))
+        .await
+        .expect("consumer thread");
     assert_eq!(consumed, produced, "after kill -9");
 
     // And the log keeps going at the right offsets.

@@ -13,9 +13,7 @@ fn python_script(name: &str) -> std::path::PathBuf {
 #[test]
 fn kcat_produces_lists_and_consumes() {
     let broker = RunningBroker::start(&[]);
-    let input: String = (0..500)
-        .map(|i| format!("key{}:value-{i}\n", i % 9))
-        .collect();
+    let input: String = (0..500).map(|i| format!("key{}:value-{i}\n", i % 9)).collect();
     let mut producer = Command::new("kcat")
         .args([
             "-b",
@@ -36,12 +34,8 @@ fn kcat_produces_lists_and_consumes() {
         stdin.write_all(input.as_bytes()).expect("writing to kcat");
     }
     assert!(producer.wait().expect("kcat producer").success());
-    let listing =
-        run_ok(Command::new("kcat").args(["-b", broker.bootstrap(), "-L", "-t", "kcat-topic"]));
-    assert!(
-        listing.contains("topic \"kcat-topic\" with 1 partitions"),
-        "{listing}"
-    );
+    let listing = run_ok(Command::new("kcat").args(["-b", broker.bootstrap(), "-L", "-t", "kcat-topic"]));
+    assert!(listing.contains("topic \"kcat-topic\" with 1 partitions"), "{listing}");
     let consumed = run_ok(Command::new("kcat").args([
         "-b",
         broker.bootstrap(),
@@ -62,10 +56,7 @@ fn kcat_produces_lists_and_consumes() {
 /// of the same group resumes after the commit.
 #[test]
 fn kcat_group_consumer_resumes_from_its_commit() {
-    let broker = RunningBroker::start(&[
-        ("num.partitions", "3"),
-        ("group.initial.rebalance.delay.ms", "200"),
-    ]);
+    let broker = RunningBroker::start(&[("num.partitions", "3"), ("group.initial.rebalance.delay.ms", "200")]);
     let produce = |from: usize, to: usize| {
         let input: String = (from..to).map(|i| format!("m{i}\n")).collect();
         let mut producer = Command::new("kcat")
@@ -110,11 +101,12 @@ fn kcat_group_consumer_resumes_from_its_commit() {
 fn kafka_python_2_0_produces_and_consumes() {
     let broker = RunningBroker::start(&[("num.partitions", "3")]);
     let script = python_script("kafka_python_client.py");
-    let output = run_ok(
-        Command::new(python_venv("kafka-python-2"))
-            .arg(script)
-            .args([broker.bootstrap(), "kp2", "3000", "gzip"]),
-    );
+    let output = run_ok(Command::new(python_venv("kafka-python-2")).arg(script).args([
+        broker.bootstrap(),
+        "kp2",
+        "3000",
+        "gzip",
+    ]));
     assert!(output.starts_with("ok 3000"), "{output}");
 }
 
@@ -124,11 +116,12 @@ fn kafka_python_3_produces_and_consumes() {
     let script = python_script("kafka_python_client.py");
     for codec in ["none", "gzip"] {
         let topic = format!("kp3-{codec}");
-        let output = run_ok(
-            Command::new(python_venv("kafka-python-3"))
-                .arg(&script)
-                .args([broker.bootstrap(), &topic, "3000", codec]),
-        );
+        let output = run_ok(Command::new(python_venv("kafka-python-3")).arg(&script).args([
+            broker.bootstrap(),
+            &topic,
+            "3000",
+            codec,
+        ]));
         assert!(output.starts_with("ok 3000"), "{output}");
     }
 }
@@ -137,44 +130,38 @@ fn kafka_python_3_produces_and_consumes() {
 fn confluent_kafka_produces_and_consumes() {
     let broker = RunningBroker::start(&[]);
     let script = python_script("confluent_kafka_client.py");
-    let output = run_ok(
-        Command::new(python_venv("confluent-kafka"))
-            .arg(script)
-            .args([broker.bootstrap(), "ck", "5000"]),
-    );
+    let output =
+        run_ok(
+            Command::new(python_venv("confluent-kafka"))
+                .arg(script)
+                .args([broker.bootstrap(), "ck", "5000"]),
+        );
     assert!(output.starts_with("ok 5000"), "{output}");
 }
 
 #[test]
 fn kafka_python_group_consumers_share_and_commit() {
-    let broker = RunningBroker::start(&[
-        ("num.partitions", "3"),
-        ("group.initial.rebalance.delay.ms", "200"),
-    ]);
+    let broker = RunningBroker::start(&[("num.partitions", "3"), ("group.initial.rebalance.delay.ms", "200")]);
     let script = python_script("kafka_python_group.py");
     for (venv, topic) in [("kafka-python-2", "kpg2"), ("kafka-python-3", "kpg3")] {
-        let output = run_ok(Command::new(python_venv(venv)).arg(&script).args([
-            broker.bootstrap(),
-            topic,
-            "500",
-        ]));
+        let output = run_ok(
+            Command::new(python_venv(venv))
+                .arg(&script)
+                .args([broker.bootstrap(), topic, "500"]),
+        );
         assert!(output.starts_with("ok 500"), "{venv}: {output}");
     }
 }
 
 #[test]
 fn kafkajs_group_consumer_reads_everything() {
-    let broker = RunningBroker::start(&[
-        ("num.partitions", "2"),
-        ("group.initial.rebalance.delay.ms", "200"),
-    ]);
+    let broker = RunningBroker::start(&[("num.partitions", "2"), ("group.initial.rebalance.delay.ms", "200")]);
     let script = workspace_root().join("tests/js/kafkajs_group.js");
-    let output =
-        run_ok(
-            Command::new("node")
-                .arg(script)
-                .args([broker.bootstrap(), "kjs-group", "300"]),
-        );
+    let output = run_ok(
+        Command::new("node")
+            .arg(script)
+            .args([broker.bootstrap(), "kjs-group", "300"]),
+    );
     assert!(output.starts_with("ok 300"), "{output}");
 }
 

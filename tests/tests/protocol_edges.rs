@@ -17,12 +17,7 @@ fn topic_name(name: &str) -> TopicName {
     TopicName(StrBytes::from_string(name.to_string()))
 }
 
-fn create_topic(
-    connection: &mut RawConnection,
-    name: &str,
-    partitions: i32,
-    configs: &[(&str, &str)],
-) -> i16 {
+fn create_topic(connection: &mut RawConnection, name: &str, partitions: i32, configs: &[(&str, &str)]) -> i16 {
     let topic = CreatableTopic::default()
         .with_name(topic_name(name))
         .with_num_partitions(partitions)
@@ -41,12 +36,7 @@ fn create_topic(
     response.topics[0].error_code
 }
 
-fn produce(
-    connection: &mut RawConnection,
-    topic: &str,
-    partition: i32,
-    records: Bytes,
-) -> (i16, i64) {
+fn produce(connection: &mut RawConnection, topic: &str, partition: i32, records: Bytes) -> (i16, i64) {
     let request = ProduceRequest::default()
         .with_acks(-1)
         .with_timeout_ms(5000)
@@ -102,13 +92,8 @@ fn garbage_bytes_close_only_that_connection() {
     let broker = RunningBroker::start(&[]);
     let mut healthy = RawConnection::connect(broker.bootstrap());
     let mut attacker = RawConnection::connect(broker.bootstrap());
-    attacker
-        .send_bytes(b"GET / HTTP/1.1\r\nHost: x\r\n\r\n")
-        .expect("send");
-    assert!(
-        attacker.is_closed_by_peer(),
-        "garbage must close the connection"
-    );
+    attacker.send_bytes(b"GET / HTTP/1.1\r\nHost: x\r\n\r\n").expect("send");
+    assert!(attacker.is_closed_by_peer(), "garbage must close the connection");
     let response = healthy.request(3, &ApiVersionsRequest::default());
     assert_eq!(response.error_code, 0);
     assert_still_serving(&broker);
@@ -156,10 +141,7 @@ fn oversized_truncated_and_unknown_frames_are_refused() {
     assert!(malformed.is_closed_by_peer());
 
     assert_still_serving(&broker);
-    assert!(
-        broker.log().contains("closing connection"),
-        "refusals are logged"
-    );
+    assert!(broker.log().contains("closing connection"), "refusals are logged");
 }
 
 /// A client asking ApiVersions at a version we lack gets the v0-format error
@@ -175,8 +157,7 @@ fn unsupported_api_versions_version_gets_v0_error_with_the_list() {
     frame.put_i32(42);
     frame.put_i16(-1);
     connection.send_bytes(&frame).expect("send");
-    let (correlation_id, mut body) =
-        split_correlation_id(connection.read_frame().expect("response"));
+    let (correlation_id, mut body) = split_correlation_id(connection.read_frame().expect("response"));
     assert_eq!(correlation_id, 42);
     use kafka_protocol::protocol::Decodable;
     let response = ApiVersionsResponse::decode(&mut body, 0).expect("v0 body");
@@ -244,11 +225,7 @@ fn corrupt_or_oversized_batches_are_refused_and_nothing_is_appended() {
         10,
         "MESSAGE_TOO_LARGE"
     );
-    assert_eq!(
-        latest_offset(&mut connection, "edges", -1),
-        (0, 0),
-        "nothing appended"
-    );
+    assert_eq!(latest_offset(&mut connection, "edges", -1), (0, 0), "nothing appended");
     let good = build_batch(&[(Some(b"k"), Some(b"v"))], 1_000);
     assert_eq!(produce(&mut connection, "edges", 0, good.freeze()), (0, 0));
     assert_eq!(
@@ -278,11 +255,7 @@ fn topic_admin_errors_are_kafkas() {
         17,
         "INVALID_TOPIC_EXCEPTION"
     );
-    assert_eq!(
-        create_topic(&mut connection, "zero", 0, &[]),
-        37,
-        "INVALID_PARTITIONS"
-    );
+    assert_eq!(create_topic(&mut connection, "zero", 0, &[]), 37, "INVALID_PARTITIONS");
     assert_eq!(
         create_topic(&mut connection, "cfg", 1, &[("segment.bytes", "-1")]),
         40,
@@ -292,14 +265,8 @@ fn topic_admin_errors_are_kafkas() {
         .with_name(topic_name("replicated"))
         .with_num_partitions(1)
         .with_replication_factor(3);
-    let response = connection.request(
-        7,
-        &CreateTopicsRequest::default().with_topics(vec![replicated]),
-    );
-    assert_eq!(
-        response.topics[0].error_code, 38,
-        "INVALID_REPLICATION_FACTOR"
-    );
+    let response = connection.request(7, &CreateTopicsRequest::default().with_topics(vec![replicated]));
+    assert_eq!(response.topics[0].error_code, 38, "INVALID_REPLICATION_FACTOR");
 
     let metadata = connection.request(12, &MetadataRequest::default().with_topics(None));
     let admin = metadata
@@ -310,14 +277,10 @@ fn topic_admin_errors_are_kafkas() {
     assert_eq!(admin.partitions.len(), 3);
     assert!(!admin.topic_id.is_nil(), "topics have ids");
 
-    let delete = DeleteTopicsRequest::default()
-        .with_topic_names(vec![topic_name("admin"), topic_name("nope")]);
+    let delete = DeleteTopicsRequest::default().with_topic_names(vec![topic_name("admin"), topic_name("nope")]);
     let response = connection.request(4, &delete);
     assert_eq!(response.responses[0].error_code, 0);
-    assert_eq!(
-        response.responses[1].error_code, 3,
-        "UNKNOWN_TOPIC_OR_PARTITION"
-    );
+    assert_eq!(response.responses[1].error_code, 3, "UNKNOWN_TOPIC_OR_PARTITION");
     assert_eq!(
         create_topic(&mut connection, "admin", 1, &[]),
         0,
@@ -332,10 +295,7 @@ fn fetch_out_of_range_and_list_offsets_by_time() {
     assert_eq!(create_topic(&mut connection, "times", 1, &[]), 0);
     for (i, timestamp) in [1_000i64, 2_000, 3_000].into_iter().enumerate() {
         let batch = build_batch(&[(None, Some(b"a")), (None, Some(b"b"))], timestamp);
-        assert_eq!(
-            produce(&mut connection, "times", 0, batch.freeze()),
-            (0, 2 * i as i64)
-        );
+        assert_eq!(produce(&mut connection, "times", 0, batch.freeze()), (0, 2 * i as i64));
     }
     assert_eq!(latest_offset(&mut connection, "times", -2), (0, 0));
     assert_eq!(latest_offset(&mut connection, "times", -1), (0, 6));
@@ -343,10 +303,7 @@ fn fetch_out_of_range_and_list_offsets_by_time() {
     assert_eq!(latest_offset(&mut connection, "times", 3_000), (0, 4));
     assert_eq!(latest_offset(&mut connection, "times", 9_000), (0, -1));
     let response = connection.request(12, &fetch_request("times", 100, 0));
-    assert_eq!(
-        response.responses[0].partitions[0].error_code, 1,
-        "OFFSET_OUT_OF_RANGE"
-    );
+    assert_eq!(response.responses[0].partitions[0].error_code, 1, "OFFSET_OUT_OF_RANGE");
     let response = connection.request(4, &fetch_request("times", 3, 0));
     let partition = &response.responses[0].partitions[0];
     assert_eq!(partition.high_watermark, 6);
@@ -391,10 +348,7 @@ fn fetch_v13_reads_by_topic_id() {
     assert!(partition.records.as_ref().is_some_and(|r| !r.is_empty()));
     request.topics[0].topic_id = uuid::Uuid::new_v4();
     let response = connection.request(13, &request);
-    assert_eq!(
-        response.responses[0].partitions[0].error_code, 100,
-        "UNKNOWN_TOPIC_ID"
-    );
+    assert_eq!(response.responses[0].partitions[0].error_code, 100, "UNKNOWN_TOPIC_ID");
 }
 
 /// A fetch waiting on an empty partition returns when a record arrives,

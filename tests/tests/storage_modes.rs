@@ -9,11 +9,7 @@ use rdkafka::producer::{FutureProducer, FutureRecord};
 use rdkafka::{Message, Offset, TopicPartitionList};
 use ringlog_tests::RunningBroker;
 
-async fn produce_and_consume(
-    broker: &RunningBroker,
-    topic: &str,
-    count: usize,
-) -> Vec<rdkafka::Timestamp> {
+async fn produce_and_consume(broker: &RunningBroker, topic: &str, count: usize) -> Vec<rdkafka::Timestamp> {
     let producer: FutureProducer = ClientConfig::new()
         .set("bootstrap.servers", broker.bootstrap())
         .set("acks", "all")
@@ -43,10 +39,7 @@ async fn produce_and_consume(
     while seen.len() < count && std::time::Instant::now() < deadline {
         if let Some(message) = consumer.poll(std::time::Duration::from_millis(500)) {
             let message = message.expect("consume");
-            assert_eq!(
-                message.payload(),
-                Some(format!("v{}", seen.len()).as_bytes())
-            );
+            assert_eq!(message.payload(), Some(format!("v{}", seen.len()).as_bytes()));
             assert_eq!(message.offset(), seen.len() as i64);
             seen.push(message.timestamp());
         }
@@ -92,21 +85,14 @@ async fn tmpfs_serves_with_direct_io_or_one_clear_fallback_line() {
     if accepts_o_direct(shm) {
         assert!(log.contains("io_mode=Direct"), "{log}");
     } else {
-        assert_eq!(
-            log.matches("refuses O_DIRECT").count(),
-            1,
-            "one clear line:\n{log}"
-        );
+        assert_eq!(log.matches("refuses O_DIRECT").count(), 1, "one clear line:\n{log}");
         assert!(log.contains("io_mode=Buffered"), "{log}");
     }
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn buffered_mode_with_fsync_per_message_survives_kill_9() {
-    let mut broker = RunningBroker::start(&[
-        ("log.io.mode", "buffered"),
-        ("log.flush.interval.messages", "1"),
-    ]);
+    let mut broker = RunningBroker::start(&[("log.io.mode", "buffered"), ("log.flush.interval.messages", "1")]);
     produce_and_consume(&broker, "fsynced", 200).await;
     broker.kill();
     broker.restart();

@@ -35,19 +35,14 @@ impl OffsetIndex {
                 entry.relative_offset > last.relative_offset,
                 "offset index out of order"
             );
-            assert!(
-                entry.position > last.position,
-                "offset index positions out of order"
-            );
+            assert!(entry.position > last.position, "offset index positions out of order");
         }
         self.entries.push(entry);
     }
 
     /// The entry with the largest relative offset `<= relative_offset`.
     pub fn lookup(&self, relative_offset: u32) -> Option<OffsetEntry> {
-        let after = self
-            .entries
-            .partition_point(|e| e.relative_offset <= relative_offset);
+        let after = self.entries.partition_point(|e| e.relative_offset <= relative_offset);
         after.checked_sub(1).map(|i| self.entries[i])
     }
 
@@ -85,9 +80,10 @@ impl OffsetIndex {
                 relative_offset: bytes.get_u32(),
                 position: bytes.get_u32(),
             };
-            let ordered = index.entries.last().is_none_or(|last| {
-                entry.relative_offset > last.relative_offset && entry.position > last.position
-            });
+            let ordered = index
+                .entries
+                .last()
+                .is_none_or(|last| entry.relative_offset > last.relative_offset && entry.position > last.position);
             if !ordered || u64::from(entry.position) >= segment_bytes {
                 return None;
             }
@@ -116,10 +112,7 @@ impl TimeIndex {
         match self.entries.last() {
             Some(last) if entry.timestamp_ms <= last.timestamp_ms => {}
             Some(last) => {
-                assert!(
-                    entry.relative_offset > last.relative_offset,
-                    "time index out of order"
-                );
+                assert!(entry.relative_offset > last.relative_offset, "time index out of order");
                 self.entries.push(entry);
             }
             None => self.entries.push(entry),
@@ -162,8 +155,7 @@ impl TimeIndex {
                 relative_offset: bytes.get_u32(),
             };
             let ordered = index.entries.last().is_none_or(|last| {
-                entry.timestamp_ms > last.timestamp_ms
-                    && entry.relative_offset > last.relative_offset
+                entry.timestamp_ms > last.timestamp_ms && entry.relative_offset > last.relative_offset
             });
             if !ordered {
                 return None;
@@ -212,10 +204,7 @@ mod tests {
         });
         let bytes = index.encode();
         assert!(OffsetIndex::decode(&bytes[..bytes.len() - 1], 10_000).is_none());
-        assert!(
-            OffsetIndex::decode(&bytes, 400).is_none(),
-            "position past segment end"
-        );
+        assert!(OffsetIndex::decode(&bytes, 400).is_none(), "position past segment end");
         let mut swapped = bytes[8..].to_vec();
         swapped.extend_from_slice(&bytes[..8]);
         assert!(OffsetIndex::decode(&swapped, 10_000).is_none());
@@ -239,9 +228,6 @@ mod tests {
         assert_eq!(index.last_below(150).map(|e| e.relative_offset), Some(0));
         assert_eq!(index.last_below(100), None);
         let decoded = TimeIndex::decode(&index.encode()).expect("decodes");
-        assert_eq!(
-            decoded.last_below(1_000).map(|e| e.relative_offset),
-            Some(9)
-        );
+        assert_eq!(decoded.last_below(1_000).map(|e| e.relative_offset), Some(9));
     }
 }

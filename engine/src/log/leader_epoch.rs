@@ -27,11 +27,7 @@ impl LeaderEpochCache {
             .and_then(|text| parse_checkpoint(&text))
             .unwrap_or_default();
         let mut cache = Self { path, entries };
-        if cache
-            .entries
-            .last()
-            .is_none_or(|&(epoch, _)| epoch < current_epoch)
-        {
+        if cache.entries.last().is_none_or(|&(epoch, _)| epoch < current_epoch) {
             let start = cache
                 .entries
                 .last()
@@ -54,16 +50,11 @@ impl LeaderEpochCache {
     /// Kafka's OffsetForLeaderEpoch answer: the largest epoch `<= requested` and
     /// the offset where it ended (the next epoch's start, or the log end).
     pub fn end_offset_for(&self, requested: i32, log_end_offset: i64) -> (i32, i64) {
-        let after = self
-            .entries
-            .partition_point(|&(epoch, _)| epoch <= requested);
+        let after = self.entries.partition_point(|&(epoch, _)| epoch <= requested);
         let Some(found) = after.checked_sub(1) else {
             return (-1, -1);
         };
-        let end = self
-            .entries
-            .get(after)
-            .map_or(log_end_offset, |&(_, start)| start);
+        let end = self.entries.get(after).map_or(log_end_offset, |&(_, start)| start);
         (self.entries[found].0, end)
     }
 }

@@ -3,4 +3,5 @@
 pub mod index;
 pub mod leader_epoch;
 pub mod partition_log;
+pub mod producer_state;
 pub mod segment;

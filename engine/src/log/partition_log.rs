@@ -27,6 +27,7 @@ use crate::error::{LogError, Result};
 use crate::io::{self, IoMode, SegmentWriter};
 use crate::limits::{DATA_WAITERS_MAX, WRITE_JOB_BYTES_MAX};
 use crate::log::leader_epoch::LeaderEpochCache;
+use crate::log::producer_state::{ProducerStateTable, SequenceCheck, SNAPSHOT_SUFFIX};
 use crate::log::segment::{self, Segment};
 use crate::notify::LocalNotify;
 
@@ -62,6 +63,10 @@ pub struct AppendResult {
     pub last_offset: i64,
     /// One past `last_offset`: the high watermark that makes this append visible.
     pub next_offset: i64,
+    /// A retried idempotent batch: nothing was written; the offsets (and
+    /// `duplicate_of_timestamp`) are those of the original.
+    pub duplicate: bool,
+    pub duplicate_of_timestamp: i64,
 }
 
 /// A zero-copy slice of a segment file, to be sent with `sendfile`.
@@ -141,6 +146,7 @@ pub struct PartitionLog {
     segments: Vec<Segment>,
     offsets: LogOffsets,
     epochs: LeaderEpochCache,
+    producers: ProducerStateTable,
     pending: VecDeque<PendingWrite>,
     unflushed_records: u64,
     fsync_requested: bool,
@@ -181,6 +187,7 @@ impl PartitionLog {
         let log_end_offset = segments.last().map_or(0, Segment::next_offset);
         let log_start_offset = segments.first().map_or(0, |s| s.base_offset);
         let epochs = LeaderEpochCache::load_or_create(dir, config.leader_epoch, log_start_offset)?;
+        let producers = rebuild_producer_state(dir, &segments, log_start_offset, log_end_offset)?;
         let wake_writer = Rc::new(LocalNotify::default());
         let log = Self {
             dir: dir.to_path_buf(),
@@ -193,6 +200,7 @@ impl PartitionLog {
                 log_end_offset,
             },
             epochs,
+            producers,
             pending: VecDeque::new(),
             unflushed_records: 0,
             fsync_requested: false,
@@ -248,32 +256,38 @@ impl PartitionLog {
     ) -> Result<AppendResult> {
         if let Some(failure) = &self.failure {
             tracing::debug!(%failure, "append refused");
-            return Err(LogError::Failed {
-                path: self.dir.clone(),
-            });
+            return Err(LogError::Failed { path: self.dir.clone() });
         }
         if self.closing {
             return Err(LogError::Closed);
         }
+        let headers: Vec<BatchHeader> = batches
+            .iter()
+            .map(|bytes| match BatchHeader::parse(bytes) {
+                Ok(header) => header,
+                Err(error) => panic!("append given an unvalidated batch: {error}"),
+            })
+            .collect();
+        if let SequenceCheck::Duplicate(original) = self.producers.check_append(&headers)? {
+            return Ok(AppendResult {
+                base_offset: original.first_offset,
+                last_offset: original.last_offset,
+                next_offset: original.last_offset + 1,
+                duplicate: true,
+                duplicate_of_timestamp: original.max_timestamp,
+            });
+        }
         let base_offset = self.offsets.log_end_offset;
         for mut bytes in batches {
             let offset = self.offsets.log_end_offset;
-            batch::stamp_batch(
-                &mut bytes,
-                offset,
-                self.config.leader_epoch,
-                log_append_time_ms,
-            );
+            batch::stamp_batch(&mut bytes, offset, self.config.leader_epoch, log_append_time_ms);
             let header = match BatchHeader::parse(&bytes) {
                 Ok(header) => header,
                 Err(error) => panic!("append given an unvalidated batch: {error}"),
             };
-            assert_eq!(
-                header.total_bytes(),
-                bytes.len(),
-                "append given a partial batch"
-            );
+            assert_eq!(header.total_bytes(), bytes.len(), "append given a partial batch");
             self.maybe_roll(header.total_bytes() as u64, now_ms)?;
+            self.producers.record(&header);
             let active = self.active_segment_mut();
             let position = active.assign(&header);
             let segment_base = active.base_offset;
@@ -301,6 +315,8 @@ impl PartitionLog {
             base_offset,
             last_offset: self.offsets.log_end_offset - 1,
             next_offset: self.offsets.log_end_offset,
+            duplicate: false,
+            duplicate_of_timestamp: -1,
         })
     }
 
@@ -326,6 +342,9 @@ impl PartitionLog {
             return Ok(());
         }
         let base_offset = self.offsets.log_end_offset;
+        // The producer state as of the new segment's start, so recovery only
+        // replays the active segment.
+        self.write_producer_snapshot(base_offset);
         let segment = Segment::create(
             &self.dir,
             base_offset,
@@ -348,6 +367,24 @@ impl PartitionLog {
                     tracing::error!(%error, "sealing segment failed");
                 }
             }
+        }
+    }
+
+    /// Writes the producer table as of `offset` (the log end) and keeps only
+    /// the two latest snapshots. A failure is logged: recovery then replays
+    /// from an older snapshot.
+    fn write_producer_snapshot(&self, offset: i64) {
+        debug_assert_eq!(offset, self.offsets.log_end_offset, "snapshot at the log end");
+        let path = segment::segment_path(&self.dir, offset, SNAPSHOT_SUFFIX);
+        if let Err(error) = io::write_file_atomically(&path, &self.producers.encode_snapshot(offset)) {
+            tracing::warn!(path = %path.display(), %error, "writing producer snapshot failed");
+            return;
+        }
+        let mut snapshots = list_snapshots(&self.dir);
+        snapshots.sort_unstable();
+        let keep_from = snapshots.len().saturating_sub(2);
+        for old in &snapshots[..keep_from] {
+            let _ = std::fs::remove_file(segment::segment_path(&self.dir, *old, SNAPSHOT_SUFFIX));
         }
     }
 
@@ -429,18 +466,13 @@ impl PartitionLog {
         let mut job_bytes = 0usize;
         while let Some(next) = self.pending.front() {
             let same_segment = next.segment_base == segment_base;
-            if !same_segment
-                || (job_bytes > 0 && job_bytes + next.bytes.len() > WRITE_JOB_BYTES_MAX)
-            {
+            if !same_segment || (job_bytes > 0 && job_bytes + next.bytes.len() > WRITE_JOB_BYTES_MAX) {
                 break;
             }
             let Some(next) = self.pending.pop_front() else {
                 break;
             };
-            assert_eq!(
-                next.position, job.end_position,
-                "pending writes must be contiguous"
-            );
+            assert_eq!(next.position, job.end_position, "pending writes must be contiguous");
             job_bytes += next.bytes.len();
             job.end_position += next.bytes.len() as u64;
             job.next_offset = next.next_offset;
@@ -448,8 +480,7 @@ impl PartitionLog {
             job.chunks.push(next.bytes);
         }
         job.fsync = self.fsync_requested
-            || self.unflushed_records.saturating_add(job.records)
-                >= self.config.flush_interval_messages;
+            || self.unflushed_records.saturating_add(job.records) >= self.config.flush_interval_messages;
         if job.fsync {
             self.fsync_requested = false;
         }
@@ -457,16 +488,12 @@ impl PartitionLog {
     }
 
     fn segment(&self, base_offset: i64) -> Option<&Segment> {
-        let index = self
-            .segments
-            .partition_point(|s| s.base_offset <= base_offset);
+        let index = self.segments.partition_point(|s| s.base_offset <= base_offset);
         index.checked_sub(1).map(|i| &self.segments[i])
     }
 
     fn segment_mut(&mut self, base_offset: i64) -> Option<&mut Segment> {
-        let index = self
-            .segments
-            .partition_point(|s| s.base_offset <= base_offset);
+        let index = self.segments.partition_point(|s| s.base_offset <= base_offset);
         index.checked_sub(1).map(|i| &mut self.segments[i])
     }
 
@@ -527,10 +554,10 @@ impl PartitionLog {
         if offset == high_watermark {
             return Ok(ReadResult::default());
         }
-        if let Some(chunks) =
-            self.cache
-                .borrow()
-                .read(self.key, offset, max_bytes, min_one_batch, high_watermark)
+        if let Some(chunks) = self
+            .cache
+            .borrow()
+            .read(self.key, offset, max_bytes, min_one_batch, high_watermark)
         {
             let total_bytes = chunks.iter().map(Bytes::len).sum();
             return Ok(ReadResult {
@@ -541,12 +568,7 @@ impl PartitionLog {
         self.read_from_segments(offset, max_bytes, min_one_batch)
     }
 
-    fn read_from_segments(
-        &self,
-        offset: i64,
-        max_bytes: usize,
-        min_one_batch: bool,
-    ) -> Result<ReadResult> {
+    fn read_from_segments(&self, offset: i64, max_bytes: usize, min_one_batch: bool) -> Result<ReadResult> {
         let first = self
             .segments
             .partition_point(|s| s.base_offset <= offset)
@@ -641,8 +663,7 @@ impl PartitionLog {
 
     /// End offset of `epoch` and the epoch it belongs to (OffsetForLeaderEpoch).
     pub fn end_offset_for_epoch(&self, epoch: i32) -> (i32, i64) {
-        self.epochs
-            .end_offset_for(epoch, self.offsets.log_end_offset)
+        self.epochs.end_offset_for(epoch, self.offsets.log_end_offset)
     }
 
     /// Waits for pending writes, stops the writer, seals the active segment's
@@ -659,6 +680,8 @@ impl PartitionLog {
         if log.failure.is_some() {
             return Ok(());
         }
+        let log_end_offset = log.offsets.log_end_offset;
+        log.write_producer_snapshot(log_end_offset);
         log.active_segment_mut().close_clean()
     }
 
@@ -670,8 +693,7 @@ impl PartitionLog {
         log.wake_writer.notify();
         let key = log.key;
         log.cache.borrow_mut().remove_partition(key);
-        std::fs::remove_dir_all(&log.dir)
-            .map_err(|e| LogError::io("deleting partition", &log.dir, e))
+        std::fs::remove_dir_all(&log.dir).map_err(|e| LogError::io("deleting partition", &log.dir, e))
     }
 }
 
@@ -702,22 +724,58 @@ async fn run_write_job(job: &WriteJob) -> std::io::Result<()> {
     Ok(())
 }
 
-fn open_segments(
+fn list_snapshots(dir: &Path) -> Vec<i64> {
+    let Ok(entries) = std::fs::read_dir(dir) else {
+        return Vec::new();
+    };
+    entries
+        .filter_map(|e| e.ok())
+        .filter_map(|e| {
+            let name = e.file_name();
+            let stem = name.to_str()?.strip_suffix(".snapshot")?.to_string();
+            (stem.len() == 20).then(|| stem.parse().ok()).flatten()
+        })
+        .collect()
+}
+
+/// The producer table at the log end: the latest valid snapshot at or below
+/// it, plus the headers of every batch after the snapshot.
+fn rebuild_producer_state(
     dir: &Path,
-    config: &LogConfig,
-    clean_shutdown: bool,
-    now_ms: i64,
-) -> Result<Vec<Segment>> {
+    segments: &[Segment],
+    log_start_offset: i64,
+    log_end_offset: i64,
+) -> Result<ProducerStateTable> {
+    let mut snapshots = list_snapshots(dir);
+    snapshots.sort_unstable_by(|a, b| b.cmp(a));
+    let loaded = snapshots
+        .into_iter()
+        .filter(|offset| *offset <= log_end_offset)
+        .find_map(|offset| {
+            let bytes = std::fs::read(segment::segment_path(dir, offset, SNAPSHOT_SUFFIX)).ok()?;
+            let decoded = ProducerStateTable::decode_snapshot(&bytes);
+            if decoded.is_none() {
+                tracing::warn!(dir = %dir.display(), offset, "damaged producer snapshot; using an older one");
+            }
+            decoded.filter(|(at, _)| *at == offset)
+        });
+    let (from_offset, mut table) = loaded.unwrap_or((log_start_offset, ProducerStateTable::default()));
+    for segment in segments.iter().filter(|s| s.next_offset() > from_offset) {
+        segment.for_each_header_from(from_offset, |header| {
+            if header.base_offset >= from_offset {
+                table.record(header);
+            }
+        })?;
+    }
+    Ok(table)
+}
+
+fn open_segments(dir: &Path, config: &LogConfig, clean_shutdown: bool, now_ms: i64) -> Result<Vec<Segment>> {
     let mut bases = Vec::new();
-    let entries =
-        std::fs::read_dir(dir).map_err(|e| LogError::io("listing partition dir", dir, e))?;
+    let entries = std::fs::read_dir(dir).map_err(|e| LogError::io("listing partition dir", dir, e))?;
     for entry in entries {
         let entry = entry.map_err(|e| LogError::io("listing partition dir", dir, e))?;
-        if let Some(base) = entry
-            .file_name()
-            .to_str()
-            .and_then(segment::parse_segment_file_name)
-        {
+        if let Some(base) = entry.file_name().to_str().and_then(segment::parse_segment_file_name) {
             bases.push(base);
         }
     }

@@ -84,10 +84,9 @@ impl Segment {
         now_ms: i64,
     ) -> Result<Self> {
         let log_path = segment_path(dir, base_offset, LOG_SUFFIX);
-        let writer = SegmentWriter::open(&log_path, io_mode, 0)
-            .map_err(|e| LogError::io("creating segment", &log_path, e))?;
-        let read_file =
-            File::open(&log_path).map_err(|e| LogError::io("opening segment", &log_path, e))?;
+        let writer =
+            SegmentWriter::open(&log_path, io_mode, 0).map_err(|e| LogError::io("creating segment", &log_path, e))?;
+        let read_file = File::open(&log_path).map_err(|e| LogError::io("opening segment", &log_path, e))?;
         Ok(Self {
             base_offset,
             log_path,
@@ -117,8 +116,7 @@ impl Segment {
         now_ms: i64,
     ) -> Result<Self> {
         let log_path = segment_path(dir, base_offset, LOG_SUFFIX);
-        let read_file =
-            File::open(&log_path).map_err(|e| LogError::io("opening segment", &log_path, e))?;
+        let read_file = File::open(&log_path).map_err(|e| LogError::io("opening segment", &log_path, e))?;
         let file_bytes = read_file
             .metadata()
             .map_err(|e| LogError::io("reading segment size", &log_path, e))?
@@ -145,11 +143,7 @@ impl Segment {
                 // ones before it and the scanned ones after.
                 scan.offset_index = merge_offset_index(offset_index, scan.offset_index, resume);
                 scan.time_index = merge_time_index(time_index, scan.time_index, resume);
-                let indexed_max_ms = scan
-                    .time_index
-                    .entries()
-                    .last()
-                    .map_or(-1, |e| e.timestamp_ms);
+                let indexed_max_ms = scan.time_index.entries().last().map_or(-1, |e| e.timestamp_ms);
                 scan.max_timestamp_ms = scan.max_timestamp_ms.max(indexed_max_ms);
                 scan
             }
@@ -226,10 +220,7 @@ impl Segment {
     /// `header` (already stamped with its offset) and indexes it.
     pub fn assign(&mut self, header: &BatchHeader) -> u64 {
         let position = self.assigned_bytes;
-        assert!(
-            header.base_offset >= self.next_offset,
-            "offsets must increase"
-        );
+        assert!(header.base_offset >= self.next_offset, "offsets must increase");
         let relative_offset = (header.base_offset - self.base_offset) as u32;
         if self.assigned_bytes == 0 || self.bytes_since_index_entry >= self.index_interval_bytes {
             self.offset_index.append(OffsetEntry {
@@ -252,24 +243,15 @@ impl Segment {
 
     /// Marks bytes up to `durable_bytes` as written.
     pub fn mark_durable(&mut self, durable_bytes: u64) {
-        assert!(
-            durable_bytes >= self.durable_bytes,
-            "durable bytes went backwards"
-        );
-        assert!(
-            durable_bytes <= self.assigned_bytes,
-            "durable past assigned"
-        );
+        assert!(durable_bytes >= self.durable_bytes, "durable bytes went backwards");
+        assert!(durable_bytes <= self.assigned_bytes, "durable past assigned");
         self.durable_bytes = durable_bytes;
     }
 
     /// Seals the segment: drops O_DIRECT padding, fsyncs, writes its indexes.
     /// Called once every assigned byte is durable.
     pub fn seal(&mut self) -> Result<()> {
-        assert_eq!(
-            self.durable_bytes, self.assigned_bytes,
-            "sealing with writes pending"
-        );
+        assert_eq!(self.durable_bytes, self.assigned_bytes, "sealing with writes pending");
         self.writer = None;
         io::truncate_file(&self.log_path, self.durable_bytes)
             .map_err(|e| LogError::io("sealing segment", &self.log_path, e))?;
@@ -303,9 +285,7 @@ impl Segment {
 
     /// Finds the durable batch that contains `offset` (or the first after it).
     pub fn locate(&self, offset: i64) -> Result<Option<BatchLocation>> {
-        let relative_offset = offset
-            .saturating_sub(self.base_offset)
-            .clamp(0, i64::from(u32::MAX)) as u32;
+        let relative_offset = offset.saturating_sub(self.base_offset).clamp(0, i64::from(u32::MAX)) as u32;
         let mut position = self
             .offset_index
             .lookup(relative_offset)
@@ -320,6 +300,21 @@ impl Segment {
         Ok(None)
     }
 
+    /// Calls `visit` with the header of every durable batch from the one
+    /// holding `offset` to the end of the segment.
+    pub fn for_each_header_from(&self, offset: i64, mut visit: impl FnMut(&BatchHeader)) -> Result<()> {
+        let Some(first) = self.locate(offset)? else {
+            return Ok(());
+        };
+        let mut position = first.position;
+        while position + BATCH_HEADER_BYTES as u64 <= self.durable_bytes {
+            let header = self.read_header(position)?;
+            visit(&header);
+            position += header.total_bytes() as u64;
+        }
+        Ok(())
+    }
+
     /// Finds the first durable batch whose max timestamp is `>= target_ms`.
     pub fn locate_by_time(&self, target_ms: i64) -> Result<Option<BatchLocation>> {
         if self.max_timestamp_ms < target_ms {
@@ -328,9 +323,7 @@ impl Segment {
         let start_offset = self
             .time_index
             .last_below(target_ms)
-            .map_or(self.base_offset, |e| {
-                self.base_offset + i64::from(e.relative_offset)
-            });
+            .map_or(self.base_offset, |e| self.base_offset + i64::from(e.relative_offset));
         let Some(mut location) = self.locate(start_offset)? else {
             return Ok(None);
         };
@@ -388,11 +381,7 @@ fn load_indexes(dir: &Path, base_offset: i64, file_bytes: u64) -> Option<(Offset
     }
 }
 
-fn merge_offset_index(
-    mut loaded: OffsetIndex,
-    scanned: OffsetIndex,
-    resume: OffsetEntry,
-) -> OffsetIndex {
+fn merge_offset_index(mut loaded: OffsetIndex, scanned: OffsetIndex, resume: OffsetEntry) -> OffsetIndex {
     loaded.truncate_from_position(resume.position);
     for entry in scanned.entries() {
         loaded.append(*entry);
@@ -411,13 +400,7 @@ fn merge_time_index(mut loaded: TimeIndex, scanned: TimeIndex, resume: OffsetEnt
 /// Scans batches from `start` to the end of the file, checking each one's length,
 /// magic, CRC and offset order; stops at the first that fails. Indexes are
 /// rebuilt for the scanned range with the default interval.
-fn scan_file(
-    file: &File,
-    path: &Path,
-    base_offset: i64,
-    start: u64,
-    file_bytes: u64,
-) -> Result<ScanResult> {
+fn scan_file(file: &File, path: &Path, base_offset: i64, start: u64, file_bytes: u64) -> Result<ScanResult> {
     const SCAN_INDEX_INTERVAL_BYTES: u64 = 4096;
     let mut reader = BufReader::with_capacity(1 << 20, file);
     std::io::Seek::seek(&mut reader, std::io::SeekFrom::Start(start))
@@ -434,9 +417,7 @@ fn scan_file(
     loop {
         let position = result.valid_bytes;
         let mut overhead = [0u8; LOG_OVERHEAD_BYTES];
-        if position + LOG_OVERHEAD_BYTES as u64 > file_bytes
-            || reader.read_exact(&mut overhead).is_err()
-        {
+        if position + LOG_OVERHEAD_BYTES as u64 > file_bytes || reader.read_exact(&mut overhead).is_err() {
             break;
         }
         let Ok(total_bytes) = batch::batch_total_bytes(&overhead) else {
@@ -448,10 +429,7 @@ fn scan_file(
         batch_buf.clear();
         batch_buf.extend_from_slice(&overhead);
         batch_buf.resize(total_bytes, 0);
-        if reader
-            .read_exact(&mut batch_buf[LOG_OVERHEAD_BYTES..])
-            .is_err()
-        {
+        if reader.read_exact(&mut batch_buf[LOG_OVERHEAD_BYTES..]).is_err() {
             break;
         }
         let Ok(header) = batch::validate_batch(&batch_buf) else {
@@ -489,10 +467,7 @@ mod tests {
 
     #[test]
     fn segment_file_names() {
-        assert_eq!(
-            parse_segment_file_name("00000000000000000042.log"),
-            Some(42)
-        );
+        assert_eq!(parse_segment_file_name("00000000000000000042.log"), Some(42));
         assert_eq!(parse_segment_file_name("00000000000000000042.index"), None);
         assert_eq!(parse_segment_file_name("42.log"), None);
         let dir = Path::new("/d");

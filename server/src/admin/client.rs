@@ -13,10 +13,7 @@ use kafka_protocol::protocol::{Decodable, Encodable, HeaderVersion, Request, Str
 #[derive(Debug, thiserror::Error)]
 pub enum ClientError {
     #[error("connecting to {address}: {source}")]
-    Connect {
-        address: String,
-        source: std::io::Error,
-    },
+    Connect { address: String, source: std::io::Error },
     #[error("talking to the broker: {0}")]
     Io(#[from] std::io::Error),
     #[error("broker sent a response that does not decode: {0}")]
@@ -46,11 +43,7 @@ impl AdminClient {
         })
     }
 
-    pub fn request<R: Request>(
-        &mut self,
-        version: i16,
-        body: &R,
-    ) -> Result<R::Response, ClientError> {
+    pub fn request<R: Request>(&mut self, version: i16, body: &R) -> Result<R::Response, ClientError> {
         let correlation_id = self.next_correlation_id;
         self.next_correlation_id += 1;
         let header = RequestHeader::default()
@@ -78,11 +71,9 @@ impl AdminClient {
         let mut frame = vec![0u8; size as usize];
         self.stream.read_exact(&mut frame)?;
         let mut frame = Bytes::from(frame);
-        let response_header = ResponseHeader::decode(
-            &mut frame,
-            <R::Response as HeaderVersion>::header_version(version),
-        )
-        .map_err(|e| ClientError::Decode(e.to_string()))?;
+        let response_header =
+            ResponseHeader::decode(&mut frame, <R::Response as HeaderVersion>::header_version(version))
+                .map_err(|e| ClientError::Decode(e.to_string()))?;
         if response_header.correlation_id != correlation_id {
             return Err(ClientError::Decode("correlation id mismatch".into()));
         }

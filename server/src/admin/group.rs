@@ -9,9 +9,7 @@ use std::collections::{BTreeMap, BTreeSet};
 
 use kafka_protocol::messages::fetch_request::{FetchPartition, FetchTopic};
 use kafka_protocol::messages::list_offsets_request::{ListOffsetsPartition, ListOffsetsTopic};
-use kafka_protocol::messages::offset_commit_request::{
-    OffsetCommitRequestPartition, OffsetCommitRequestTopic,
-};
+use kafka_protocol::messages::offset_commit_request::{OffsetCommitRequestPartition, OffsetCommitRequestTopic};
 use kafka_protocol::messages::*;
 use kafka_protocol::protocol::StrBytes;
 use kafka_protocol::ResponseError;
@@ -28,8 +26,7 @@ pub enum GroupCommandError {
 }
 
 fn refused(what: &str, code: i16) -> GroupCommandError {
-    let name =
-        ResponseError::try_from_code(code).map_or_else(|| code.to_string(), |e| e.to_string());
+    let name = ResponseError::try_from_code(code).map_or_else(|| code.to_string(), |e| e.to_string());
     GroupCommandError::Refused(format!("{what}: {name}"))
 }
 
@@ -108,10 +105,7 @@ pub fn parse_assignment(bytes: &[u8]) -> Vec<(String, i32)> {
             let topic = String::from_utf8(take(rest, len.max(0) as usize)?.to_vec()).ok()?;
             let partitions = i32::from_be_bytes(take(rest, 4)?.try_into().ok()?);
             for _ in 0..partitions.max(0) {
-                assigned.push((
-                    topic.clone(),
-                    i32::from_be_bytes(take(rest, 4)?.try_into().ok()?),
-                ));
+                assigned.push((topic.clone(), i32::from_be_bytes(take(rest, 4)?.try_into().ok()?)));
             }
         }
         Some(assigned)
@@ -124,8 +118,7 @@ fn describe_group(
     client: &mut AdminClient,
     group: &str,
 ) -> Result<describe_groups_response::DescribedGroup, GroupCommandError> {
-    let request = DescribeGroupsRequest::default()
-        .with_groups(vec![GroupId(StrBytes::from_string(group.to_string()))]);
+    let request = DescribeGroupsRequest::default().with_groups(vec![GroupId(StrBytes::from_string(group.to_string()))]);
     let mut response = client.request(5, &request)?;
     let described = response
         .groups
@@ -137,10 +130,7 @@ fn describe_group(
     Ok(described)
 }
 
-fn committed_offsets(
-    client: &mut AdminClient,
-    group: &str,
-) -> Result<BTreeMap<(String, i32), i64>, GroupCommandError> {
+fn committed_offsets(client: &mut AdminClient, group: &str) -> Result<BTreeMap<(String, i32), i64>, GroupCommandError> {
     let request = OffsetFetchRequest::default()
         .with_group_id(GroupId(StrBytes::from_string(group.to_string())))
         .with_topics(None);
@@ -174,19 +164,17 @@ fn list_offsets(
     let topics = by_topic
         .into_iter()
         .map(|(topic, partitions)| {
-            ListOffsetsTopic::default()
-                .with_name(name(topic))
-                .with_partitions(
-                    partitions
-                        .into_iter()
-                        .map(|p| {
-                            ListOffsetsPartition::default()
-                                .with_partition_index(p)
-                                .with_current_leader_epoch(-1)
-                                .with_timestamp(timestamp)
-                        })
-                        .collect(),
-                )
+            ListOffsetsTopic::default().with_name(name(topic)).with_partitions(
+                partitions
+                    .into_iter()
+                    .map(|p| {
+                        ListOffsetsPartition::default()
+                            .with_partition_index(p)
+                            .with_current_leader_epoch(-1)
+                            .with_timestamp(timestamp)
+                    })
+                    .collect(),
+            )
         })
         .collect();
     let request = ListOffsetsRequest::default()
@@ -206,10 +194,7 @@ fn list_offsets(
                     partition.error_code,
                 ));
             }
-            offsets.insert(
-                (topic.name.to_string(), partition.partition_index),
-                partition.offset,
-            );
+            offsets.insert((topic.name.to_string(), partition.partition_index), partition.offset);
         }
     }
     Ok(offsets)
@@ -223,28 +208,23 @@ fn record_timestamps(
     const PARTITION_PEEK_BYTES: i32 = 64 * 1024;
     let mut by_topic: BTreeMap<&str, Vec<(i32, i64)>> = BTreeMap::new();
     for ((topic, partition), offset) in positions {
-        by_topic
-            .entry(topic)
-            .or_default()
-            .push((*partition, *offset));
+        by_topic.entry(topic).or_default().push((*partition, *offset));
     }
     let topics = by_topic
         .into_iter()
         .map(|(topic, partitions)| {
-            FetchTopic::default()
-                .with_topic(name(topic))
-                .with_partitions(
-                    partitions
-                        .into_iter()
-                        .map(|(partition, offset)| {
-                            FetchPartition::default()
-                                .with_partition(partition)
-                                .with_current_leader_epoch(-1)
-                                .with_fetch_offset(offset)
-                                .with_partition_max_bytes(PARTITION_PEEK_BYTES)
-                        })
-                        .collect(),
-                )
+            FetchTopic::default().with_topic(name(topic)).with_partitions(
+                partitions
+                    .into_iter()
+                    .map(|(partition, offset)| {
+                        FetchPartition::default()
+                            .with_partition(partition)
+                            .with_current_leader_epoch(-1)
+                            .with_fetch_offset(offset)
+                            .with_partition_max_bytes(PARTITION_PEEK_BYTES)
+                    })
+                    .collect(),
+            )
         })
         .collect();
     let request = FetchRequest::default()
@@ -277,10 +257,7 @@ fn first_timestamp_at_or_after(mut batches: &[u8], offset: i64) -> Option<i64> {
         let header = batch::BatchHeader::parse(whole).ok()?;
         if header.next_offset() > offset {
             return match batch::parse_records(whole) {
-                Some(records) => records
-                    .iter()
-                    .find(|r| r.offset >= offset)
-                    .map(|r| r.timestamp_ms),
+                Some(records) => records.iter().find(|r| r.offset >= offset).map(|r| r.timestamp_ms),
                 None => Some(header.base_timestamp),
             };
         }
@@ -289,11 +266,7 @@ fn first_timestamp_at_or_after(mut batches: &[u8], offset: i64) -> Option<i64> {
     None
 }
 
-pub fn describe(
-    client: &mut AdminClient,
-    group: &str,
-    now_ms: i64,
-) -> Result<GroupReport, GroupCommandError> {
+pub fn describe(client: &mut AdminClient, group: &str, now_ms: i64) -> Result<GroupReport, GroupCommandError> {
     let described = describe_group(client, group)?;
     let committed = committed_offsets(client, group)?;
     let mut owner: BTreeMap<(String, i32), String> = BTreeMap::new();
@@ -314,8 +287,7 @@ pub fn describe(
             }
         })
         .collect();
-    let partitions: BTreeSet<(String, i32)> =
-        committed.keys().chain(owner.keys()).cloned().collect();
+    let partitions: BTreeSet<(String, i32)> = committed.keys().chain(owner.keys()).cloned().collect();
     let log_ends = if partitions.is_empty() {
         BTreeMap::new()
     } else {
@@ -388,7 +360,7 @@ pub fn reset_offsets(
     let metadata = client.request(
         12,
         &MetadataRequest::default().with_topics(Some(vec![
-            metadata_request::MetadataRequestTopic::default().with_name(Some(name(topic))),
+            metadata_request::MetadataRequestTopic::default().with_name(Some(name(topic)))
         ])),
     )?;
     let topic_metadata = metadata
@@ -396,10 +368,7 @@ pub fn reset_offsets(
         .first()
         .ok_or_else(|| GroupCommandError::Refused(format!("no metadata for {topic}")))?;
     if topic_metadata.error_code != 0 {
-        return Err(refused(
-            &format!("topic {topic}"),
-            topic_metadata.error_code,
-        ));
+        return Err(refused(&format!("topic {topic}"), topic_metadata.error_code));
     }
     let partitions: BTreeSet<(String, i32)> = topic_metadata
         .partitions
@@ -457,14 +426,11 @@ pub fn reset_offsets(
 }
 
 pub fn delete(client: &mut AdminClient, group: &str) -> Result<(), GroupCommandError> {
-    let request = DeleteGroupsRequest::default()
-        .with_groups_names(vec![GroupId(StrBytes::from_string(group.to_string()))]);
+    let request =
+        DeleteGroupsRequest::default().with_groups_names(vec![GroupId(StrBytes::from_string(group.to_string()))]);
     let response = client.request(2, &request)?;
     match response.results.first() {
-        Some(result) if result.error_code != 0 => Err(refused(
-            &format!("deleting group {group}"),
-            result.error_code,
-        )),
+        Some(result) if result.error_code != 0 => Err(refused(&format!("deleting group {group}"), result.error_code)),
         _ => Ok(()),
     }
 }
@@ -475,11 +441,7 @@ pub fn parse_datetime_ms(text: &str) -> Result<i64, String> {
     if let Ok(ms) = text.parse::<i64>() {
         return Ok(ms);
     }
-    let bad = || {
-        format!(
-            "{text:?} is neither epoch milliseconds nor an RFC 3339 time (2026-11-21T14:00:00Z)"
-        )
-    };
+    let bad = || format!("{text:?} is neither epoch milliseconds nor an RFC 3339 time (2026-11-21T14:00:00Z)");
     let (date, rest) = text.split_once('T').ok_or_else(bad)?;
     let mut date_parts = date.split('-').map(|p| p.parse::<i64>());
     let (Some(Ok(year)), Some(Ok(month)), Some(Ok(day)), None) = (
@@ -512,12 +474,7 @@ pub fn parse_datetime_ms(text: &str) -> Result<i64, String> {
         return Err(bad());
     };
     let millis: i64 = format!("{fraction:0<3}")[..3].parse().map_err(|_| bad())?;
-    if !(1..=12).contains(&month)
-        || !(1..=31).contains(&day)
-        || hour > 23
-        || minute > 59
-        || second > 60
-    {
+    if !(1..=12).contains(&month) || !(1..=31).contains(&day) || hour > 23 || minute > 59 || second > 60 {
         return Err(bad());
     }
     // Days from 1970-01-01 (Howard Hinnant's days_from_civil).
@@ -539,22 +496,14 @@ mod tests {
     fn datetimes_parse() {
         assert_eq!(parse_datetime_ms("1700000000000"), Ok(1_700_000_000_000));
         assert_eq!(parse_datetime_ms("1970-01-01T00:00:00Z"), Ok(0));
-        assert_eq!(
-            parse_datetime_ms("2023-11-14T22:13:20Z"),
-            Ok(1_700_000_000_000)
-        );
-        assert_eq!(
-            parse_datetime_ms("2023-11-14T23:13:20.5+01:00"),
-            Ok(1_700_000_000_500)
-        );
+        assert_eq!(parse_datetime_ms("2023-11-14T22:13:20Z"), Ok(1_700_000_000_000));
+        assert_eq!(parse_datetime_ms("2023-11-14T23:13:20.5+01:00"), Ok(1_700_000_000_500));
         assert!(parse_datetime_ms("yesterday").is_err());
     }
 
     #[test]
     fn assignments_parse() {
-        let mut bytes = vec![
-            0u8, 0, 0, 0, 0, 1, 0, 1, b't', 0, 0, 0, 2, 0, 0, 0, 3, 0, 0, 0, 5,
-        ];
+        let mut bytes = vec![0u8, 0, 0, 0, 0, 1, 0, 1, b't', 0, 0, 0, 2, 0, 0, 0, 3, 0, 0, 0, 5];
         bytes.extend_from_slice(&[0, 0, 0, 0]);
         assert_eq!(
             parse_assignment(&bytes),

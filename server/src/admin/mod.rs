@@ -57,10 +57,7 @@ pub fn run_group_command(bootstrap: &str, command: GroupCommand) -> anyhow::Resu
                 }
             }
         }
-        GroupCommand::Describe {
-            group: group_id,
-            json,
-        } => {
+        GroupCommand::Describe { group: group_id, json } => {
             let report = group::describe(&mut client, &group_id, crate::runtime::shard::now_ms())?;
             if json {
                 println!("{}", serde_json::to_string_pretty(&report)?);
@@ -69,25 +66,16 @@ pub fn run_group_command(bootstrap: &str, command: GroupCommand) -> anyhow::Resu
             }
         }
         GroupCommand::ResetOffsets(args) => {
-            let target = match (
-                args.to_earliest,
-                args.to_latest,
-                args.to_offset,
-                &args.to_datetime,
-            ) {
+            let target = match (args.to_earliest, args.to_latest, args.to_offset, &args.to_datetime) {
                 (true, ..) => group::ResetTarget::Earliest,
                 (_, true, ..) => group::ResetTarget::Latest,
                 (_, _, Some(offset), _) => group::ResetTarget::Offset(offset),
-                (_, _, _, Some(time)) => group::ResetTarget::Timestamp(
-                    group::parse_datetime_ms(time).map_err(anyhow::Error::msg)?,
-                ),
-                _ => anyhow::bail!(
-                    "one of --to-earliest, --to-latest, --to-offset, --to-datetime is needed"
-                ),
+                (_, _, _, Some(time)) => {
+                    group::ResetTarget::Timestamp(group::parse_datetime_ms(time).map_err(anyhow::Error::msg)?)
+                }
+                _ => anyhow::bail!("one of --to-earliest, --to-latest, --to-offset, --to-datetime is needed"),
             };
-            for (partition, offset) in
-                group::reset_offsets(&mut client, &args.group, &args.topic, target)?
-            {
+            for (partition, offset) in group::reset_offsets(&mut client, &args.group, &args.topic, target)? {
                 println!("{}\t{partition}\t{offset}", args.topic);
             }
         }
@@ -111,12 +99,7 @@ fn print_group_report(report: &group::GroupReport) {
         },
         report.members.len()
     );
-    let member_of = |id: &Option<String>| {
-        report
-            .members
-            .iter()
-            .find(|m| Some(&m.member_id) == id.as_ref())
-    };
+    let member_of = |id: &Option<String>| report.members.iter().find(|m| Some(&m.member_id) == id.as_ref());
     println!(
         "{:<30} {:>9} {:>12} {:>12} {:>10} {:>10}  {:<24} HOST",
         "TOPIC", "PARTITION", "COMMITTED", "LOG-END", "LAG", "TIME-LAG", "CLIENT-ID"

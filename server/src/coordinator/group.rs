@@ -148,8 +148,7 @@ impl Member {
 
     fn session_expired(&self, now: Instant) -> bool {
         self.awaiting_join.is_none()
-            && now.duration_since(self.last_heartbeat)
-                > Duration::from_millis(self.session_timeout_ms as u64)
+            && now.duration_since(self.last_heartbeat) > Duration::from_millis(self.session_timeout_ms as u64)
     }
 }
 
@@ -188,10 +187,7 @@ impl Group {
     }
 
     fn check_invariants(&self) {
-        if matches!(
-            self.state,
-            GroupState::Stable | GroupState::CompletingRebalance
-        ) {
+        if matches!(self.state, GroupState::Stable | GroupState::CompletingRebalance) {
             let leader = self.leader_id.as_deref().unwrap_or_default();
             assert!(
                 self.members.contains_key(leader),
@@ -200,11 +196,7 @@ impl Group {
             );
         }
         if self.state == GroupState::Empty {
-            assert!(
-                self.members.is_empty(),
-                "empty group {} has members",
-                self.group_id
-            );
+            assert!(self.members.is_empty(), "empty group {} has members", self.group_id);
         }
     }
 
@@ -261,19 +253,13 @@ impl Group {
         let candidates = self.candidate_protocols();
         let mut votes: BTreeMap<&str, usize> = BTreeMap::new();
         for member in self.members.values() {
-            if let Some((name, _)) = member
-                .protocols
-                .iter()
-                .find(|(n, _)| candidates.contains(n))
-            {
+            if let Some((name, _)) = member.protocols.iter().find(|(n, _)| candidates.contains(n)) {
                 *votes.entry(name).or_default() += 1;
             }
         }
         let best = votes.values().copied().max()?;
         // Ties go to the leader's preference.
-        candidates
-            .into_iter()
-            .find(|c| votes.get(c.as_str()) == Some(&best))
+        candidates.into_iter().find(|c| votes.get(c.as_str()) == Some(&best))
     }
 
     fn new_member_id(client_id: &str) -> String {
@@ -288,20 +274,12 @@ impl Group {
         reply: oneshot::Sender<JoinResult>,
     ) {
         let member_id = request.member_id.clone();
-        if !(config.min_session_timeout_ms..=config.max_session_timeout_ms)
-            .contains(&request.session_timeout_ms)
-        {
-            let _ = reply.send(JoinResult::error(
-                ResponseError::InvalidSessionTimeout,
-                &member_id,
-            ));
+        if !(config.min_session_timeout_ms..=config.max_session_timeout_ms).contains(&request.session_timeout_ms) {
+            let _ = reply.send(JoinResult::error(ResponseError::InvalidSessionTimeout, &member_id));
             return;
         }
         if !self.supports_protocols(&request.protocol_type, &request.protocols) {
-            let _ = reply.send(JoinResult::error(
-                ResponseError::InconsistentGroupProtocol,
-                &member_id,
-            ));
+            let _ = reply.send(JoinResult::error(ResponseError::InconsistentGroupProtocol, &member_id));
             return;
         }
         if member_id.is_empty() {
@@ -328,10 +306,7 @@ impl Group {
             self.static_members.insert(instance, member_id.clone());
         } else if request.require_known_member_id {
             self.pending_members.insert(member_id.clone(), now);
-            let _ = reply.send(JoinResult::error(
-                ResponseError::MemberIdRequired,
-                &member_id,
-            ));
+            let _ = reply.send(JoinResult::error(ResponseError::MemberIdRequired, &member_id));
             return;
         }
         self.add_member(member_id, request, config, now, reply);
@@ -351,10 +326,7 @@ impl Group {
                 .get(instance)
                 .is_some_and(|known| *known != member_id)
             {
-                let _ = reply.send(JoinResult::error(
-                    ResponseError::FencedInstanceId,
-                    &member_id,
-                ));
+                let _ = reply.send(JoinResult::error(ResponseError::FencedInstanceId, &member_id));
                 return;
             }
         }
@@ -363,10 +335,7 @@ impl Group {
             return;
         }
         let Some(member) = self.members.get_mut(&member_id) else {
-            let _ = reply.send(JoinResult::error(
-                ResponseError::UnknownMemberId,
-                &member_id,
-            ));
+            let _ = reply.send(JoinResult::error(ResponseError::UnknownMemberId, &member_id));
             return;
         };
         member.protocols = request.protocols;
@@ -374,10 +343,7 @@ impl Group {
         member.rebalance_timeout_ms = request.rebalance_timeout_ms;
         member.last_heartbeat = now;
         if let Some(previous) = member.awaiting_join.replace(reply) {
-            let _ = previous.send(JoinResult::error(
-                ResponseError::RebalanceInProgress,
-                &member_id,
-            ));
+            let _ = previous.send(JoinResult::error(ResponseError::RebalanceInProgress, &member_id));
         }
         self.rebalance_for_join(config, now);
     }
@@ -427,17 +393,13 @@ impl Group {
         let Some(mut member) = self.members.remove(old_member_id) else {
             // Mapped but gone (expired): join as new.
             if let Some(instance) = &request.group_instance_id {
-                self.static_members
-                    .insert(instance.clone(), new_member_id.to_string());
+                self.static_members.insert(instance.clone(), new_member_id.to_string());
             }
             self.add_member(new_member_id.to_string(), request, config, now, reply);
             return;
         };
         if let Some(waiting) = member.awaiting_join.take() {
-            let _ = waiting.send(JoinResult::error(
-                ResponseError::FencedInstanceId,
-                old_member_id,
-            ));
+            let _ = waiting.send(JoinResult::error(ResponseError::FencedInstanceId, old_member_id));
         }
         if let Some(waiting) = member.awaiting_sync.take() {
             let _ = waiting.send(SyncResult::error(ResponseError::FencedInstanceId));
@@ -449,8 +411,7 @@ impl Group {
         let protocols_unchanged = member.protocols == request.protocols;
         member.protocols = request.protocols;
         if let Some(instance) = &request.group_instance_id {
-            self.static_members
-                .insert(instance.clone(), new_member_id.to_string());
+            self.static_members.insert(instance.clone(), new_member_id.to_string());
         }
         let was_leader = self.leader_id.as_deref() == Some(old_member_id);
         if was_leader {
@@ -501,8 +462,8 @@ impl Group {
         // An empty group waits a little for more members (Kafka's
         // group.initial.rebalance.delay.ms), so a fleet starting together
         // gets one rebalance instead of one per member.
-        self.initial_delay_deadline = (self.state == GroupState::Empty)
-            .then(|| now + Duration::from_millis(config.initial_rebalance_delay_ms));
+        self.initial_delay_deadline =
+            (self.state == GroupState::Empty).then(|| now + Duration::from_millis(config.initial_rebalance_delay_ms));
         self.state = GroupState::PreparingRebalance;
         self.maybe_complete_join(now);
     }
@@ -532,11 +493,7 @@ impl Group {
             return;
         }
         self.protocol_name = self.select_protocol();
-        if self
-            .leader_id
-            .as_ref()
-            .is_none_or(|l| !self.members.contains_key(l))
-        {
+        if self.leader_id.as_ref().is_none_or(|l| !self.members.contains_key(l)) {
             self.leader_id = self.members.keys().next().cloned();
         }
         self.state = GroupState::CompletingRebalance;
@@ -586,11 +543,7 @@ impl Group {
     fn remove_member(&mut self, member_id: &str) {
         if let Some(mut member) = self.members.remove(member_id) {
             if let Some(instance) = &member.group_instance_id {
-                if self
-                    .static_members
-                    .get(instance)
-                    .is_some_and(|m| m == member_id)
-                {
+                if self.static_members.get(instance).is_some_and(|m| m == member_id) {
                     self.static_members.remove(instance);
                 }
             }
@@ -672,13 +625,9 @@ impl Group {
                     member.awaiting_sync = Some(reply);
                 }
                 if is_leader {
-                    let assignments: HashMap<String, Bytes> =
-                        request.assignments.into_iter().collect();
+                    let assignments: HashMap<String, Bytes> = request.assignments.into_iter().collect();
                     for member in self.members.values_mut() {
-                        member.assignment = assignments
-                            .get(&member.member_id)
-                            .cloned()
-                            .unwrap_or_default();
+                        member.assignment = assignments.get(&member.member_id).cloned().unwrap_or_default();
                     }
                     self.state = GroupState::Stable;
                     let protocol_type = self.protocol_type.clone();
@@ -739,11 +688,7 @@ impl Group {
         let mut anyone_left = false;
         for (member_id, instance) in leaving {
             let member_id = match (member_id.is_empty(), instance) {
-                (true, Some(instance)) => self
-                    .static_members
-                    .get(instance)
-                    .cloned()
-                    .unwrap_or_default(),
+                (true, Some(instance)) => self.static_members.get(instance).cloned().unwrap_or_default(),
                 _ => member_id.clone(),
             };
             if let Some(instance) = instance {
@@ -860,22 +805,14 @@ mod tests {
         }
     }
 
-    fn join(
-        group: &mut Group,
-        request: JoinRequest,
-        now: Instant,
-    ) -> oneshot::Receiver<JoinResult> {
+    fn join(group: &mut Group, request: JoinRequest, now: Instant) -> oneshot::Receiver<JoinResult> {
         let (sender, receiver) = oneshot::channel();
         group.join(request, &CONFIG, now, sender);
         receiver
     }
 
     /// Two-step join (KIP-394): MEMBER_ID_REQUIRED, then join with that id.
-    fn join_new(
-        group: &mut Group,
-        protocols: &[&str],
-        now: Instant,
-    ) -> (String, oneshot::Receiver<JoinResult>) {
+    fn join_new(group: &mut Group, protocols: &[&str], now: Instant) -> (String, oneshot::Receiver<JoinResult>) {
         let mut first = join(group, join_request("", protocols), now);
         let result = first.try_recv().expect("answered at once");
         assert_eq!(result.error, Some(ResponseError::MemberIdRequired));
@@ -911,13 +848,7 @@ mod tests {
         let a_result = a_join.try_recv().expect("single member completes at once");
         assert_eq!(a_result.generation_id, 1);
         assert_eq!(a_result.leader_id, a);
-        let mut a_sync = sync(
-            &mut group,
-            &a,
-            1,
-            vec![(a.clone(), Bytes::from_static(b"all"))],
-            now,
-        );
+        let mut a_sync = sync(&mut group, &a, 1, vec![(a.clone(), Bytes::from_static(b"all"))], now);
         assert_eq!(
             a_sync.try_recv().expect("synced").assignment,
             Bytes::from_static(b"all")
@@ -952,10 +883,7 @@ mod tests {
             b_sync.try_recv().expect("follower synced").assignment,
             Bytes::from_static(b"p1")
         );
-        assert_eq!(
-            group.heartbeat(&b, None, 1, now),
-            Err(ResponseError::IllegalGeneration)
-        );
+        assert_eq!(group.heartbeat(&b, None, 1, now), Err(ResponseError::IllegalGeneration));
         assert_eq!(group.heartbeat(&b, None, 2, now), Ok(()));
         assert_eq!(
             group.heartbeat("nobody", None, 2, now),
@@ -969,16 +897,10 @@ mod tests {
         let mut group = Group::new("g", now);
         let (a, mut a_join) = join_new(&mut group, &["range"], now);
         a_join.try_recv().expect("joined");
-        sync(&mut group, &a, 1, vec![], now)
-            .try_recv()
-            .expect("synced");
+        sync(&mut group, &a, 1, vec![], now).try_recv().expect("synced");
         let later = now + Duration::from_millis(1_500);
         group.tick(&CONFIG, later);
-        assert_eq!(
-            group.state,
-            GroupState::Empty,
-            "session timeout removed the member"
-        );
+        assert_eq!(group.state, GroupState::Empty, "session timeout removed the member");
         assert_eq!(group.generation_id, 2);
         let (b, mut b_join) = join_new(&mut group, &["range"], later);
         b_join.try_recv().expect("joined");
@@ -1005,15 +927,9 @@ mod tests {
         let mut group = Group::new("g", now);
         let (a, mut a_join) = join_new(&mut group, &["cooperative-sticky", "range"], now);
         a_join.try_recv().expect("joined");
-        sync(&mut group, &a, 1, vec![], now)
-            .try_recv()
-            .expect("synced");
+        sync(&mut group, &a, 1, vec![], now).try_recv().expect("synced");
         let (_, mut b_join) = join_new(&mut group, &["range", "cooperative-sticky"], now);
-        let mut a_join = join(
-            &mut group,
-            join_request(&a, &["cooperative-sticky", "range"]),
-            now,
-        );
+        let mut a_join = join(&mut group, join_request(&a, &["cooperative-sticky", "range"]), now);
         let result = a_join.try_recv().expect("complete");
         b_join.try_recv().expect("complete");
         assert_eq!(
@@ -1033,9 +949,7 @@ mod tests {
         };
         let (leader, mut leader_join) = join_new(&mut group, &["range"], now);
         leader_join.try_recv().expect("joined");
-        sync(&mut group, &leader, 1, vec![], now)
-            .try_recv()
-            .expect("synced");
+        sync(&mut group, &leader, 1, vec![], now).try_recv().expect("synced");
         let mut s_join = join(&mut group, static_join(""), now);
         let mut l_join = join(&mut group, join_request(&leader, &["range"]), now);
         let first = s_join.try_recv().expect("complete");

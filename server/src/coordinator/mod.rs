@@ -156,10 +156,7 @@ impl GroupCoordinator {
             .values()
             .map(|group| GroupListing {
                 group_id: group.group_id.clone(),
-                protocol_type: group
-                    .protocol_type
-                    .clone()
-                    .unwrap_or_else(|| "consumer".into()),
+                protocol_type: group.protocol_type.clone().unwrap_or_else(|| "consumer".into()),
                 state: group.state.name(),
             })
             .collect()
@@ -247,12 +244,7 @@ mod tests {
         let mut groups = coordinator(Duration::from_secs(3600));
         groups.apply(commit("g", 5), now);
         groups.apply(commit("g", 9), now);
-        assert_eq!(
-            groups
-                .committed("g")
-                .map(|c| c[&("t".to_string(), 0)].offset),
-            Some(9)
-        );
+        assert_eq!(groups.committed("g").map(|c| c[&("t".to_string(), 0)].offset), Some(9));
         assert_eq!(groups.list().len(), 1);
         groups.apply(
             OffsetRecord {
@@ -276,10 +268,7 @@ mod tests {
         groups.apply(commit("idle", 5), now);
         assert!(groups.tick(now + Duration::from_secs(30)).is_empty());
         let expired = groups.tick(now + Duration::from_secs(61));
-        assert_eq!(
-            expired,
-            vec![("idle".to_string(), vec![("t".to_string(), 0)])]
-        );
+        assert_eq!(expired, vec![("idle".to_string(), vec![("t".to_string(), 0)])]);
     }
 
     #[test]

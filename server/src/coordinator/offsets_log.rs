@@ -98,11 +98,7 @@ pub fn decode(key: &[u8], value: Option<&[u8]>) -> Option<OffsetRecord> {
                 -1
             };
             let metadata = get_string(&mut value)?;
-            let commit_timestamp_ms = if value.remaining() >= 8 {
-                value.get_i64()
-            } else {
-                -1
-            };
+            let commit_timestamp_ms = if value.remaining() >= 8 { value.get_i64() } else { -1 };
             Some(CommittedOffset {
                 offset,
                 leader_epoch,

@@ -35,10 +35,5 @@ pub async fn handle(request: RequestContext) -> HandlerOutcome {
 
 pub fn unsupported_version_response(correlation_id: i32) -> HandlerOutcome {
     let body = response_body(ResponseError::UnsupportedVersion.code());
-    Ok(Some(encode_response(
-        ApiKey::ApiVersions,
-        0,
-        correlation_id,
-        &body,
-    )?))
+    Ok(Some(encode_response(ApiKey::ApiVersions, 0, correlation_id, &body)?))
 }

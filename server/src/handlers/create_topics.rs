@@ -5,9 +5,7 @@
 
 use std::collections::{BTreeMap, HashSet};
 
-use kafka_protocol::messages::create_topics_response::{
-    CreatableTopicConfigs, CreatableTopicResult,
-};
+use kafka_protocol::messages::create_topics_response::{CreatableTopicConfigs, CreatableTopicResult};
 use kafka_protocol::messages::{CreateTopicsRequest, CreateTopicsResponse};
 use kafka_protocol::protocol::{StrBytes, VersionRange};
 use kafka_protocol::ResponseError;
@@ -37,11 +35,7 @@ pub async fn handle(body: CreateTopicsRequest, request: RequestContext) -> Handl
         let configs: BTreeMap<String, String> = topic
             .configs
             .iter()
-            .filter_map(|c| {
-                c.value
-                    .as_ref()
-                    .map(|v| (c.name.to_string(), v.to_string()))
-            })
+            .filter_map(|c| c.value.as_ref().map(|v| (c.name.to_string(), v.to_string())))
             .collect();
         let num_partitions = if topic.assignments.is_empty() {
             topic.num_partitions

@@ -28,19 +28,10 @@ pub async fn handle(body: DeleteTopicsRequest, request: RequestContext) -> Handl
     } else {
         body.topic_names
             .iter()
-            .map(|name| {
-                (
-                    Some(name.clone()),
-                    uuid::Uuid::nil(),
-                    Some(name.to_string()),
-                )
-            })
+            .map(|name| (Some(name.clone()), uuid::Uuid::nil(), Some(name.to_string())))
             .collect()
     };
-    let names: Vec<String> = wanted
-        .iter()
-        .filter_map(|(_, _, resolved)| resolved.clone())
-        .collect();
+    let names: Vec<String> = wanted.iter().filter_map(|(_, _, resolved)| resolved.clone()).collect();
     let mut results = broker.delete_topics(names).await.into_iter();
     let responses = wanted
         .into_iter()
@@ -49,10 +40,7 @@ pub async fn handle(body: DeleteTopicsRequest, request: RequestContext) -> Handl
                 Some(_) => results
                     .next()
                     .unwrap_or(Err((ResponseError::UnknownServerError, "no result".into()))),
-                None => Err((
-                    ResponseError::UnknownTopicId,
-                    format!("no topic has id {topic_id}"),
-                )),
+                None => Err((ResponseError::UnknownTopicId, format!("no topic has id {topic_id}"))),
             };
             let mut response = DeletableTopicResult::default();
             response.name = match (&outcome, version >= 6) {
@@ -60,9 +48,7 @@ pub async fn handle(body: DeleteTopicsRequest, request: RequestContext) -> Handl
                 (Err(_), _) => name,
             };
             if version >= 6 {
-                response.topic_id = outcome
-                    .as_ref()
-                    .map_or(topic_id, |deleted| deleted.topic_id);
+                response.topic_id = outcome.as_ref().map_or(topic_id, |deleted| deleted.topic_id);
             }
             if let Err((error, message)) = outcome {
                 response.error_code = error.code();

@@ -21,9 +21,7 @@ use tokio::time::Instant;
 
 use super::{check_leader_epoch, HandlerOutcome, RequestContext};
 use crate::broker::Broker;
-use crate::protocol::fetch_response::{
-    self, FetchedPartition, FetchedTopic, FIRST_TOPIC_ID_VERSION,
-};
+use crate::protocol::fetch_response::{self, FetchedPartition, FetchedTopic, FIRST_TOPIC_ID_VERSION};
 use crate::runtime::messages::{PartitionRead, PartitionResult, ShardRequest, TopicPartition};
 
 pub const VERSIONS: VersionRange = VersionRange { min: 4, max: 13 };
@@ -71,8 +69,7 @@ fn resolve_topics(body: &FetchRequest, broker: &Broker, version: i16) -> Vec<Wan
                         (None, _) => Some(unknown_topic),
                         (Some(_), None) => Some(ResponseError::UnknownTopicOrPartition),
                         (Some(_), Some(state)) => {
-                            check_leader_epoch(partition.current_leader_epoch, state.leader_epoch)
-                                .err()
+                            check_leader_epoch(partition.current_leader_epoch, state.leader_epoch).err()
                         }
                     };
                     WantedPartition {
@@ -96,10 +93,7 @@ fn resolve_topics(body: &FetchRequest, broker: &Broker, version: i16) -> Vec<Wan
 }
 
 /// Reads every wanted partition on its owner, all cores in parallel.
-async fn read_all(
-    broker: &Broker,
-    topics: &[WantedTopic],
-) -> Vec<Vec<PartitionResult<PartitionRead>>> {
+async fn read_all(broker: &Broker, topics: &[WantedTopic]) -> Vec<Vec<PartitionResult<PartitionRead>>> {
     let mut receivers = Vec::with_capacity(topics.len());
     for topic in topics {
         let mut topic_receivers = Vec::with_capacity(topic.partitions.len());
@@ -130,9 +124,7 @@ async fn read_all(
         for receiver in topic_receivers {
             topic_results.push(match receiver {
                 Err(refusal) => Err(refusal),
-                Ok(receiver) => receiver
-                    .await
-                    .unwrap_or(Err(ResponseError::NotLeaderOrFollower)),
+                Ok(receiver) => receiver.await.unwrap_or(Err(ResponseError::NotLeaderOrFollower)),
             });
         }
         results.push(topic_results);
@@ -152,9 +144,9 @@ async fn watch_all(
     for (topic, topic_reads) in topics.iter().zip(reads) {
         for (wanted, read) in topic.partitions.iter().zip(topic_reads) {
             let Ok(read) = read else { continue };
-            let seen = read.offsets.map_or(wanted.fetch_offset, |o| {
-                o.high_watermark.max(wanted.fetch_offset)
-            });
+            let seen = read
+                .offsets
+                .map_or(wanted.fetch_offset, |o| o.high_watermark.max(wanted.fetch_offset));
             let (reply, receiver) = oneshot::channel();
             let core = broker.owner_core(&wanted.tp);
             broker.send_to_core(
@@ -192,12 +184,7 @@ pub async fn handle(body: FetchRequest, request: RequestContext) -> HandlerOutco
     };
     loop {
         let reads = read_all(broker, &topics).await;
-        let available_bytes: usize = reads
-            .iter()
-            .flatten()
-            .flatten()
-            .map(|r| r.total_bytes)
-            .sum();
+        let available_bytes: usize = reads.iter().flatten().flatten().map(|r| r.total_bytes).sum();
         let any_error = reads.iter().flatten().any(Result::is_err);
         if available_bytes >= min_bytes || any_error || Instant::now() >= deadline {
             let fetched = assemble(topics, reads, response_max_bytes);

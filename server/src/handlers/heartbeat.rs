@@ -21,7 +21,5 @@ pub async fn handle(body: HeartbeatRequest, request: RequestContext) -> HandlerO
         })
         .await
         .unwrap_or(Err(ResponseError::CoordinatorNotAvailable));
-    request.respond(
-        &HeartbeatResponse::default().with_error_code(result.err().map_or(0, |e| e.code())),
-    )
+    request.respond(&HeartbeatResponse::default().with_error_code(result.err().map_or(0, |e| e.code())))
 }

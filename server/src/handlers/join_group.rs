@@ -40,14 +40,9 @@ pub async fn handle(body: JoinGroupRequest, request: RequestContext) -> HandlerO
         };
         request
             .broker()
-            .call_group(&group_id, |reply| GroupRequest::Join {
-                request: join,
-                reply,
-            })
+            .call_group(&group_id, |reply| GroupRequest::Join { request: join, reply })
             .await
-            .unwrap_or_else(|| {
-                JoinResult::error(ResponseError::CoordinatorNotAvailable, &body.member_id)
-            })
+            .unwrap_or_else(|| JoinResult::error(ResponseError::CoordinatorNotAvailable, &body.member_id))
     };
     let mut response = JoinGroupResponse::default()
         .with_error_code(result.error.map_or(0, |e| e.code()))

@@ -48,10 +48,7 @@ pub async fn handle(body: LeaveGroupRequest, request: RequestContext) -> Handler
             })
             .collect();
     } else {
-        response.error_code = results
-            .first()
-            .and_then(|r| r.err())
-            .map_or(0, |e| e.code());
+        response.error_code = results.first().and_then(|r| r.err()).map_or(0, |e| e.code());
     }
     request.respond(&response)
 }

@@ -14,11 +14,7 @@ pub async fn handle(body: ListGroupsRequest, request: RequestContext) -> Handler
         .broker()
         .ask_every_core(|reply| ShardRequest::ListGroups { reply })
         .await;
-    let wanted_states: Vec<String> = body
-        .states_filter
-        .iter()
-        .map(|s| s.to_lowercase())
-        .collect();
+    let wanted_states: Vec<String> = body.states_filter.iter().map(|s| s.to_lowercase()).collect();
     let mut groups: Vec<_> = per_core
         .into_iter()
         .flatten()

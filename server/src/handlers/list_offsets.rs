@@ -2,9 +2,7 @@
 //! whose timestamp is at or after a given time. Isolation levels agree until
 //! transactions exist: the last stable offset is the high watermark.
 
-use kafka_protocol::messages::list_offsets_response::{
-    ListOffsetsPartitionResponse, ListOffsetsTopicResponse,
-};
+use kafka_protocol::messages::list_offsets_response::{ListOffsetsPartitionResponse, ListOffsetsTopicResponse};
 use kafka_protocol::messages::{ListOffsetsRequest, ListOffsetsResponse};
 use kafka_protocol::protocol::VersionRange;
 
@@ -30,11 +28,7 @@ pub async fn handle(body: ListOffsetsRequest, request: RequestContext) -> Handle
                 &name,
                 index,
                 partition.current_leader_epoch,
-                |tp, reply| ShardRequest::ListOffset {
-                    tp,
-                    timestamp,
-                    reply,
-                },
+                |tp, reply| ShardRequest::ListOffset { tp, timestamp, reply },
             )
             .await;
             let mut response = ListOffsetsPartitionResponse::default().with_partition_index(index);

@@ -89,10 +89,7 @@ pub async fn handle(body: MetadataRequest, request: RequestContext) -> HandlerOu
                             ResponseError::InvalidTopicException,
                             version,
                         ),
-                        Ok(()) => match broker
-                            .topic_or_auto_create(name.as_str(), allow_create)
-                            .await
-                        {
+                        Ok(()) => match broker.topic_or_auto_create(name.as_str(), allow_create).await {
                             Some(topic) => topic_response(&topic, version),
                             None => error_topic(
                                 Some(name),
@@ -104,12 +101,7 @@ pub async fn handle(body: MetadataRequest, request: RequestContext) -> HandlerOu
                     },
                     None => match broker.metadata().topic_by_id(wanted_topic.topic_id) {
                         Some(topic) => topic_response(topic, version),
-                        None => error_topic(
-                            None,
-                            wanted_topic.topic_id,
-                            ResponseError::UnknownTopicId,
-                            version,
-                        ),
+                        None => error_topic(None, wanted_topic.topic_id, ResponseError::UnknownTopicId, version),
                     },
                 });
             }

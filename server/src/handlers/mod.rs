@@ -13,6 +13,7 @@ pub mod describe_groups;
 pub mod fetch;
 pub mod find_coordinator;
 pub mod heartbeat;
+pub mod init_producer_id;
 pub mod join_group;
 pub mod leave_group;
 pub mod list_groups;
@@ -53,11 +54,7 @@ pub enum HandlerError {
     #[error("{api:?} v{version} is not supported")]
     UnsupportedVersion { api: ApiKey, version: i16 },
     #[error("malformed {api:?} v{version} request: {reason}")]
-    Malformed {
-        api: ApiKey,
-        version: i16,
-        reason: String,
-    },
+    Malformed { api: ApiKey, version: i16, reason: String },
     #[error(transparent)]
     Encode(#[from] EncodeError),
 }
@@ -80,10 +77,8 @@ pub const SUPPORTED_APIS: &[(ApiKey, VersionRange)] = &[
     (ApiKey::ApiVersions, api_versions::VERSIONS),
     (ApiKey::CreateTopics, create_topics::VERSIONS),
     (ApiKey::DeleteTopics, delete_topics::VERSIONS),
-    (
-        ApiKey::OffsetForLeaderEpoch,
-        offset_for_leader_epoch::VERSIONS,
-    ),
+    (ApiKey::InitProducerId, init_producer_id::VERSIONS),
+    (ApiKey::OffsetForLeaderEpoch, offset_for_leader_epoch::VERSIONS),
     (ApiKey::DeleteGroups, delete_groups::VERSIONS),
     (ApiKey::OffsetDelete, offset_delete::VERSIONS),
 ];
@@ -129,10 +124,7 @@ impl RequestContext {
 /// Stage one of a request: parse it and start it. Returns the future that
 /// produces its response (stage two). Produce appends are handed to their
 /// partitions here, before the connection reads its next request.
-pub async fn dispatch(
-    connection: &Rc<ConnectionContext>,
-    frame: Bytes,
-) -> Result<ResponseFuture, HandlerError> {
+pub async fn dispatch(connection: &Rc<ConnectionContext>, frame: Bytes) -> Result<ResponseFuture, HandlerError> {
     let api_key = i16::from_be_bytes([frame[0], frame[1]]);
     let version = i16::from_be_bytes([frame[2], frame[3]]);
     let correlation_id = i32::from_be_bytes([frame[4], frame[5], frame[6], frame[7]]);
@@ -147,12 +139,10 @@ pub async fn dispatch(
     }
     let mut body = frame;
     let header =
-        RequestHeader::decode(&mut body, api.request_header_version(version)).map_err(|e| {
-            HandlerError::Malformed {
-                api,
-                version,
-                reason: format!("request header: {e}"),
-            }
+        RequestHeader::decode(&mut body, api.request_header_version(version)).map_err(|e| HandlerError::Malformed {
+            api,
+            version,
+            reason: format!("request header: {e}"),
         })?;
     let request = RequestContext {
         connection: connection.clone(),
@@ -187,6 +177,7 @@ pub async fn dispatch(
         ApiKey::ListGroups => start!(list_groups),
         ApiKey::DeleteGroups => start!(delete_groups),
         ApiKey::OffsetDelete => start!(offset_delete),
+        ApiKey::InitProducerId => start!(init_producer_id),
         other => unreachable!("{other:?} is in SUPPORTED_APIS without a handler"),
     })
 }
@@ -290,20 +281,15 @@ mod tests {
         check_api::<ListGroupsRequest>(0);
         check_api::<DeleteGroupsRequest>(0);
         check_api::<OffsetDeleteRequest>(0);
-        assert_eq!(SUPPORTED_APIS.len(), 19, "a new API needs a line here");
+        check_api::<InitProducerIdRequest>(0);
+        assert_eq!(SUPPORTED_APIS.len(), 20, "a new API needs a line here");
     }
 
     #[test]
     fn leader_epoch_checks_follow_kafka() {
         assert_eq!(check_leader_epoch(-1, 5), Ok(()));
         assert_eq!(check_leader_epoch(5, 5), Ok(()));
-        assert_eq!(
-            check_leader_epoch(4, 5),
-            Err(ResponseError::FencedLeaderEpoch)
-        );
-        assert_eq!(
-            check_leader_epoch(6, 5),
-            Err(ResponseError::UnknownLeaderEpoch)
-        );
+        assert_eq!(check_leader_epoch(4, 5), Err(ResponseError::FencedLeaderEpoch));
+        assert_eq!(check_leader_epoch(6, 5), Err(ResponseError::UnknownLeaderEpoch));
     }
 }

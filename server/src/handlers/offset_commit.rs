@@ -2,9 +2,7 @@
 //! `__consumer_offsets` before the answer. Partitions of unknown topics and
 //! oversized metadata are refused one by one; the rest commit together.
 
-use kafka_protocol::messages::offset_commit_response::{
-    OffsetCommitResponsePartition, OffsetCommitResponseTopic,
-};
+use kafka_protocol::messages::offset_commit_response::{OffsetCommitResponsePartition, OffsetCommitResponseTopic};
 use kafka_protocol::messages::{OffsetCommitRequest, OffsetCommitResponse};
 use kafka_protocol::protocol::VersionRange;
 use kafka_protocol::ResponseError;

@@ -1,9 +1,7 @@
 //! OffsetDelete (key 47), v0: removes a group's commits for partitions of
 //! topics its members do not subscribe to (else GROUP_SUBSCRIBED_TO_TOPIC).
 
-use kafka_protocol::messages::offset_delete_response::{
-    OffsetDeleteResponsePartition, OffsetDeleteResponseTopic,
-};
+use kafka_protocol::messages::offset_delete_response::{OffsetDeleteResponsePartition, OffsetDeleteResponseTopic};
 use kafka_protocol::messages::{OffsetDeleteRequest, OffsetDeleteResponse};
 use kafka_protocol::protocol::VersionRange;
 use kafka_protocol::ResponseError;
@@ -17,11 +15,7 @@ pub async fn handle(body: OffsetDeleteRequest, request: RequestContext) -> Handl
     let partitions: Vec<(String, i32)> = body
         .topics
         .iter()
-        .flat_map(|t| {
-            t.partitions
-                .iter()
-                .map(|p| (t.name.to_string(), p.partition_index))
-        })
+        .flat_map(|t| t.partitions.iter().map(|p| (t.name.to_string(), p.partition_index)))
         .collect();
     let outcome = request
         .broker()

@@ -3,8 +3,8 @@
 //! (null, v2+) returns every committed partition of the group.
 
 use kafka_protocol::messages::offset_fetch_response::{
-    OffsetFetchResponseGroup, OffsetFetchResponsePartition, OffsetFetchResponsePartitions,
-    OffsetFetchResponseTopic, OffsetFetchResponseTopics,
+    OffsetFetchResponseGroup, OffsetFetchResponsePartition, OffsetFetchResponsePartitions, OffsetFetchResponseTopic,
+    OffsetFetchResponseTopics,
 };
 use kafka_protocol::messages::{GroupId, OffsetFetchRequest, OffsetFetchResponse, TopicName};
 use kafka_protocol::protocol::{StrBytes, VersionRange};
@@ -19,18 +19,11 @@ type Committed = Vec<(String, i32, Option<CommittedOffset>)>;
 /// A topic's partitions and their commits.
 type TopicCommits = (String, Vec<(i32, Option<CommittedOffset>)>);
 
-async fn fetch_group(
-    request: &RequestContext,
-    group_id: &str,
-    partitions: Option<Vec<(String, i32)>>,
-) -> Committed {
+async fn fetch_group(request: &RequestContext, group_id: &str, partitions: Option<Vec<(String, i32)>>) -> Committed {
     let asked = partitions.clone();
     request
         .broker()
-        .call_group(group_id, |reply| GroupRequest::FetchOffsets {
-            partitions,
-            reply,
-        })
+        .call_group(group_id, |reply| GroupRequest::FetchOffsets { partitions, reply })
         .await
         .unwrap_or_else(|| {
             asked
@@ -85,8 +78,7 @@ pub async fn handle(body: OffsetFetchRequest, request: RequestContext) -> Handle
                             partitions
                                 .into_iter()
                                 .map(|(partition, offset)| {
-                                    let (committed_offset, epoch, metadata) =
-                                        parts(&offset, version);
+                                    let (committed_offset, epoch, metadata) = parts(&offset, version);
                                     OffsetFetchResponsePartitions::default()
                                         .with_partition_index(partition)
                                         .with_committed_offset(committed_offset)

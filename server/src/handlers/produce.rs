@@ -39,10 +39,7 @@ fn split_batches(records: &Bytes, max_message_bytes: usize) -> Result<Vec<BytesM
         if total_bytes > rest.len() {
             return Err((
                 ResponseError::CorruptMessage,
-                format!(
-                    "record batch of {total_bytes} bytes truncated to {}",
-                    rest.len()
-                ),
+                format!("record batch of {total_bytes} bytes truncated to {}", rest.len()),
             ));
         }
         if total_bytes > max_message_bytes {
@@ -82,8 +79,7 @@ fn batch_refusal(error: BatchError) -> Refusal {
 pub async fn dispatch(body: ProduceRequest, request: RequestContext) -> ResponseFuture {
     let acks = body.acks;
     let broker = request.broker();
-    let mut topics: Vec<(TopicName, Vec<PartitionProgress>)> =
-        Vec::with_capacity(body.topic_data.len());
+    let mut topics: Vec<(TopicName, Vec<PartitionProgress>)> = Vec::with_capacity(body.topic_data.len());
     for topic in body.topic_data {
         let name = topic.name.as_str();
         let topic_metadata = match validate_topic_name(name) {
@@ -107,10 +103,9 @@ pub async fn dispatch(body: ProduceRequest, request: RequestContext) -> Response
                     format!("acks must be -1, 0 or 1, not {acks}"),
                 )),
                 (Err(refusal), _) => Err(refusal.clone()),
-                (Ok(t), Some(settings)) if t.has_partition(index) => split_batches(
-                    &data.records.unwrap_or_default(),
-                    settings.max_message_bytes,
-                ),
+                (Ok(t), Some(settings)) if t.has_partition(index) => {
+                    split_batches(&data.records.unwrap_or_default(), settings.max_message_bytes)
+                }
                 _ => Err((
                     ResponseError::UnknownTopicOrPartition,
                     format!("{name} has no partition {index}"),
@@ -174,11 +169,7 @@ async fn respond(
     request.respond(&ProduceResponse::default().with_responses(responses))
 }
 
-fn partition_response(
-    version: i16,
-    index: i32,
-    outcome: Result<ProduceOutcome, Refusal>,
-) -> PartitionProduceResponse {
+fn partition_response(version: i16, index: i32, outcome: Result<ProduceOutcome, Refusal>) -> PartitionProduceResponse {
     let mut response = PartitionProduceResponse::default().with_index(index);
     match outcome {
         Ok(outcome) => {
@@ -232,9 +223,7 @@ mod tests {
             ResponseError::CorruptMessage
         );
         assert_eq!(
-            split_batches(&Bytes::new(), 1 << 20)
-                .expect_err("must be refused")
-                .0,
+            split_batches(&Bytes::new(), 1 << 20).expect_err("must be refused").0,
             ResponseError::InvalidRecord
         );
     }

@@ -27,10 +27,7 @@ pub async fn handle(body: SyncGroupRequest, request: RequestContext) -> HandlerO
     };
     let result = request
         .broker()
-        .call_group(&group_id, |reply| GroupRequest::Sync {
-            request: sync,
-            reply,
-        })
+        .call_group(&group_id, |reply| GroupRequest::Sync { request: sync, reply })
         .await
         .unwrap_or_else(|| SyncResult::error(ResponseError::CoordinatorNotAvailable));
     let mut response = SyncGroupResponse::default()

@@ -90,10 +90,7 @@ pub async fn serve(stream: TcpStream, peer: SocketAddr, broker: Arc<Broker>, cor
     let _ = writer_task.await;
 }
 
-async fn read_frame(
-    reader: &mut OwnedReadHalf,
-    max_bytes: usize,
-) -> Result<Option<Bytes>, FrameError> {
+async fn read_frame(reader: &mut OwnedReadHalf, max_bytes: usize) -> Result<Option<Bytes>, FrameError> {
     let mut size_prefix = [0u8; 4];
     match reader.read_exact(&mut size_prefix).await {
         Ok(_) => {}
@@ -169,10 +166,7 @@ async fn send_response(writer: &mut OwnedWriteHalf, response: Response) -> io::R
 }
 
 /// Writes and drains `chunks` with as few writev calls as possible.
-async fn write_all_vectored(
-    writer: &mut OwnedWriteHalf,
-    chunks: &mut Vec<Bytes>,
-) -> io::Result<()> {
+async fn write_all_vectored(writer: &mut OwnedWriteHalf, chunks: &mut Vec<Bytes>) -> io::Result<()> {
     let mut first = 0;
     while first < chunks.len() {
         let slices: Vec<IoSlice<'_>> = chunks[first..]

@@ -15,18 +15,11 @@ const LISTEN_BACKLOG: i32 = 1024;
 
 /// Binds `count` sockets to `address`. With port 0 the first one picks the
 /// port and the others join it.
-pub fn bind_reuseport(
-    address: SocketAddr,
-    count: usize,
-) -> std::io::Result<Vec<std::net::TcpListener>> {
+pub fn bind_reuseport(address: SocketAddr, count: usize) -> std::io::Result<Vec<std::net::TcpListener>> {
     let mut listeners = Vec::with_capacity(count);
     let mut address = address;
     for _ in 0..count {
-        let socket = Socket::new(
-            Domain::for_address(address),
-            Type::STREAM,
-            Some(Protocol::TCP),
-        )?;
+        let socket = Socket::new(Domain::for_address(address), Type::STREAM, Some(Protocol::TCP))?;
         socket.set_reuse_address(true)?;
         socket.set_reuse_port(true)?;
         socket.set_nonblocking(true)?;
@@ -53,12 +46,7 @@ pub fn start_accepting(
                     if let Err(error) = stream.set_nodelay(true) {
                         tracing::debug!(%peer, %error, "could not set TCP_NODELAY");
                     }
-                    tokio::task::spawn_local(connection::serve(
-                        stream,
-                        peer,
-                        broker.clone(),
-                        core_id,
-                    ));
+                    tokio::task::spawn_local(connection::serve(stream, peer, broker.clone(), core_id));
                 }
                 Err(error) => {
                     // Out of file descriptors and the like: back off, keep serving.

@@ -34,12 +34,7 @@ pub struct FetchedTopic {
 }
 
 /// Builds the whole response (header included) for a Fetch at `version`.
-pub fn encode(
-    version: i16,
-    correlation_id: i32,
-    error_code: i16,
-    topics: Vec<FetchedTopic>,
-) -> Response {
+pub fn encode(version: i16, correlation_id: i32, error_code: i16, topics: Vec<FetchedTopic>) -> Response {
     assert!(
         (4..=FIRST_TOPIC_ID_VERSION).contains(&version),
         "fetch v{version} is not encoded here"
@@ -144,11 +139,7 @@ mod tests {
             let total = response.total_bytes;
             let mut bytes = flatten(response);
             assert_eq!(bytes.len(), total);
-            let header_version = if version >= FIRST_FLEXIBLE_VERSION {
-                1
-            } else {
-                0
-            };
+            let header_version = if version >= FIRST_FLEXIBLE_VERSION { 1 } else { 0 };
             let header = ResponseHeader::decode(&mut bytes, header_version).expect("header");
             assert_eq!(header.correlation_id, 77);
             let decoded = FetchResponse::decode(&mut bytes, version).expect("body decodes");

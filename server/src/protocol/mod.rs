@@ -43,11 +43,7 @@ impl Response {
 #[derive(Debug, thiserror::Error)]
 pub enum EncodeError {
     #[error("encoding {api:?} v{version} response: {reason}")]
-    Message {
-        api: ApiKey,
-        version: i16,
-        reason: String,
-    },
+    Message { api: ApiKey, version: i16, reason: String },
 }
 
 /// Encodes `header + body` for a response to `api` at `version`.
@@ -57,11 +53,7 @@ pub fn encode_response<M: Encodable>(
     correlation_id: i32,
     body: &M,
 ) -> Result<Response, EncodeError> {
-    let error = |reason: String| EncodeError::Message {
-        api,
-        version,
-        reason,
-    };
+    let error = |reason: String| EncodeError::Message { api, version, reason };
     let header = ResponseHeader::default().with_correlation_id(correlation_id);
     let header_version = api.response_header_version(version);
     let size = header
@@ -72,8 +64,7 @@ pub fn encode_response<M: Encodable>(
     header
         .encode(&mut buf, header_version)
         .map_err(|e| error(e.to_string()))?;
-    body.encode(&mut buf, version)
-        .map_err(|e| error(e.to_string()))?;
+    body.encode(&mut buf, version).map_err(|e| error(e.to_string()))?;
     let mut response = Response::default();
     response.push_memory(buf.freeze());
     Ok(response)

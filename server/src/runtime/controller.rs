@@ -12,19 +12,46 @@ use tokio::sync::{mpsc, oneshot};
 
 use crate::broker::Broker;
 use crate::metadata::{self, ClusterMetadata, TopicMetadata};
-use crate::runtime::messages::{
-    ControlRequest, NewTopic, ShardRequest, TopicPartition, TopicResult,
-};
+use crate::runtime::messages::{ControlRequest, NewTopic, ShardRequest, TopicPartition, TopicResult};
 
 /// Kafka rejects more partitions than this in one CreateTopics (and so do we).
 const PARTITIONS_PER_TOPIC_MAX: i32 = 100_000;
 
-pub async fn run_controller(
-    broker: Arc<Broker>,
-    mut requests: mpsc::UnboundedReceiver<ControlRequest>,
-) {
+/// Producer ids are reserved in blocks: one metadata write per block.
+const PRODUCER_ID_BLOCK_SIZE: i64 = 1000;
+
+/// Hands out producer ids from the current reserved block.
+struct ProducerIdAllocator {
+    next_id: i64,
+    block_end: i64,
+}
+
+impl ProducerIdAllocator {
+    fn allocate(&mut self, broker: &Broker) -> Result<i64, ResponseError> {
+        if self.next_id >= self.block_end {
+            let mut metadata = (*broker.metadata()).clone();
+            metadata.producer_id_block_end = self.block_end + PRODUCER_ID_BLOCK_SIZE;
+            let block_end = metadata.producer_id_block_end;
+            persist_and_publish(broker, metadata).map_err(|(error, _)| error)?;
+            self.block_end = block_end;
+        }
+        let id = self.next_id;
+        self.next_id += 1;
+        Ok(id)
+    }
+}
+
+pub async fn run_controller(broker: Arc<Broker>, mut requests: mpsc::UnboundedReceiver<ControlRequest>) {
+    let block_end = broker.metadata().producer_id_block_end;
+    let mut producer_ids = ProducerIdAllocator {
+        next_id: block_end,
+        block_end,
+    };
     while let Some(request) = requests.recv().await {
         match request {
+            ControlRequest::AllocateProducerId { reply } => {
+                let _ = reply.send(producer_ids.allocate(&broker));
+            }
             ControlRequest::CreateTopics {
                 topics,
                 validate_only,
@@ -46,8 +73,7 @@ fn check_new_topic(
     metadata: &ClusterMetadata,
     topic: &NewTopic,
 ) -> Result<i32, (ResponseError, String)> {
-    metadata::validate_topic_name(&topic.name)
-        .map_err(|m| (ResponseError::InvalidTopicException, m))?;
+    metadata::validate_topic_name(&topic.name).map_err(|m| (ResponseError::InvalidTopicException, m))?;
     if metadata.topics.contains_key(&topic.name) {
         return Err((
             ResponseError::TopicAlreadyExists,
@@ -75,33 +101,20 @@ fn check_new_topic(
         ));
     }
     for (key, value) in &topic.configs {
-        metadata::validate_topic_config(key, value)
-            .map_err(|m| (ResponseError::InvalidConfig, m))?;
+        metadata::validate_topic_config(key, value).map_err(|m| (ResponseError::InvalidConfig, m))?;
     }
     Ok(partitions)
 }
 
-async fn create_topics(
-    broker: &Broker,
-    topics: Vec<NewTopic>,
-    validate_only: bool,
-) -> Vec<TopicResult> {
+async fn create_topics(broker: &Broker, topics: Vec<NewTopic>, validate_only: bool) -> Vec<TopicResult> {
     let mut metadata = (*broker.metadata()).clone();
     let mut results = Vec::with_capacity(topics.len());
     let mut created = Vec::new();
     for topic in topics {
-        let result = check_new_topic(broker, &metadata, &topic).map(|partitions| {
-            TopicMetadata::new(
-                &topic.name,
-                partitions,
-                metadata.node_id,
-                topic.configs.clone(),
-            )
-        });
+        let result = check_new_topic(broker, &metadata, &topic)
+            .map(|partitions| TopicMetadata::new(&topic.name, partitions, metadata.node_id, topic.configs.clone()));
         if let (Ok(new_topic), false) = (&result, validate_only) {
-            metadata
-                .topics
-                .insert(new_topic.name.clone(), new_topic.clone());
+            metadata.topics.insert(new_topic.name.clone(), new_topic.clone());
             created.push(new_topic.clone());
         }
         results.push(result);
@@ -110,23 +123,17 @@ async fn create_topics(
         return results;
     }
     if let Err(failure) = persist_and_publish(broker, metadata) {
-        return results
-            .into_iter()
-            .map(|r| r.and(Err(failure.clone())))
-            .collect();
+        return results.into_iter().map(|r| r.and(Err(failure.clone()))).collect();
     }
     for topic in &created {
         tracing::info!(topic = %topic.name, partitions = topic.partitions.len(), "created topic");
-        for key in topic
-            .configs
-            .keys()
-            .filter(|k| !metadata::is_enforced_topic_config(k))
-        {
+        for key in topic.configs.keys().filter(|k| !metadata::is_enforced_topic_config(k)) {
             tracing::warn!(topic = %topic.name, config = %key, "topic config stored but not enforced yet");
         }
     }
-    tell_owners(broker, &created, |partitions, reply| {
-        ShardRequest::OpenPartitions { partitions, reply }
+    tell_owners(broker, &created, |partitions, reply| ShardRequest::OpenPartitions {
+        partitions,
+        reply,
     })
     .await;
     results
@@ -152,16 +159,14 @@ async fn delete_topics(broker: &Broker, names: Vec<String>) -> Vec<TopicResult> 
         return results;
     }
     if let Err(failure) = persist_and_publish(broker, metadata) {
-        return results
-            .into_iter()
-            .map(|r| r.and(Err(failure.clone())))
-            .collect();
+        return results.into_iter().map(|r| r.and(Err(failure.clone()))).collect();
     }
     for topic in &deleted {
         tracing::info!(topic = %topic.name, "deleted topic");
     }
-    tell_owners(broker, &deleted, |partitions, reply| {
-        ShardRequest::DeletePartitions { partitions, reply }
+    tell_owners(broker, &deleted, |partitions, reply| ShardRequest::DeletePartitions {
+        partitions,
+        reply,
     })
     .await;
     results
@@ -169,10 +174,7 @@ async fn delete_topics(broker: &Broker, names: Vec<String>) -> Vec<TopicResult> 
 
 /// Makes `metadata` durable, then visible to every core. On failure nothing
 /// changes, and every change of the request is refused with the reason.
-fn persist_and_publish(
-    broker: &Broker,
-    metadata: ClusterMetadata,
-) -> Result<(), (ResponseError, String)> {
+fn persist_and_publish(broker: &Broker, metadata: ClusterMetadata) -> Result<(), (ResponseError, String)> {
     if let Err(error) = metadata.persist(&broker.data_dir) {
         tracing::error!(%error, "persisting metadata failed; change refused");
         return Err((ResponseError::KafkaStorageError, error.to_string()));

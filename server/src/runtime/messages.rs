@@ -86,7 +86,9 @@ pub enum ShardRequest {
         reply: oneshot::Sender<Vec<crate::coordinator::GroupListing>>,
     },
     /// Stop accepting, flush and seal every partition, then stop the core.
-    Shutdown { reply: oneshot::Sender<()> },
+    Shutdown {
+        reply: oneshot::Sender<()>,
+    },
 }
 
 /// A topic to create, as CreateTopics and auto-creation ask for it.
@@ -112,6 +114,10 @@ pub enum ControlRequest {
     DeleteTopics {
         names: Vec<String>,
         reply: oneshot::Sender<Vec<TopicResult>>,
+    },
+    /// A producer id never handed out before, on this node, across restarts.
+    AllocateProducerId {
+        reply: oneshot::Sender<Result<i64, ResponseError>>,
     },
 }
 
@@ -141,23 +147,13 @@ pub enum GroupRequest {
         member_id: String,
         group_instance_id: Option<String>,
         generation_id: i32,
-        offsets: Vec<(
-            String,
-            i32,
-            crate::coordinator::offsets_log::CommittedOffset,
-        )>,
+        offsets: Vec<(String, i32, crate::coordinator::offsets_log::CommittedOffset)>,
         reply: oneshot::Sender<Result<(), ResponseError>>,
     },
     /// `None` asks for every committed partition of the group.
     FetchOffsets {
         partitions: Option<Vec<(String, i32)>>,
-        reply: oneshot::Sender<
-            Vec<(
-                String,
-                i32,
-                Option<crate::coordinator::offsets_log::CommittedOffset>,
-            )>,
-        >,
+        reply: oneshot::Sender<Vec<(String, i32, Option<crate::coordinator::offsets_log::CommittedOffset>)>>,
     },
     Describe {
         reply: oneshot::Sender<crate::coordinator::GroupDescription>,

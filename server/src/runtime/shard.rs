@@ -15,6 +15,7 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use kafka_protocol::ResponseError;
+use ringlog_engine::log::producer_state::{AppendCheckError, SequenceError};
 use ringlog_engine::{io::spawn_local, BatchCache, LogConfig, LogError, PartitionLog, SharedLog};
 use tokio::sync::mpsc;
 
@@ -27,8 +28,7 @@ use crate::metadata::TopicSettings;
 use crate::net::listener;
 use crate::runtime::controller;
 use crate::runtime::messages::{
-    ControlRequest, GroupRequest, PartitionRead, PartitionResult, ProduceOutcome, ShardRequest,
-    TopicPartition,
+    ControlRequest, GroupRequest, PartitionRead, PartitionResult, ProduceOutcome, ShardRequest, TopicPartition,
 };
 
 /// How often group sessions and rebalance deadlines are checked.
@@ -94,9 +94,7 @@ async fn run_core_loop(startup: CoreStartup) {
     } = startup;
     let shard = Rc::new(RefCell::new(Shard {
         core_id,
-        cache: Rc::new(RefCell::new(BatchCache::new(
-            broker.config.log_cache_bytes_per_core,
-        ))),
+        cache: Rc::new(RefCell::new(BatchCache::new(broker.config.log_cache_bytes_per_core))),
         broker: broker.clone(),
         partitions: HashMap::new(),
         next_partition_key: 0,
@@ -159,9 +157,7 @@ async fn run_group_timer(shard: Rc<RefCell<Shard>>) {
         for (group_id, partitions) in expired {
             tracing::info!(group = %group_id, "deleting offsets of a group empty past offsets.retention.minutes");
             let records = tombstones(&group_id, partitions);
-            shard
-                .borrow_mut()
-                .append_offset_records(&group_id, records, |_| {});
+            shard.borrow_mut().append_offset_records(&group_id, records, |_| {});
         }
     }
 }
@@ -200,16 +196,22 @@ fn offset_records(mut bytes: &[u8]) -> Vec<OffsetRecord> {
             break;
         };
         for record in ringlog_engine::batch::parse_records(batch).unwrap_or_default() {
-            if let Some(decoded) = record
-                .key
-                .and_then(|key| offsets_log::decode(key, record.value))
-            {
+            if let Some(decoded) = record.key.and_then(|key| offsets_log::decode(key, record.value)) {
                 records.push(decoded);
             }
         }
         bytes = &bytes[total..];
     }
     records
+}
+
+/// Kafka's codes for idempotence refusals.
+fn sequence_error(refusal: AppendCheckError) -> ResponseError {
+    match refusal {
+        AppendCheckError::Sequence(SequenceError::OutOfOrder { .. }) => ResponseError::OutOfOrderSequenceNumber,
+        AppendCheckError::Sequence(SequenceError::InvalidEpoch { .. }) => ResponseError::InvalidProducerEpoch,
+        AppendCheckError::DuplicateInBatchSet => ResponseError::DuplicateSequenceNumber,
+    }
 }
 
 fn storage_error(tp: &TopicPartition, error: &LogError) -> ResponseError {
@@ -237,9 +239,7 @@ impl Shard {
     }
 
     fn partition_dir(&self, tp: &TopicPartition) -> PathBuf {
-        self.broker
-            .data_dir
-            .join(format!("{}-{}", tp.topic, tp.partition))
+        self.broker.data_dir.join(format!("{}-{}", tp.topic, tp.partition))
     }
 
     fn open_partition(&mut self, tp: &TopicPartition) -> Result<(), LogError> {
@@ -270,8 +270,7 @@ impl Shard {
             self.clean_shutdown,
             now_ms(),
         )?;
-        self.partitions
-            .insert(tp.clone(), OwnedPartition { log, settings });
+        self.partitions.insert(tp.clone(), OwnedPartition { log, settings });
         Ok(())
     }
 
@@ -289,9 +288,7 @@ impl Shard {
             }
             self.open_partition(tp).map_err(|e| storage_error(tp, &e))?;
         }
-        self.partitions
-            .get(tp)
-            .ok_or(ResponseError::UnknownTopicOrPartition)
+        self.partitions.get(tp).ok_or(ResponseError::UnknownTopicOrPartition)
     }
 
     fn handle(&mut self, request: ShardRequest) {
@@ -307,23 +304,14 @@ impl Shard {
                 let _ = reply.send(self.read(&tp, offset, max_bytes, min_one_batch));
             }
             ShardRequest::Watch { tp, offset, reply } => {
-                let watcher = self
-                    .partition(&tp)
-                    .ok()
-                    .and_then(|p| p.log.borrow_mut().watch(offset));
+                let watcher = self.partition(&tp).ok().and_then(|p| p.log.borrow_mut().watch(offset));
                 let _ = reply.send(watcher);
             }
-            ShardRequest::ListOffset {
-                tp,
-                timestamp,
-                reply,
-            } => {
+            ShardRequest::ListOffset { tp, timestamp, reply } => {
                 let _ = reply.send(self.list_offset(&tp, timestamp));
             }
             ShardRequest::EpochEndOffset { tp, epoch, reply } => {
-                let result = self
-                    .partition(&tp)
-                    .map(|p| p.log.borrow().end_offset_for_epoch(epoch));
+                let result = self.partition(&tp).map(|p| p.log.borrow().end_offset_for_epoch(epoch));
                 let _ = reply.send(result);
             }
             ShardRequest::OpenPartitions { partitions, reply } => {
@@ -362,18 +350,22 @@ impl Shard {
             }
         };
         let now = now_ms();
-        let log_append_time_ms =
-            (owned.settings.timestamp_type == TimestampType::LogAppendTime).then_some(now);
-        let appended = owned
-            .log
-            .borrow_mut()
-            .append(batches, log_append_time_ms, now);
+        let log_append_time_ms = (owned.settings.timestamp_type == TimestampType::LogAppendTime).then_some(now);
+        let appended = owned.log.borrow_mut().append(batches, log_append_time_ms, now);
         let append = match appended {
             Ok(append) => append,
+            Err(LogError::Sequence(refusal)) => {
+                let _ = reply.send(Err(sequence_error(refusal)));
+                return;
+            }
             Err(error) => {
                 let _ = reply.send(Err(storage_error(&tp, &error)));
                 return;
             }
+        };
+        let log_append_time_ms = match (log_append_time_ms, append.duplicate) {
+            (Some(_), true) => Some(append.duplicate_of_timestamp),
+            (time, _) => time,
         };
         let outcome = ProduceOutcome {
             append,
@@ -445,9 +437,9 @@ impl Shard {
             let log = owned.log.borrow();
             let mut offset = log.offsets().log_start_offset;
             while offset < log.offsets().high_watermark {
-                let (bytes, next_offset) =
-                    log.read_into_memory(offset, OFFSETS_LOAD_CHUNK_BYTES)
-                        .map_err(|e| format!("loading {}-{}: {e}", tp.topic, tp.partition))?;
+                let (bytes, next_offset) = log
+                    .read_into_memory(offset, OFFSETS_LOAD_CHUNK_BYTES)
+                    .map_err(|e| format!("loading {}-{}: {e}", tp.topic, tp.partition))?;
                 if next_offset <= offset {
                     break;
                 }
@@ -459,11 +451,7 @@ impl Shard {
             }
         }
         if loaded > 0 {
-            tracing::info!(
-                core = self.core_id,
-                records = loaded,
-                "loaded committed offsets"
-            );
+            tracing::info!(core = self.core_id, records = loaded, "loaded committed offsets");
         }
         Ok(())
     }
@@ -496,10 +484,8 @@ impl Shard {
                 (key, r.committed.as_ref().map(offsets_log::encode_value))
             })
             .collect();
-        let key_values: Vec<ringlog_engine::batch::KeyValue<'_>> = encoded
-            .iter()
-            .map(|(k, v)| (Some(&k[..]), v.as_deref()))
-            .collect();
+        let key_values: Vec<ringlog_engine::batch::KeyValue<'_>> =
+            encoded.iter().map(|(k, v)| (Some(&k[..]), v.as_deref())).collect();
         let now = now_ms();
         let batch = ringlog_engine::batch::build_batch(&key_values, now);
         let appended = self
@@ -541,12 +527,10 @@ impl Shard {
         let mut groups = groups.borrow_mut();
         let config = groups.config.clone();
         match request {
-            GroupRequest::Join { request, reply } => groups
-                .group_mut(&group_id, now)
-                .join(request, &config, now, reply),
-            GroupRequest::Sync { request, reply } => {
-                groups.group_mut(&group_id, now).sync(request, now, reply)
+            GroupRequest::Join { request, reply } => {
+                groups.group_mut(&group_id, now).join(request, &config, now, reply)
             }
+            GroupRequest::Sync { request, reply } => groups.group_mut(&group_id, now).sync(request, now, reply),
             GroupRequest::Heartbeat {
                 member_id,
                 group_instance_id,
@@ -554,19 +538,10 @@ impl Shard {
                 reply,
             } => {
                 let group = groups.group_mut(&group_id, now);
-                let _ = reply.send(group.heartbeat(
-                    &member_id,
-                    group_instance_id.as_deref(),
-                    generation_id,
-                    now,
-                ));
+                let _ = reply.send(group.heartbeat(&member_id, group_instance_id.as_deref(), generation_id, now));
             }
             GroupRequest::Leave { members, reply } => {
-                let _ = reply.send(
-                    groups
-                        .group_mut(&group_id, now)
-                        .leave(&members, &config, now),
-                );
+                let _ = reply.send(groups.group_mut(&group_id, now).leave(&members, &config, now));
             }
             GroupRequest::CommitOffsets {
                 member_id,
@@ -575,13 +550,8 @@ impl Shard {
                 offsets,
                 reply,
             } => {
-                let check = groups.check_commit(
-                    &group_id,
-                    &member_id,
-                    group_instance_id.as_deref(),
-                    generation_id,
-                    now,
-                );
+                let check =
+                    groups.check_commit(&group_id, &member_id, group_instance_id.as_deref(), generation_id, now);
                 drop(groups);
                 if let Err(error) = check {
                     let _ = reply.send(Err(error));
@@ -606,18 +576,12 @@ impl Shard {
                     Some(partitions) => partitions
                         .into_iter()
                         .map(|(topic, partition)| {
-                            let found = committed
-                                .and_then(|c| c.get(&(topic.clone(), partition)))
-                                .cloned();
+                            let found = committed.and_then(|c| c.get(&(topic.clone(), partition))).cloned();
                             (topic, partition, found)
                         })
                         .collect(),
                     None => committed
-                        .map(|c| {
-                            c.iter()
-                                .map(|((t, p), o)| (t.clone(), *p, Some(o.clone())))
-                                .collect()
-                        })
+                        .map(|c| c.iter().map(|((t, p), o)| (t.clone(), *p, Some(o.clone()))).collect())
                         .unwrap_or_default(),
                 };
                 let _ = reply.send(answer);
@@ -636,16 +600,12 @@ impl Shard {
                 drop(groups);
                 let forget = self.groups.clone();
                 let id = group_id.clone();
-                self.append_offset_records(
-                    &group_id,
-                    tombstones(&group_id, partitions),
-                    move |result| {
-                        if result.is_ok() {
-                            forget.borrow_mut().forget(&id);
-                        }
-                        let _ = reply.send(result);
-                    },
-                );
+                self.append_offset_records(&group_id, tombstones(&group_id, partitions), move |result| {
+                    if result.is_ok() {
+                        forget.borrow_mut().forget(&id);
+                    }
+                    let _ = reply.send(result);
+                });
                 if self.groups.borrow().committed(&group_id).is_none() {
                     self.groups.borrow_mut().forget(&group_id);
                 }
@@ -670,13 +630,9 @@ impl Shard {
                     }
                 }
                 drop(groups);
-                self.append_offset_records(
-                    &group_id,
-                    tombstones(&group_id, deleting),
-                    move |outcome| {
-                        let _ = reply.send(outcome.map(|()| results));
-                    },
-                );
+                self.append_offset_records(&group_id, tombstones(&group_id, deleting), move |outcome| {
+                    let _ = reply.send(outcome.map(|()| results));
+                });
             }
         }
     }
