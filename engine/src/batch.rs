@@ -36,8 +36,8 @@ pub const MAGIC_V2: i8 = 2;
 
 const ATTR_CODEC_MASK: i16 = 0x07;
 const ATTR_LOG_APPEND_TIME: i16 = 0x08;
-const ATTR_TRANSACTIONAL: i16 = 0x10;
-const ATTR_CONTROL: i16 = 0x20;
+pub const ATTR_TRANSACTIONAL: i16 = 0x10;
+pub const ATTR_CONTROL: i16 = 0x20;
 
 /// Compression codec named by the low three attribute bits.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -274,6 +274,42 @@ pub fn build_batch(records: &[KeyValue<'_>], timestamp_ms: i64) -> BytesMut {
     batch
 }
 
+/// A transaction marker: a control batch of one record whose key is
+/// `version i16 = 0, type i16 (0 abort, 1 commit)` and whose value is
+/// `version i16 = 0, coordinator epoch i32`.
+pub fn build_control_batch(
+    producer_id: i64,
+    producer_epoch: i16,
+    commit: bool,
+    coordinator_epoch: i32,
+    timestamp_ms: i64,
+) -> BytesMut {
+    let mut key = [0u8; 4];
+    key[2..].copy_from_slice(&i16::from(commit).to_be_bytes());
+    let mut value = [0u8; 6];
+    value[2..].copy_from_slice(&coordinator_epoch.to_be_bytes());
+    let mut batch = build_batch(&[(Some(&key), Some(&value))], timestamp_ms);
+    batch[ATTRIBUTES_POS..ATTRIBUTES_POS + 2].copy_from_slice(&(ATTR_TRANSACTIONAL | ATTR_CONTROL).to_be_bytes());
+    batch[PRODUCER_ID_POS..PRODUCER_ID_POS + 8].copy_from_slice(&producer_id.to_be_bytes());
+    batch[PRODUCER_EPOCH_POS..PRODUCER_EPOCH_POS + 2].copy_from_slice(&producer_epoch.to_be_bytes());
+    let crc = compute_crc(&batch);
+    batch[CRC_POS..CRC_POS + 4].copy_from_slice(&crc.to_be_bytes());
+    batch
+}
+
+/// For a control batch: `Some(true)` for a commit marker, `Some(false)` for
+/// an abort; `None` for anything else.
+pub fn marker_is_commit(batch: &[u8]) -> Option<bool> {
+    let header = BatchHeader::parse(batch).ok()?;
+    if !header.is_control() {
+        return None;
+    }
+    let records = parse_records(batch)?;
+    let key = records.first()?.key?;
+    let marker_type = i16::from_be_bytes(key.get(2..4)?.try_into().ok()?);
+    Some(marker_type == 1)
+}
+
 fn put_nullable_bytes(buf: &mut BytesMut, bytes: Option<&[u8]>) {
     match bytes {
         None => put_varint(buf, -1),
@@ -428,6 +464,18 @@ mod tests {
             batch_total_bytes(&batch),
             Err(BatchError::InvalidLength { batch_length: -5 })
         );
+    }
+
+    #[test]
+    fn control_batches_say_commit_or_abort() {
+        for commit in [true, false] {
+            let batch = build_control_batch(7, 2, commit, 0, 5);
+            let header = validate_batch(&batch).expect("valid");
+            assert!(header.is_control() && header.is_transactional());
+            assert_eq!((header.producer_id, header.producer_epoch), (7, 2));
+            assert_eq!(marker_is_commit(&batch), Some(commit));
+        }
+        assert_eq!(marker_is_commit(&sample()), None);
     }
 
     #[test]

@@ -266,3 +266,114 @@ fn verbatim_bytes_come_back() {
         assert_eq!(Bytes::from(read_bytes(&log, 0, 1 << 20)), expected.freeze());
     });
 }
+
+/// A transactional batch of `producer_id` at `epoch`, sequence `sequence`.
+fn transactional_batch(producer_id: i64, epoch: i16, sequence: i32) -> BytesMut {
+    use ringlog_engine::batch::*;
+    let mut batch = build_batch(&[(None, Some(b"txn-record"))], NOW_MS);
+    batch[ATTRIBUTES_POS..ATTRIBUTES_POS + 2].copy_from_slice(&ATTR_TRANSACTIONAL.to_be_bytes());
+    batch[PRODUCER_ID_POS..PRODUCER_ID_POS + 8].copy_from_slice(&producer_id.to_be_bytes());
+    batch[PRODUCER_EPOCH_POS..PRODUCER_EPOCH_POS + 2].copy_from_slice(&epoch.to_be_bytes());
+    batch[BASE_SEQUENCE_POS..BASE_SEQUENCE_POS + 4].copy_from_slice(&sequence.to_be_bytes());
+    let crc = compute_crc(&batch);
+    batch[CRC_POS..CRC_POS + 4].copy_from_slice(&crc.to_be_bytes());
+    batch
+}
+
+async fn settle(log: &SharedLog) {
+    let end = log.borrow().offsets().log_end_offset;
+    let durable = log.borrow_mut().wait_durable(end);
+    durable.await.expect("waiter").expect("durable");
+}
+
+#[test]
+fn open_transactions_hold_back_the_last_stable_offset_and_aborts_are_listed() {
+    use ringlog_engine::Isolation;
+    let dir = tempfile::tempdir().expect("tempdir");
+    tokio_uring::start(async {
+        let log = open(dir.path(), config(IoMode::Buffered, 1 << 20), false, 1 << 20);
+        append_durably(&log, value_batch(0, NOW_MS)).await; // offsets 0-1, plain
+        log.borrow_mut()
+            .append(vec![transactional_batch(5, 0, 0)], None, NOW_MS)
+            .expect("txn data"); // 2
+        settle(&log).await;
+        let offsets = log.borrow().offsets();
+        assert_eq!(
+            (offsets.last_stable_offset, offsets.high_watermark),
+            (2, 3),
+            "open txn holds the LSO"
+        );
+        let committed_view = log
+            .borrow()
+            .read_isolated(0, 1 << 20, true, Isolation::ReadCommitted)
+            .expect("read");
+        assert_eq!(
+            committed_view.total_bytes,
+            value_batch(0, NOW_MS).len(),
+            "only the plain batch"
+        );
+        // Abort it: listed for read_committed readers.
+        log.borrow_mut()
+            .append_marker(5, 0, false, 0, NOW_MS)
+            .expect("abort marker"); // 3
+        settle(&log).await;
+        assert_eq!(log.borrow().offsets().last_stable_offset, 4);
+        let after_abort = log
+            .borrow()
+            .read_isolated(0, 1 << 20, true, Isolation::ReadCommitted)
+            .expect("read");
+        assert_eq!(after_abort.aborted.len(), 1);
+        assert_eq!(
+            (after_abort.aborted[0].first_offset, after_abort.aborted[0].last_offset),
+            (2, 3)
+        );
+        // The same producer opens another transaction (after an abort).
+        log.borrow_mut()
+            .append(vec![transactional_batch(5, 0, 1)], None, NOW_MS)
+            .expect("txn 2"); // 4
+        settle(&log).await;
+        assert_eq!(log.borrow().offsets().last_stable_offset, 4);
+        // Old epochs cannot write markers once a newer one is known.
+        log.borrow_mut()
+            .append(vec![transactional_batch(6, 3, 0)], None, NOW_MS)
+            .expect("txn 3"); // 5
+        assert!(
+            log.borrow_mut().append_marker(6, 2, true, 0, NOW_MS).is_err(),
+            "stale marker refused"
+        );
+        settle(&log).await;
+        // Crash here: no clean close.
+    });
+    for clean in [false, true] {
+        tokio_uring::start(async {
+            let log = open(dir.path(), config(IoMode::Buffered, 1 << 20), clean, 1 << 20);
+            let offsets = log.borrow().offsets();
+            assert_eq!(
+                (offsets.last_stable_offset, offsets.log_end_offset),
+                (4, 6),
+                "clean {clean}"
+            );
+            let view = log
+                .borrow()
+                .read_isolated(0, 1 << 20, true, Isolation::ReadCommitted)
+                .expect("read");
+            assert_eq!(
+                view.aborted.len(),
+                1,
+                "the aborted transaction survives recovery (clean {clean})"
+            );
+            if clean {
+                log.borrow_mut()
+                    .append_marker(5, 0, true, 0, NOW_MS)
+                    .expect("commit txn 2");
+                log.borrow_mut()
+                    .append_marker(6, 3, true, 0, NOW_MS)
+                    .expect("commit txn 3");
+                settle(&log).await;
+                let offsets = log.borrow().offsets();
+                assert_eq!(offsets.last_stable_offset, offsets.high_watermark);
+            }
+            PartitionLog::close(&log).await.expect("close");
+        });
+    }
+}

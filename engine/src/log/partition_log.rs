@@ -27,7 +27,9 @@ use crate::error::{LogError, Result};
 use crate::io::{self, IoMode, SegmentWriter};
 use crate::limits::{DATA_WAITERS_MAX, WRITE_JOB_BYTES_MAX};
 use crate::log::leader_epoch::LeaderEpochCache;
-use crate::log::producer_state::{ProducerStateTable, SequenceCheck, SNAPSHOT_SUFFIX};
+use crate::log::producer_state::{
+    AbortedTransaction, AppendCheckError, ProducerStateTable, SequenceCheck, SequenceError, SNAPSHOT_SUFFIX,
+};
 use crate::log::segment::{self, Segment};
 use crate::notify::LocalNotify;
 
@@ -100,13 +102,27 @@ impl ReadChunk {
 pub struct ReadResult {
     pub chunks: Vec<ReadChunk>,
     pub total_bytes: usize,
+    /// ReadCommitted only: aborted transactions overlapping what was read.
+    pub aborted: Vec<AbortedTransaction>,
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct LogOffsets {
     pub log_start_offset: i64,
+    /// Below it no transaction is open: what read_committed readers may see.
+    pub last_stable_offset: i64,
     pub high_watermark: i64,
     pub log_end_offset: i64,
+}
+
+/// Which records a reader may see (Kafka's `isolation_level`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Isolation {
+    /// Up to the high watermark, open and aborted transactions included.
+    ReadUncommitted,
+    /// Up to the last stable offset, with the aborted transactions listed so
+    /// the reader can drop their records.
+    ReadCommitted,
 }
 
 /// Why an acknowledged-later append did not become durable.
@@ -196,6 +212,7 @@ impl PartitionLog {
             segments,
             offsets: LogOffsets {
                 log_start_offset,
+                last_stable_offset: producers.first_unstable_offset().unwrap_or(log_end_offset),
                 high_watermark: log_end_offset,
                 log_end_offset,
             },
@@ -236,13 +253,27 @@ impl PartitionLog {
     fn check_offsets(&self) {
         let o = &self.offsets;
         assert!(
-            o.log_start_offset <= o.high_watermark,
-            "log start past high watermark: {o:?}"
+            o.log_start_offset <= o.last_stable_offset,
+            "log start past last stable offset: {o:?}"
+        );
+        assert!(
+            o.last_stable_offset <= o.high_watermark,
+            "last stable offset past high watermark: {o:?}"
         );
         assert!(
             o.high_watermark <= o.log_end_offset,
             "high watermark past log end: {o:?}"
         );
+    }
+
+    /// The last stable offset follows the high watermark and open transactions.
+    fn refresh_last_stable_offset(&mut self) {
+        let high_watermark = self.offsets.high_watermark;
+        self.offsets.last_stable_offset = self
+            .producers
+            .first_unstable_offset()
+            .map_or(high_watermark, |first| first.min(high_watermark))
+            .max(self.offsets.log_start_offset);
     }
 
     /// Appends validated batches: stamps offsets and the leader epoch, queues
@@ -309,6 +340,7 @@ impl PartitionLog {
             });
             self.offsets.log_end_offset = header.next_offset();
         }
+        self.refresh_last_stable_offset();
         self.check_offsets();
         self.wake_writer.notify();
         Ok(AppendResult {
@@ -318,6 +350,36 @@ impl PartitionLog {
             duplicate: false,
             duplicate_of_timestamp: -1,
         })
+    }
+
+    /// Appends a transaction marker for `producer_id`, closing its open
+    /// transaction (committing or aborting it). Refused for an epoch older
+    /// than the one this partition knows.
+    pub fn append_marker(
+        &mut self,
+        producer_id: i64,
+        producer_epoch: i16,
+        commit: bool,
+        coordinator_epoch: i32,
+        now_ms: i64,
+    ) -> Result<AppendResult> {
+        if let Some(current) = self.producers.epoch_of(producer_id) {
+            if producer_epoch < current {
+                return Err(AppendCheckError::Sequence(SequenceError::InvalidEpoch {
+                    producer_id,
+                    current,
+                    received: producer_epoch,
+                })
+                .into());
+            }
+        }
+        let marker = batch::build_control_batch(producer_id, producer_epoch, commit, coordinator_epoch, now_ms);
+        let result = self.append(vec![marker], None, now_ms)?;
+        self.producers
+            .record_marker(producer_id, producer_epoch, commit, result.base_offset);
+        self.refresh_last_stable_offset();
+        self.check_offsets();
+        Ok(result)
     }
 
     fn active_segment(&self) -> &Segment {
@@ -518,6 +580,7 @@ impl PartitionLog {
         };
         if job.next_offset > self.offsets.high_watermark {
             self.offsets.high_watermark = job.next_offset;
+            self.refresh_last_stable_offset();
             self.check_offsets();
             while let Some((target, _)) = self.durable_waiters.front() {
                 if *target > self.offsets.high_watermark {
@@ -539,9 +602,22 @@ impl PartitionLog {
     /// high watermark. With `min_one_batch` the first batch is returned even
     /// when larger than `max_bytes` (KIP-74).
     pub fn read(&self, offset: i64, max_bytes: usize, min_one_batch: bool) -> Result<ReadResult> {
+        self.read_isolated(offset, max_bytes, min_one_batch, Isolation::ReadUncommitted)
+    }
+
+    /// As [`Self::read`], up to the last stable offset for ReadCommitted, with
+    /// the aborted transactions that overlap the range.
+    pub fn read_isolated(
+        &self,
+        offset: i64,
+        max_bytes: usize,
+        min_one_batch: bool,
+        isolation: Isolation,
+    ) -> Result<ReadResult> {
         let LogOffsets {
             log_start_offset,
             high_watermark,
+            last_stable_offset,
             ..
         } = self.offsets;
         if offset < log_start_offset || offset > high_watermark {
@@ -551,24 +627,41 @@ impl PartitionLog {
                 high_watermark,
             });
         }
-        if offset == high_watermark {
+        let visible_end = match isolation {
+            Isolation::ReadUncommitted => high_watermark,
+            Isolation::ReadCommitted => last_stable_offset,
+        };
+        if offset >= visible_end {
             return Ok(ReadResult::default());
         }
-        if let Some(chunks) = self
+        let cached = self
             .cache
             .borrow()
-            .read(self.key, offset, max_bytes, min_one_batch, high_watermark)
-        {
-            let total_bytes = chunks.iter().map(Bytes::len).sum();
-            return Ok(ReadResult {
-                chunks: chunks.into_iter().map(ReadChunk::Memory).collect(),
-                total_bytes,
-            });
+            .read(self.key, offset, max_bytes, min_one_batch, visible_end);
+        let mut result = match cached {
+            Some(chunks) => {
+                let total_bytes = chunks.iter().map(Bytes::len).sum();
+                ReadResult {
+                    chunks: chunks.into_iter().map(ReadChunk::Memory).collect(),
+                    total_bytes,
+                    aborted: Vec::new(),
+                }
+            }
+            None => self.read_from_segments(offset, max_bytes, min_one_batch, visible_end)?,
+        };
+        if isolation == Isolation::ReadCommitted && !result.chunks.is_empty() {
+            result.aborted = self.producers.aborted_between(offset, visible_end - 1);
         }
-        self.read_from_segments(offset, max_bytes, min_one_batch)
+        Ok(result)
     }
 
-    fn read_from_segments(&self, offset: i64, max_bytes: usize, min_one_batch: bool) -> Result<ReadResult> {
+    fn read_from_segments(
+        &self,
+        offset: i64,
+        max_bytes: usize,
+        min_one_batch: bool,
+        visible_end: i64,
+    ) -> Result<ReadResult> {
         let first = self
             .segments
             .partition_point(|s| s.base_offset <= offset)
@@ -577,7 +670,19 @@ impl PartitionLog {
             let Some(location) = segment.locate(offset)? else {
                 continue;
             };
-            let available = segment.durable_bytes() - location.position;
+            if location.header.base_offset >= visible_end {
+                return Ok(ReadResult::default());
+            }
+            // Stop before the batch that holds `visible_end` (a batch boundary:
+            // the high watermark, or the first batch of an open transaction).
+            let end_position = if visible_end < segment.next_offset() {
+                segment
+                    .locate(visible_end)?
+                    .map_or(segment.durable_bytes(), |end| end.position)
+            } else {
+                segment.durable_bytes()
+            };
+            let available = end_position.saturating_sub(location.position);
             let first_batch = location.header.total_bytes() as u64;
             let wanted = (max_bytes as u64).min(available);
             let len = if wanted >= first_batch || min_one_batch {
@@ -595,6 +700,7 @@ impl PartitionLog {
                     len,
                 })],
                 total_bytes: len as usize,
+                aborted: Vec::new(),
             });
         }
         Ok(ReadResult::default())
@@ -761,11 +867,32 @@ fn rebuild_producer_state(
         });
     let (from_offset, mut table) = loaded.unwrap_or((log_start_offset, ProducerStateTable::default()));
     for segment in segments.iter().filter(|s| s.next_offset() > from_offset) {
-        segment.for_each_header_from(from_offset, |header| {
-            if header.base_offset >= from_offset {
+        let mut marker_error = None;
+        segment.for_each_header_from(from_offset, |header, position| {
+            if header.base_offset < from_offset || marker_error.is_some() {
+                return;
+            }
+            if !header.is_control() {
                 table.record(header);
+                return;
+            }
+            // A marker needs its record (commit or abort), replayed in offset order.
+            let location = crate::log::segment::BatchLocation {
+                position,
+                header: *header,
+            };
+            match segment.read_batch(&location) {
+                Ok(batch) => {
+                    if let Some(commit) = batch::marker_is_commit(&batch) {
+                        table.record_marker(header.producer_id, header.producer_epoch, commit, header.base_offset);
+                    }
+                }
+                Err(error) => marker_error = Some(error),
             }
         })?;
+        if let Some(error) = marker_error {
+            return Err(error);
+        }
     }
     Ok(table)
 }

@@ -10,9 +10,12 @@
 //!   the log it belongs to (rebuilt from a snapshot plus the batches after it).
 //!
 //! Snapshot file `<offset:020>.snapshot`: magic u32, version u16, offset i64,
-//! producer count u32, then per producer: id i64, epoch i16, batch count u8,
+//! producer count u32, then per producer: id i64, epoch i16, first offset of
+//! its open transaction i64 (-1: none), batch count u8,
 //! and per batch: first_seq i32, last_seq i32, first_offset i64, last_offset
-//! i64, max_timestamp i64; then a CRC-32C of everything before it. Big-endian.
+//! i64, max_timestamp i64; then the aborted transactions: count u32 and per
+//! transaction producer id i64, first offset i64, abort marker offset i64;
+//! then a CRC-32C of everything before it. Big-endian.
 
 use std::collections::{HashMap, VecDeque};
 
@@ -22,7 +25,7 @@ use crate::batch::BatchHeader;
 
 pub const BATCHES_PER_PRODUCER_MAX: usize = 5;
 const SNAPSHOT_MAGIC: u32 = 0x524c_5053; // "RLPS"
-const SNAPSHOT_VERSION: u16 = 1;
+const SNAPSHOT_VERSION: u16 = 2;
 pub const SNAPSHOT_SUFFIX: &str = "snapshot";
 
 /// Where one producer batch landed.
@@ -39,6 +42,17 @@ pub struct ProducerBatch {
 struct ProducerEntry {
     epoch: i16,
     batches: VecDeque<ProducerBatch>,
+    /// First offset of this producer's open transaction, if any.
+    open_transaction_first_offset: Option<i64>,
+}
+
+/// An aborted transaction: `producer_id`'s records from `first_offset` up to
+/// the abort marker at `last_offset` are to be skipped by read_committed readers.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct AbortedTransaction {
+    pub producer_id: i64,
+    pub first_offset: i64,
+    pub last_offset: i64,
 }
 
 /// The outcome of checking a batch against the table.
@@ -95,11 +109,73 @@ fn next_sequence(sequence: i32) -> i32 {
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
 pub struct ProducerStateTable {
     producers: HashMap<i64, ProducerEntry>,
+    /// `(first offset, producer id)` of every open transaction: its minimum is
+    /// the last stable offset.
+    open_transactions: std::collections::BTreeSet<(i64, i64)>,
+    /// Aborted transactions, ordered by their abort marker's offset.
+    aborted: Vec<AbortedTransaction>,
 }
 
 impl ProducerStateTable {
     pub fn producer_count(&self) -> usize {
         self.producers.len()
+    }
+
+    /// First offset of the oldest open transaction: nothing at or after it is
+    /// stable yet.
+    pub fn first_unstable_offset(&self) -> Option<i64> {
+        self.open_transactions.first().map(|(offset, _)| *offset)
+    }
+
+    /// Records a transaction marker (control batch) of `producer_id` at
+    /// `marker_offset`; returns the transaction it aborts, if it aborts one.
+    /// A marker with a newer epoch fences the producer's older epochs.
+    pub fn record_marker(
+        &mut self,
+        producer_id: i64,
+        epoch: i16,
+        commit: bool,
+        marker_offset: i64,
+    ) -> Option<AbortedTransaction> {
+        let entry = self.producers.entry(producer_id).or_insert(ProducerEntry {
+            epoch,
+            batches: VecDeque::new(),
+            open_transaction_first_offset: None,
+        });
+        if epoch > entry.epoch {
+            entry.epoch = epoch;
+            entry.batches.clear();
+        }
+        let first_offset = entry.open_transaction_first_offset.take()?;
+        self.open_transactions.remove(&(first_offset, producer_id));
+        if commit {
+            return None;
+        }
+        let aborted = AbortedTransaction {
+            producer_id,
+            first_offset,
+            last_offset: marker_offset,
+        };
+        self.aborted.push(aborted);
+        Some(aborted)
+    }
+
+    /// Aborted transactions overlapping `[from_offset, to_offset]`, in the
+    /// order of their first offsets, as Fetch reports them.
+    pub fn aborted_between(&self, from_offset: i64, to_offset: i64) -> Vec<AbortedTransaction> {
+        let mut found: Vec<AbortedTransaction> = self
+            .aborted
+            .iter()
+            .filter(|a| a.last_offset >= from_offset && a.first_offset <= to_offset)
+            .copied()
+            .collect();
+        found.sort_by_key(|a| a.first_offset);
+        found
+    }
+
+    /// The epoch this partition knows for `producer_id`.
+    pub fn epoch_of(&self, producer_id: i64) -> Option<i16> {
+        self.producers.get(&producer_id).map(|e| e.epoch)
     }
 
     /// Checks a batch (producer id, epoch, sequence) without changing the table.
@@ -201,10 +277,15 @@ impl ProducerStateTable {
         let entry = self.producers.entry(header.producer_id).or_insert(ProducerEntry {
             epoch: header.producer_epoch,
             batches: VecDeque::new(),
+            open_transaction_first_offset: None,
         });
         if header.producer_epoch > entry.epoch {
             entry.epoch = header.producer_epoch;
             entry.batches.clear();
+        }
+        if header.is_transactional() && entry.open_transaction_first_offset.is_none() {
+            entry.open_transaction_first_offset = Some(header.base_offset);
+            self.open_transactions.insert((header.base_offset, header.producer_id));
         }
         let batch = ProducerBatch {
             first_seq: header.base_sequence,
@@ -237,6 +318,7 @@ impl ProducerStateTable {
             let entry = &self.producers[id];
             out.put_i64(*id);
             out.put_i16(entry.epoch);
+            out.put_i64(entry.open_transaction_first_offset.unwrap_or(-1));
             out.put_u8(entry.batches.len() as u8);
             for batch in &entry.batches {
                 out.put_i32(batch.first_seq);
@@ -245,6 +327,12 @@ impl ProducerStateTable {
                 out.put_i64(batch.last_offset);
                 out.put_i64(batch.max_timestamp);
             }
+        }
+        out.put_u32(self.aborted.len() as u32);
+        for aborted in &self.aborted {
+            out.put_i64(aborted.producer_id);
+            out.put_i64(aborted.first_offset);
+            out.put_i64(aborted.last_offset);
         }
         let crc = crc32c::crc32c(&out);
         out.put_u32(crc);
@@ -265,11 +353,12 @@ impl ProducerStateTable {
         let count = body.get_u32();
         let mut table = Self::default();
         for _ in 0..count {
-            if body.remaining() < 11 {
+            if body.remaining() < 19 {
                 return None;
             }
             let id = body.get_i64();
             let epoch = body.get_i16();
+            let open_transaction_first_offset = Some(body.get_i64()).filter(|o| *o >= 0);
             let batch_count = usize::from(body.get_u8());
             if batch_count > BATCHES_PER_PRODUCER_MAX || body.remaining() < batch_count * 32 {
                 return None;
@@ -283,9 +372,33 @@ impl ProducerStateTable {
                     max_timestamp: body.get_i64(),
                 })
                 .collect();
-            table.producers.insert(id, ProducerEntry { epoch, batches });
+            if let Some(first_offset) = open_transaction_first_offset {
+                table.open_transactions.insert((first_offset, id));
+            }
+            table.producers.insert(
+                id,
+                ProducerEntry {
+                    epoch,
+                    batches,
+                    open_transaction_first_offset,
+                },
+            );
         }
-        body.is_empty().then_some((offset, table))
+        if body.remaining() < 4 {
+            return None;
+        }
+        let aborted_count = body.get_u32() as usize;
+        if body.remaining() != aborted_count * 24 {
+            return None;
+        }
+        table.aborted = (0..aborted_count)
+            .map(|_| AbortedTransaction {
+                producer_id: body.get_i64(),
+                first_offset: body.get_i64(),
+                last_offset: body.get_i64(),
+            })
+            .collect();
+        Some((offset, table))
     }
 }
 

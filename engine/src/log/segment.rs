@@ -302,14 +302,14 @@ impl Segment {
 
     /// Calls `visit` with the header of every durable batch from the one
     /// holding `offset` to the end of the segment.
-    pub fn for_each_header_from(&self, offset: i64, mut visit: impl FnMut(&BatchHeader)) -> Result<()> {
+    pub fn for_each_header_from(&self, offset: i64, mut visit: impl FnMut(&BatchHeader, u64)) -> Result<()> {
         let Some(first) = self.locate(offset)? else {
             return Ok(());
         };
         let mut position = first.position;
         while position + BATCH_HEADER_BYTES as u64 <= self.durable_bytes {
             let header = self.read_header(position)?;
-            visit(&header);
+            visit(&header, position);
             position += header.total_bytes() as u64;
         }
         Ok(())
