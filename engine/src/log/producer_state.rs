@@ -271,7 +271,7 @@ impl ProducerStateTable {
 
     /// Records a batch appended with its offsets assigned (`header.base_offset`).
     pub fn record(&mut self, header: &BatchHeader) {
-        if header.producer_id < 0 || header.base_sequence < 0 {
+        if header.producer_id < 0 {
             return;
         }
         let entry = self.producers.entry(header.producer_id).or_insert(ProducerEntry {
@@ -286,6 +286,9 @@ impl ProducerStateTable {
         if header.is_transactional() && entry.open_transaction_first_offset.is_none() {
             entry.open_transaction_first_offset = Some(header.base_offset);
             self.open_transactions.insert((header.base_offset, header.producer_id));
+        }
+        if header.base_sequence < 0 {
+            return; // transactional offsets (TxnOffsetCommit) carry no sequence
         }
         let batch = ProducerBatch {
             first_seq: header.base_sequence,

@@ -7,6 +7,9 @@
 //! partition and sleeps until an append moves one of their high watermarks or
 //! `max_wait_ms` passes: woken by appends, not by a timer loop.
 //!
+//! read_committed (isolation level 1) stops at the last stable offset and lists
+//! the aborted transactions in range, so clients drop their records.
+//!
 //! Fetch sessions (KIP-227) are not kept: every response carries session id 0,
 //! which tells clients to send full fetch requests.
 
@@ -16,6 +19,7 @@ use std::time::Duration;
 use kafka_protocol::messages::FetchRequest;
 use kafka_protocol::protocol::VersionRange;
 use kafka_protocol::ResponseError;
+use ringlog_engine::Isolation;
 use tokio::sync::oneshot;
 use tokio::time::Instant;
 
@@ -93,7 +97,11 @@ fn resolve_topics(body: &FetchRequest, broker: &Broker, version: i16) -> Vec<Wan
 }
 
 /// Reads every wanted partition on its owner, all cores in parallel.
-async fn read_all(broker: &Broker, topics: &[WantedTopic]) -> Vec<Vec<PartitionResult<PartitionRead>>> {
+async fn read_all(
+    broker: &Broker,
+    topics: &[WantedTopic],
+    isolation: Isolation,
+) -> Vec<Vec<PartitionResult<PartitionRead>>> {
     let mut receivers = Vec::with_capacity(topics.len());
     for topic in topics {
         let mut topic_receivers = Vec::with_capacity(topic.partitions.len());
@@ -111,6 +119,7 @@ async fn read_all(broker: &Broker, topics: &[WantedTopic]) -> Vec<Vec<PartitionR
                     offset: wanted.fetch_offset,
                     max_bytes: wanted.partition_max_bytes,
                     min_one_batch: true,
+                    isolation,
                     reply,
                 },
             );
@@ -177,13 +186,18 @@ pub async fn handle(body: FetchRequest, request: RequestContext) -> HandlerOutco
     let max_wait_ms = (body.max_wait_ms.max(0) as u64).min(broker.config.fetch_max_wait_ms_max);
     let deadline = Instant::now() + Duration::from_millis(max_wait_ms);
     let min_bytes = body.min_bytes.max(0) as usize;
+    let isolation = if body.isolation_level == 1 {
+        Isolation::ReadCommitted
+    } else {
+        Isolation::ReadUncommitted
+    };
     let response_max_bytes = if body.max_bytes > 0 {
         body.max_bytes as usize
     } else {
         usize::MAX
     };
     loop {
-        let reads = read_all(broker, &topics).await;
+        let reads = read_all(broker, &topics, isolation).await;
         let available_bytes: usize = reads.iter().flatten().flatten().map(|r| r.total_bytes).sum();
         let any_error = reads.iter().flatten().any(Result::is_err);
         if available_bytes >= min_bytes || any_error || Instant::now() >= deadline {
@@ -241,8 +255,9 @@ fn assemble(
                             partition: wanted.tp.partition,
                             error_code: 0,
                             high_watermark: offsets.map_or(-1, |o| o.high_watermark),
-                            last_stable_offset: offsets.map_or(-1, |o| o.high_watermark),
+                            last_stable_offset: offsets.map_or(-1, |o| o.last_stable_offset),
                             log_start_offset: offsets.map_or(-1, |o| o.log_start_offset),
+                            aborted: if fits { read.aborted } else { Vec::new() },
                             records,
                         }
                     }
@@ -252,6 +267,7 @@ fn assemble(
                         high_watermark: -1,
                         last_stable_offset: -1,
                         log_start_offset: -1,
+                        aborted: Vec::new(),
                         records: Vec::new(),
                     },
                 })

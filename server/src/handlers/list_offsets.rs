@@ -1,10 +1,11 @@
 //! ListOffsets (key 2), v1-v6: earliest (-2), latest (-1), and the first offset
-//! whose timestamp is at or after a given time. Isolation levels agree until
-//! transactions exist: the last stable offset is the high watermark.
+//! whose timestamp is at or after a given time. read_committed (isolation
+//! level 1) answers "latest" with the last stable offset.
 
 use kafka_protocol::messages::list_offsets_response::{ListOffsetsPartitionResponse, ListOffsetsTopicResponse};
 use kafka_protocol::messages::{ListOffsetsRequest, ListOffsetsResponse};
 use kafka_protocol::protocol::VersionRange;
+use ringlog_engine::Isolation;
 
 use super::{ask_partition_owner, HandlerOutcome, RequestContext};
 use crate::runtime::messages::ShardRequest;
@@ -22,13 +23,23 @@ pub async fn handle(body: ListOffsetsRequest, request: RequestContext) -> Handle
         for partition in topic.partitions {
             let index = partition.partition_index;
             let timestamp = partition.timestamp;
+            let isolation = if body.isolation_level == 1 {
+                Isolation::ReadCommitted
+            } else {
+                Isolation::ReadUncommitted
+            };
             let outcome = ask_partition_owner(
                 broker,
                 &metadata,
                 &name,
                 index,
                 partition.current_leader_epoch,
-                |tp, reply| ShardRequest::ListOffset { tp, timestamp, reply },
+                |tp, reply| ShardRequest::ListOffset {
+                    tp,
+                    timestamp,
+                    isolation,
+                    reply,
+                },
             )
             .await;
             let mut response = ListOffsetsPartitionResponse::default().with_partition_index(index);

@@ -18,6 +18,8 @@ pub struct FetchedPartition {
     pub high_watermark: i64,
     pub last_stable_offset: i64,
     pub log_start_offset: i64,
+    /// `(producer id, first offset)` of aborted transactions in range.
+    pub aborted: Vec<(i64, i64)>,
     pub records: Vec<ReadChunk>,
 }
 
@@ -65,7 +67,12 @@ pub fn encode(version: i16, correlation_id: i32, error_code: i16, topics: Vec<Fe
             if version >= 5 {
                 buf.put_i64(partition.log_start_offset);
             }
-            put_array_len(&mut buf, flexible, 0); // aborted_transactions
+            put_array_len(&mut buf, flexible, partition.aborted.len());
+            for (producer_id, first_offset) in &partition.aborted {
+                buf.put_i64(*producer_id);
+                buf.put_i64(*first_offset);
+                put_no_tagged_fields(&mut buf, flexible);
+            }
             if version >= 11 {
                 buf.put_i32(-1); // preferred_read_replica
             }
@@ -123,6 +130,7 @@ mod tests {
                         high_watermark: 10,
                         last_stable_offset: 10,
                         log_start_offset: 0,
+                        aborted: vec![(42, 7)],
                         records: vec![ReadChunk::Memory(batch.clone())],
                     },
                     FetchedPartition {
@@ -131,6 +139,7 @@ mod tests {
                         high_watermark: -1,
                         last_stable_offset: -1,
                         log_start_offset: -1,
+                        aborted: vec![],
                         records: vec![],
                     },
                 ],
@@ -152,6 +161,8 @@ mod tests {
             }
             assert_eq!(topic.partitions[0].records.as_ref(), Some(&batch));
             assert_eq!(topic.partitions[0].high_watermark, 10);
+            let aborted = topic.partitions[0].aborted_transactions.as_ref().expect("aborted list");
+            assert_eq!((aborted[0].producer_id.0, aborted[0].first_offset), (42, 7));
             assert_eq!(topic.partitions[1].error_code, 1);
         }
     }

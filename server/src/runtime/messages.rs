@@ -7,7 +7,7 @@ use std::sync::Arc;
 
 use bytes::BytesMut;
 use kafka_protocol::ResponseError;
-use ringlog_engine::{AppendResult, LogOffsets, ReadChunk};
+use ringlog_engine::{AppendResult, Isolation, LogOffsets, ReadChunk};
 use tokio::sync::oneshot;
 
 use crate::metadata::TopicMetadata;
@@ -33,6 +33,8 @@ pub struct PartitionRead {
     pub chunks: Vec<ReadChunk>,
     pub total_bytes: usize,
     pub offsets: Option<LogOffsets>,
+    /// read_committed: `(producer id, first offset)` of aborted transactions.
+    pub aborted: Vec<(i64, i64)>,
 }
 
 /// Work for the core that owns `tp`.
@@ -49,6 +51,7 @@ pub enum ShardRequest {
         offset: i64,
         max_bytes: usize,
         min_one_batch: bool,
+        isolation: Isolation,
         reply: oneshot::Sender<PartitionResult<PartitionRead>>,
     },
     /// Replies with a receiver that fires when the high watermark passes
@@ -63,6 +66,7 @@ pub enum ShardRequest {
     ListOffset {
         tp: TopicPartition,
         timestamp: i64,
+        isolation: Isolation,
         reply: oneshot::Sender<PartitionResult<(i64, i64)>>,
     },
     EpochEndOffset {

@@ -16,7 +16,7 @@ use std::time::Duration;
 
 use kafka_protocol::ResponseError;
 use ringlog_engine::log::producer_state::{AppendCheckError, SequenceError};
-use ringlog_engine::{io::spawn_local, BatchCache, LogConfig, LogError, PartitionLog, SharedLog};
+use ringlog_engine::{io::spawn_local, BatchCache, Isolation, LogConfig, LogError, PartitionLog, SharedLog};
 use tokio::sync::mpsc;
 
 use crate::broker::Broker;
@@ -299,16 +299,22 @@ impl Shard {
                 offset,
                 max_bytes,
                 min_one_batch,
+                isolation,
                 reply,
             } => {
-                let _ = reply.send(self.read(&tp, offset, max_bytes, min_one_batch));
+                let _ = reply.send(self.read(&tp, offset, max_bytes, min_one_batch, isolation));
             }
             ShardRequest::Watch { tp, offset, reply } => {
                 let watcher = self.partition(&tp).ok().and_then(|p| p.log.borrow_mut().watch(offset));
                 let _ = reply.send(watcher);
             }
-            ShardRequest::ListOffset { tp, timestamp, reply } => {
-                let _ = reply.send(self.list_offset(&tp, timestamp));
+            ShardRequest::ListOffset {
+                tp,
+                timestamp,
+                isolation,
+                reply,
+            } => {
+                let _ = reply.send(self.list_offset(&tp, timestamp, isolation));
             }
             ShardRequest::EpochEndOffset { tp, epoch, reply } => {
                 let result = self.partition(&tp).map(|p| p.log.borrow().end_offset_for_epoch(epoch));
@@ -392,29 +398,42 @@ impl Shard {
         offset: i64,
         max_bytes: usize,
         min_one_batch: bool,
+        isolation: Isolation,
     ) -> PartitionResult<PartitionRead> {
         let owned = self.partition(tp)?;
         let log = owned.log.borrow();
         let offsets = log.offsets();
-        match log.read(offset, max_bytes, min_one_batch) {
+        match log.read_isolated(offset, max_bytes, min_one_batch, isolation) {
             Ok(result) => Ok(PartitionRead {
                 chunks: result.chunks,
                 total_bytes: result.total_bytes,
                 offsets: Some(offsets),
+                aborted: result.aborted.iter().map(|a| (a.producer_id, a.first_offset)).collect(),
             }),
             Err(LogError::OffsetOutOfRange { .. }) => Err(ResponseError::OffsetOutOfRange),
             Err(error) => Err(storage_error(tp, &error)),
         }
     }
 
-    fn list_offset(&mut self, tp: &TopicPartition, timestamp: i64) -> PartitionResult<(i64, i64)> {
+    fn list_offset(
+        &mut self,
+        tp: &TopicPartition,
+        timestamp: i64,
+        isolation: Isolation,
+    ) -> PartitionResult<(i64, i64)> {
         const LATEST: i64 = -1;
         const EARLIEST: i64 = -2;
         let owned = self.partition(tp)?;
         let log = owned.log.borrow();
         let offsets = log.offsets();
         match timestamp {
-            LATEST => Ok((offsets.high_watermark, -1)),
+            LATEST => Ok((
+                match isolation {
+                    Isolation::ReadCommitted => offsets.last_stable_offset,
+                    Isolation::ReadUncommitted => offsets.high_watermark,
+                },
+                -1,
+            )),
             EARLIEST => Ok((offsets.log_start_offset, -1)),
             target if target >= 0 => match log.offset_for_timestamp(target) {
                 Ok(Some(found)) => Ok(found),
