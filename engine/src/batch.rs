@@ -274,6 +274,18 @@ pub fn build_batch(records: &[KeyValue<'_>], timestamp_ms: i64) -> BytesMut {
     batch
 }
 
+/// Makes `batch` part of `producer_id`'s transaction (no sequence, as the
+/// broker's own transactional writes such as TxnOffsetCommit have none).
+pub fn make_transactional(batch: &mut BytesMut, producer_id: i64, producer_epoch: i16) {
+    let attributes = (&batch[ATTRIBUTES_POS..]).get_i16() | ATTR_TRANSACTIONAL;
+    batch[ATTRIBUTES_POS..ATTRIBUTES_POS + 2].copy_from_slice(&attributes.to_be_bytes());
+    batch[PRODUCER_ID_POS..PRODUCER_ID_POS + 8].copy_from_slice(&producer_id.to_be_bytes());
+    batch[PRODUCER_EPOCH_POS..PRODUCER_EPOCH_POS + 2].copy_from_slice(&producer_epoch.to_be_bytes());
+    batch[BASE_SEQUENCE_POS..BASE_SEQUENCE_POS + 4].copy_from_slice(&(-1i32).to_be_bytes());
+    let crc = compute_crc(batch);
+    batch[CRC_POS..CRC_POS + 4].copy_from_slice(&crc.to_be_bytes());
+}
+
 /// A transaction marker: a control batch of one record whose key is
 /// `version i16 = 0, type i16 (0 abort, 1 commit)` and whose value is
 /// `version i16 = 0, coordinator epoch i32`.

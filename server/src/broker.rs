@@ -10,9 +10,12 @@ use ringlog_engine::IoMode;
 use tokio::sync::{mpsc, oneshot};
 
 use crate::config::BrokerConfig;
+use crate::coordinator::transaction::TRANSACTION_TOPIC;
 use crate::coordinator::{self, offsets_log::OFFSETS_TOPIC};
 use crate::metadata::{ClusterMetadata, MetadataSnapshot, TopicMetadata};
-use crate::runtime::messages::{ControlRequest, GroupRequest, NewTopic, ShardRequest, TopicPartition, TopicResult};
+use crate::runtime::messages::{
+    ControlRequest, GroupRequest, NewTopic, ShardRequest, TopicPartition, TopicResult, TxnRequest,
+};
 use crate::runtime::router;
 
 pub struct Broker {
@@ -24,6 +27,8 @@ pub struct Broker {
     pub advertised_port: i32,
     /// Partitions of `__consumer_offsets`, fixed when the topic was created.
     pub offsets_partitions: i32,
+    /// Partitions of `__transaction_state`, likewise.
+    pub transaction_partitions: i32,
     metadata: ArcSwap<ClusterMetadata>,
     cores: Vec<mpsc::UnboundedSender<ShardRequest>>,
     controller: mpsc::UnboundedSender<ControlRequest>,
@@ -45,8 +50,13 @@ impl Broker {
             .topics
             .get(OFFSETS_TOPIC)
             .map_or(1, |t| t.partitions.len() as i32);
+        let transaction_partitions = metadata
+            .topics
+            .get(TRANSACTION_TOPIC)
+            .map_or(1, |t| t.partitions.len() as i32);
         Self {
             offsets_partitions,
+            transaction_partitions,
             config,
             data_dir,
             io_mode,
@@ -93,6 +103,30 @@ impl Broker {
             request: make(sender),
         };
         self.send_to_core(self.group_core(group_id), request);
+        receiver.await.ok()
+    }
+
+    /// The `__transaction_state` partition of `transactional_id`.
+    pub fn transaction_partition(&self, transactional_id: &str) -> TopicPartition {
+        TopicPartition {
+            topic: TRANSACTION_TOPIC.into(),
+            partition: coordinator::offsets_partition(transactional_id, self.transaction_partitions),
+        }
+    }
+
+    /// Sends a request to the core that owns `transactional_id`.
+    pub async fn call_transaction<T>(
+        &self,
+        transactional_id: &str,
+        make: impl FnOnce(oneshot::Sender<T>) -> TxnRequest,
+    ) -> Option<T> {
+        let (sender, receiver) = oneshot::channel();
+        let core = self.owner_core(&self.transaction_partition(transactional_id));
+        let request = ShardRequest::Transaction {
+            transactional_id: transactional_id.to_string(),
+            request: make(sender),
+        };
+        self.send_to_core(core, request);
         receiver.await.ok()
     }
 

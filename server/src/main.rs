@@ -145,7 +145,7 @@ fn serve(args: ServeArgs) -> anyhow::Result<()> {
         IoMode::Buffered => IoMode::Buffered,
     };
     let mut metadata = ClusterMetadata::load_or_create(&args.data_dir, config.node_id)?;
-    ensure_offsets_topic(&mut metadata, &config, &args.data_dir)?;
+    ensure_internal_topics(&mut metadata, &config, &args.data_dir)?;
     let core_count = args
         .cores
         .unwrap_or_else(|| std::thread::available_parallelism().map_or(1, |n| n.get()))
@@ -232,29 +232,39 @@ fn serve(args: ServeArgs) -> anyhow::Result<()> {
     Ok(())
 }
 
-/// Creates `__consumer_offsets` (compacted, Kafka's settings) on first start.
-fn ensure_offsets_topic(metadata: &mut ClusterMetadata, config: &BrokerConfig, data_dir: &Path) -> anyhow::Result<()> {
+/// Creates the internal compacted topics on first start, with Kafka's settings.
+fn ensure_internal_topics(
+    metadata: &mut ClusterMetadata,
+    config: &BrokerConfig,
+    data_dir: &Path,
+) -> anyhow::Result<()> {
     use crate::coordinator::offsets_log::OFFSETS_TOPIC;
-    if metadata.topics.contains_key(OFFSETS_TOPIC) {
-        return Ok(());
+    use crate::coordinator::transaction::TRANSACTION_TOPIC;
+    let wanted = [
+        (OFFSETS_TOPIC, config.offsets_topic_num_partitions),
+        (TRANSACTION_TOPIC, config.transaction_state_log_num_partitions),
+    ];
+    let mut created = false;
+    for (name, partitions) in wanted {
+        if metadata.topics.contains_key(name) {
+            continue;
+        }
+        let configs = [
+            ("cleanup.policy".to_string(), "compact".to_string()),
+            (
+                "segment.bytes".to_string(),
+                config.offsets_topic_segment_bytes.to_string(),
+            ),
+        ]
+        .into_iter()
+        .collect();
+        let topic = metadata::TopicMetadata::new(name, partitions, metadata.node_id, configs);
+        metadata.topics.insert(name.to_string(), topic);
+        created = true;
     }
-    let configs = [
-        ("cleanup.policy".to_string(), "compact".to_string()),
-        (
-            "segment.bytes".to_string(),
-            config.offsets_topic_segment_bytes.to_string(),
-        ),
-    ]
-    .into_iter()
-    .collect();
-    let topic = metadata::TopicMetadata::new(
-        OFFSETS_TOPIC,
-        config.offsets_topic_num_partitions,
-        metadata.node_id,
-        configs,
-    );
-    metadata.topics.insert(OFFSETS_TOPIC.to_string(), topic);
-    metadata.persist(data_dir)?;
+    if created {
+        metadata.persist(data_dir)?;
+    }
     Ok(())
 }
 

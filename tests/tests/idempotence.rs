@@ -237,9 +237,9 @@ fn retried_batches_are_deduplicated_across_restarts_and_sequences_are_checked() 
         47,
         "INVALID_PRODUCER_EPOCH"
     );
-    // Transactional ids wait for transactions.
-    let transactional = InitProducerIdRequest::default()
-        .with_transactional_id(Some(TransactionalId(StrBytes::from_static_str("tx"))))
+    // An empty transactional id is refused, as Kafka does.
+    let empty = InitProducerIdRequest::default()
+        .with_transactional_id(Some(TransactionalId(StrBytes::from_static_str(""))))
         .with_transaction_timeout_ms(60_000);
-    assert_eq!(connection.request(4, &transactional).error_code, 35);
+    assert_eq!(connection.request(4, &empty).error_code, 42, "INVALID_REQUEST");
 }

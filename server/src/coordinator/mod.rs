@@ -10,6 +10,7 @@
 
 pub mod group;
 pub mod offsets_log;
+pub mod transaction;
 
 use std::collections::{BTreeMap, HashMap};
 use std::time::{Duration, Instant};
@@ -58,6 +59,9 @@ pub struct GroupCoordinator {
     offsets_retention: Duration,
     groups: HashMap<String, Group>,
     offsets: HashMap<String, PartitionOffsets>,
+    /// TxnOffsetCommit records per producer id, durable but not yet
+    /// committed: applied at the commit marker, dropped at the abort marker.
+    pending_transactions: HashMap<i64, Vec<OffsetRecord>>,
 }
 
 impl GroupCoordinator {
@@ -67,6 +71,7 @@ impl GroupCoordinator {
             offsets_retention,
             groups: HashMap::new(),
             offsets: HashMap::new(),
+            pending_transactions: HashMap::new(),
         }
     }
 
@@ -99,6 +104,25 @@ impl GroupCoordinator {
                         self.offsets.remove(&record.group);
                     }
                 }
+            }
+        }
+    }
+
+    pub fn add_pending_transaction(&mut self, producer_id: i64, records: Vec<OffsetRecord>) {
+        self.pending_transactions
+            .entry(producer_id)
+            .or_default()
+            .extend(records);
+    }
+
+    /// The producer's transaction ended: its offset commits apply or vanish.
+    pub fn resolve_pending_transaction(&mut self, producer_id: i64, commit: bool, now: Instant) {
+        let Some(records) = self.pending_transactions.remove(&producer_id) else {
+            return;
+        };
+        if commit {
+            for record in records {
+                self.apply(record, now);
             }
         }
     }

@@ -1,6 +1,6 @@
 //! FindCoordinator (key 10), v0-v4 (v4: several keys per request). Every group
-//! is coordinated by this node; its owner core is found per request later.
-//! Transaction coordinators do not exist yet (issue 4): COORDINATOR_NOT_AVAILABLE.
+//! and transactional id is coordinated by this node; the owner core is found
+//! per request later.
 
 use kafka_protocol::messages::find_coordinator_response::Coordinator;
 use kafka_protocol::messages::{BrokerId, FindCoordinatorRequest, FindCoordinatorResponse};
@@ -11,17 +11,12 @@ use super::{HandlerOutcome, RequestContext};
 
 pub const VERSIONS: VersionRange = VersionRange { min: 0, max: 4 };
 
-const KEY_TYPE_TRANSACTION: i8 = 1;
-
-/// `Ok(())` when this node coordinates keys of `key_type`.
+/// Key types: 0 group, 1 transactional id; anything else is refused.
 fn coordinates(key_type: i8) -> Result<(), (ResponseError, &'static str)> {
-    if key_type == KEY_TYPE_TRANSACTION {
-        return Err((
-            ResponseError::CoordinatorNotAvailable,
-            "transactions are not supported yet",
-        ));
+    match key_type {
+        0 | 1 => Ok(()),
+        _ => Err((ResponseError::InvalidRequest, "unknown coordinator key type")),
     }
-    Ok(())
 }
 
 pub async fn handle(body: FindCoordinatorRequest, request: RequestContext) -> HandlerOutcome {

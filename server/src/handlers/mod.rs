@@ -5,11 +5,15 @@
 //! Invariant: handlers never touch sockets or files; they talk to partition
 //! owners through [`crate::broker::Broker`] and return [`Response`]s.
 
+pub mod add_offsets_to_txn;
+pub mod add_partitions_to_txn;
 pub mod api_versions;
 pub mod create_topics;
 pub mod delete_groups;
 pub mod delete_topics;
 pub mod describe_groups;
+pub mod describe_transactions;
+pub mod end_txn;
 pub mod fetch;
 pub mod find_coordinator;
 pub mod heartbeat;
@@ -18,6 +22,7 @@ pub mod join_group;
 pub mod leave_group;
 pub mod list_groups;
 pub mod list_offsets;
+pub mod list_transactions;
 pub mod metadata;
 pub mod offset_commit;
 pub mod offset_delete;
@@ -25,6 +30,7 @@ pub mod offset_fetch;
 pub mod offset_for_leader_epoch;
 pub mod produce;
 pub mod sync_group;
+pub mod txn_offset_commit;
 
 use std::future::Future;
 use std::pin::Pin;
@@ -79,8 +85,14 @@ pub const SUPPORTED_APIS: &[(ApiKey, VersionRange)] = &[
     (ApiKey::DeleteTopics, delete_topics::VERSIONS),
     (ApiKey::InitProducerId, init_producer_id::VERSIONS),
     (ApiKey::OffsetForLeaderEpoch, offset_for_leader_epoch::VERSIONS),
+    (ApiKey::AddPartitionsToTxn, add_partitions_to_txn::VERSIONS),
+    (ApiKey::AddOffsetsToTxn, add_offsets_to_txn::VERSIONS),
+    (ApiKey::EndTxn, end_txn::VERSIONS),
+    (ApiKey::TxnOffsetCommit, txn_offset_commit::VERSIONS),
     (ApiKey::DeleteGroups, delete_groups::VERSIONS),
     (ApiKey::OffsetDelete, offset_delete::VERSIONS),
+    (ApiKey::DescribeTransactions, describe_transactions::VERSIONS),
+    (ApiKey::ListTransactions, list_transactions::VERSIONS),
 ];
 
 pub fn is_supported(api: ApiKey, version: i16) -> bool {
@@ -178,6 +190,12 @@ pub async fn dispatch(connection: &Rc<ConnectionContext>, frame: Bytes) -> Resul
         ApiKey::DeleteGroups => start!(delete_groups),
         ApiKey::OffsetDelete => start!(offset_delete),
         ApiKey::InitProducerId => start!(init_producer_id),
+        ApiKey::AddPartitionsToTxn => start!(add_partitions_to_txn),
+        ApiKey::AddOffsetsToTxn => start!(add_offsets_to_txn),
+        ApiKey::EndTxn => start!(end_txn),
+        ApiKey::TxnOffsetCommit => start!(txn_offset_commit),
+        ApiKey::DescribeTransactions => start!(describe_transactions),
+        ApiKey::ListTransactions => start!(list_transactions),
         other => unreachable!("{other:?} is in SUPPORTED_APIS without a handler"),
     })
 }
@@ -282,7 +300,13 @@ mod tests {
         check_api::<DeleteGroupsRequest>(0);
         check_api::<OffsetDeleteRequest>(0);
         check_api::<InitProducerIdRequest>(0);
-        assert_eq!(SUPPORTED_APIS.len(), 20, "a new API needs a line here");
+        check_api::<AddPartitionsToTxnRequest>(0);
+        check_api::<AddOffsetsToTxnRequest>(0);
+        check_api::<EndTxnRequest>(0);
+        check_api::<TxnOffsetCommitRequest>(0);
+        check_api::<DescribeTransactionsRequest>(0);
+        check_api::<ListTransactionsRequest>(0);
+        assert_eq!(SUPPORTED_APIS.len(), 26, "a new API needs a line here");
     }
 
     #[test]

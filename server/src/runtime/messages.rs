@@ -10,6 +10,7 @@ use kafka_protocol::ResponseError;
 use ringlog_engine::{AppendResult, Isolation, LogOffsets, ReadChunk};
 use tokio::sync::oneshot;
 
+use crate::coordinator::transaction::TxnMetadata;
 use crate::metadata::TopicMetadata;
 
 /// A topic partition as cores name it.
@@ -89,6 +90,21 @@ pub enum ShardRequest {
     ListGroups {
         reply: oneshot::Sender<Vec<crate::coordinator::GroupListing>>,
     },
+    Transaction {
+        transactional_id: String,
+        request: TxnRequest,
+    },
+    ListTransactions {
+        reply: oneshot::Sender<Vec<(String, TxnMetadata)>>,
+    },
+    /// Close `producer_id`'s transaction on these partitions (all owned here).
+    WriteMarkers {
+        partitions: Vec<TopicPartition>,
+        producer_id: i64,
+        producer_epoch: i16,
+        commit: bool,
+        reply: oneshot::Sender<Result<(), ResponseError>>,
+    },
     /// Stop accepting, flush and seal every partition, then stop the core.
     Shutdown {
         reply: oneshot::Sender<()>,
@@ -165,9 +181,43 @@ pub enum GroupRequest {
     Delete {
         reply: oneshot::Sender<Result<(), ResponseError>>,
     },
+    /// TxnOffsetCommit: written as part of the producer's transaction, applied
+    /// when its commit marker is.
+    TxnCommitOffsets {
+        producer_id: i64,
+        producer_epoch: i16,
+        offsets: Vec<(String, i32, crate::coordinator::offsets_log::CommittedOffset)>,
+        reply: oneshot::Sender<Result<(), ResponseError>>,
+    },
     /// OffsetDelete: refused for topics the group's members subscribe to.
     DeleteOffsets {
         partitions: Vec<(String, i32)>,
         reply: oneshot::Sender<Result<Vec<Result<(), ResponseError>>, ResponseError>>,
+    },
+}
+
+/// Work for the core that owns a transactional id.
+pub enum TxnRequest {
+    /// Replies `(producer id, epoch)`. `requested` is the producer's own id
+    /// and epoch (KIP-360), when it names them.
+    InitProducerId {
+        timeout_ms: i32,
+        requested: Option<(i64, i16)>,
+        reply: oneshot::Sender<Result<(i64, i16), ResponseError>>,
+    },
+    AddPartitions {
+        producer_id: i64,
+        producer_epoch: i16,
+        partitions: Vec<(String, i32)>,
+        reply: oneshot::Sender<Result<(), ResponseError>>,
+    },
+    End {
+        producer_id: i64,
+        producer_epoch: i16,
+        commit: bool,
+        reply: oneshot::Sender<Result<(), ResponseError>>,
+    },
+    Describe {
+        reply: oneshot::Sender<Option<TxnMetadata>>,
     },
 }

@@ -5,3 +5,4 @@ pub mod controller;
 pub mod messages;
 pub mod router;
 pub mod shard;
+pub mod transactions;

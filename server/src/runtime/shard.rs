@@ -23,6 +23,7 @@ use crate::broker::Broker;
 use crate::config::TimestampType;
 use crate::coordinator::group::GroupConfig;
 use crate::coordinator::offsets_log::{self, OffsetRecord, OFFSETS_TOPIC};
+use crate::coordinator::transaction::{self, TransactionCoordinator, TRANSACTION_TOPIC};
 use crate::coordinator::{self, GroupCoordinator};
 use crate::metadata::TopicSettings;
 use crate::net::listener;
@@ -30,6 +31,7 @@ use crate::runtime::controller;
 use crate::runtime::messages::{
     ControlRequest, GroupRequest, PartitionRead, PartitionResult, ProduceOutcome, ShardRequest, TopicPartition,
 };
+use crate::runtime::transactions;
 
 /// How often group sessions and rebalance deadlines are checked.
 const GROUP_TICK_MS: u64 = 100;
@@ -55,14 +57,15 @@ struct OwnedPartition {
     settings: TopicSettings,
 }
 
-struct Shard {
+pub(crate) struct Shard {
     core_id: usize,
-    broker: Arc<Broker>,
+    pub(crate) broker: Arc<Broker>,
     partitions: HashMap<TopicPartition, OwnedPartition>,
     cache: Rc<RefCell<BatchCache>>,
     next_partition_key: u64,
     clean_shutdown: bool,
     groups: Rc<RefCell<GroupCoordinator>>,
+    pub(crate) transactions: Rc<RefCell<TransactionCoordinator>>,
 }
 
 pub fn now_ms() -> i64 {
@@ -107,9 +110,10 @@ async fn run_core_loop(startup: CoreStartup) {
             },
             Duration::from_secs(broker.config.offsets_retention_minutes * 60),
         ))),
+        transactions: Rc::new(RefCell::new(TransactionCoordinator::default())),
     }));
     let opened = shard.borrow_mut().open_owned_partitions();
-    let opened = opened.and_then(|count| shard.borrow().load_committed_offsets().map(|()| count));
+    let opened = opened.and_then(|count| shard.borrow().load_internal_topics().map(|()| count));
     let _ = ready.send(opened);
     let accept_task = match listener::start_accepting(listener, broker.clone(), core_id) {
         Ok(task) => task,
@@ -120,6 +124,10 @@ async fn run_core_loop(startup: CoreStartup) {
     };
     if let Some(control_requests) = control_requests {
         spawn_local(controller::run_controller(broker.clone(), control_requests));
+    }
+    let prepared = shard.borrow().transactions.borrow().prepared();
+    for (transactional_id, txn) in prepared {
+        spawn_local(transactions::complete_prepared(shard.clone(), transactional_id, txn));
     }
     spawn_local(run_group_timer(shard.clone()));
     if let Some(interval_ms) = broker.config.log_flush_interval_ms {
@@ -132,7 +140,13 @@ async fn run_core_loop(startup: CoreStartup) {
             let _ = reply.send(());
             return;
         }
-        shard.borrow_mut().handle(request);
+        match request {
+            ShardRequest::Transaction {
+                transactional_id,
+                request,
+            } => spawn_local(transactions::handle(shard.clone(), transactional_id, request)),
+            other => shard.borrow_mut().handle(other),
+        }
     }
 }
 
@@ -154,6 +168,10 @@ async fn run_group_timer(shard: Rc<RefCell<Shard>>) {
         ticks.tick().await;
         let groups = shard.borrow().groups.clone();
         let expired = groups.borrow_mut().tick(std::time::Instant::now());
+        let overdue = shard.borrow().transactions.borrow().expired(now_ms());
+        for (transactional_id, aborting) in overdue {
+            spawn_local(transactions::abort_expired(shard.clone(), transactional_id, aborting));
+        }
         for (group_id, partitions) in expired {
             tracing::info!(group = %group_id, "deleting offsets of a group empty past offsets.retention.minutes");
             let records = tombstones(&group_id, partitions);
@@ -188,21 +206,57 @@ async fn close_partitions(shard: &Rc<RefCell<Shard>>) {
     }
 }
 
-/// Decodes the offset-commit records of whole batches read from `__consumer_offsets`.
-fn offset_records(mut bytes: &[u8]) -> Vec<OffsetRecord> {
-    let mut records = Vec::new();
+/// Calls `visit` with each whole batch in `bytes`.
+fn for_each_batch(mut bytes: &[u8], mut visit: impl FnMut(&ringlog_engine::batch::BatchHeader, &[u8])) {
     while let Ok(total) = ringlog_engine::batch::batch_total_bytes(bytes) {
-        let Some(batch) = bytes.get(..total) else {
-            break;
-        };
-        for record in ringlog_engine::batch::parse_records(batch).unwrap_or_default() {
-            if let Some(decoded) = record.key.and_then(|key| offsets_log::decode(key, record.value)) {
-                records.push(decoded);
-            }
+        let Some(batch) = bytes.get(..total) else { break };
+        if let Ok(header) = ringlog_engine::batch::BatchHeader::parse(batch) {
+            visit(&header, batch);
         }
         bytes = &bytes[total..];
     }
-    records
+}
+
+/// Applies one replayed `__consumer_offsets` batch: plain commits at once,
+/// transactional ones at their marker.
+fn replay_offsets_batch(
+    groups: &mut GroupCoordinator,
+    header: &ringlog_engine::batch::BatchHeader,
+    batch: &[u8],
+    now: std::time::Instant,
+) {
+    if header.is_control() {
+        if let Some(commit) = ringlog_engine::batch::marker_is_commit(batch) {
+            groups.resolve_pending_transaction(header.producer_id, commit, now);
+        }
+        return;
+    }
+    let records: Vec<OffsetRecord> = ringlog_engine::batch::parse_records(batch)
+        .unwrap_or_default()
+        .into_iter()
+        .filter_map(|r| r.key.and_then(|key| offsets_log::decode(key, r.value)))
+        .collect();
+    if header.is_transactional() {
+        groups.add_pending_transaction(header.producer_id, records);
+    } else {
+        for record in records {
+            groups.apply(record, now);
+        }
+    }
+}
+
+/// One batch of offset-commit records (or tombstones).
+fn offset_records_batch(records: &[OffsetRecord]) -> bytes::BytesMut {
+    let encoded: Vec<_> = records
+        .iter()
+        .map(|r| {
+            let key = offsets_log::encode_key(&r.group, &r.topic, r.partition);
+            (key, r.committed.as_ref().map(offsets_log::encode_value))
+        })
+        .collect();
+    let key_values: Vec<ringlog_engine::batch::KeyValue<'_>> =
+        encoded.iter().map(|(k, v)| (Some(&k[..]), v.as_deref())).collect();
+    ringlog_engine::batch::build_batch(&key_values, now_ms())
 }
 
 /// Kafka's codes for idempotence refusals.
@@ -338,6 +392,23 @@ impl Shard {
             ShardRequest::ListGroups { reply } => {
                 let _ = reply.send(self.groups.borrow().list());
             }
+            ShardRequest::ListTransactions { reply } => {
+                let listed = self
+                    .transactions
+                    .borrow()
+                    .iter()
+                    .map(|(id, t)| (id.clone(), t.clone()))
+                    .collect();
+                let _ = reply.send(listed);
+            }
+            ShardRequest::WriteMarkers {
+                partitions,
+                producer_id,
+                producer_epoch,
+                commit,
+                reply,
+            } => self.write_markers(partitions, producer_id, producer_epoch, commit, reply),
+            ShardRequest::Transaction { .. } => unreachable!("handled by the core loop"),
             ShardRequest::Shutdown { .. } => unreachable!("handled by the core loop"),
         }
     }
@@ -444,13 +515,17 @@ impl Shard {
         }
     }
 
-    /// Replays this core's `__consumer_offsets` partitions into its groups.
-    fn load_committed_offsets(&self) -> Result<(), String> {
+    /// Replays this core's internal partitions: `__consumer_offsets` into its
+    /// groups (transactional commits held until their marker), and
+    /// `__transaction_state` into its transaction coordinator.
+    fn load_internal_topics(&self) -> Result<(), String> {
         let now = std::time::Instant::now();
         let mut groups = self.groups.borrow_mut();
+        let mut transactions = self.transactions.borrow_mut();
         let mut loaded = 0usize;
         for (tp, owned) in &self.partitions {
-            if &*tp.topic != OFFSETS_TOPIC {
+            let is_offsets = &*tp.topic == OFFSETS_TOPIC;
+            if !is_offsets && &*tp.topic != TRANSACTION_TOPIC {
                 continue;
             }
             let log = owned.log.borrow();
@@ -462,17 +537,51 @@ impl Shard {
                 if next_offset <= offset {
                     break;
                 }
-                for record in offset_records(&bytes) {
-                    groups.apply(record, now);
+                for_each_batch(&bytes, |header, batch| {
                     loaded += 1;
-                }
+                    if is_offsets {
+                        replay_offsets_batch(&mut groups, header, batch, now);
+                    } else {
+                        for record in ringlog_engine::batch::parse_records(batch).unwrap_or_default() {
+                            if let Some((id, txn)) = record.key.and_then(|k| transaction::decode(k, record.value)) {
+                                transactions.apply(id, txn);
+                            }
+                        }
+                    }
+                });
                 offset = next_offset;
             }
         }
         if loaded > 0 {
-            tracing::info!(core = self.core_id, records = loaded, "loaded committed offsets");
+            tracing::info!(core = self.core_id, batches = loaded, "replayed internal topics");
         }
         Ok(())
+    }
+
+    /// Appends `batch` to an internal partition this core owns; the receiver
+    /// completes when it is durable.
+    pub(crate) fn append_internal(
+        &mut self,
+        tp: &TopicPartition,
+        batch: bytes::BytesMut,
+    ) -> Result<tokio::sync::oneshot::Receiver<Result<(), ringlog_engine::WriteFailed>>, ResponseError> {
+        assert_eq!(
+            self.broker.owner_core(tp),
+            self.core_id,
+            "internal writes stay on their owner core"
+        );
+        let now = now_ms();
+        let owned = self.partition(tp).map_err(|_| ResponseError::CoordinatorNotAvailable)?;
+        let appended = owned.log.borrow_mut().append(vec![batch], None, now);
+        let append = appended.map_err(|e| storage_error(tp, &e))?;
+        Ok(owned.log.borrow_mut().wait_durable(append.next_offset))
+    }
+
+    fn offsets_tp(&self, group_id: &str) -> TopicPartition {
+        TopicPartition {
+            topic: OFFSETS_TOPIC.into(),
+            partition: coordinator::offsets_partition(group_id, self.broker.offsets_partitions),
+        }
     }
 
     /// Appends `records` to the group's offsets partition (owned by this core)
@@ -487,36 +596,9 @@ impl Shard {
             done(Ok(()));
             return;
         }
-        let tp = TopicPartition {
-            topic: OFFSETS_TOPIC.into(),
-            partition: coordinator::offsets_partition(group_id, self.broker.offsets_partitions),
-        };
-        assert_eq!(
-            self.broker.owner_core(&tp),
-            self.core_id,
-            "a group lives with its offsets partition"
-        );
-        let encoded: Vec<_> = records
-            .iter()
-            .map(|r| {
-                let key = offsets_log::encode_key(&r.group, &r.topic, r.partition);
-                (key, r.committed.as_ref().map(offsets_log::encode_value))
-            })
-            .collect();
-        let key_values: Vec<ringlog_engine::batch::KeyValue<'_>> =
-            encoded.iter().map(|(k, v)| (Some(&k[..]), v.as_deref())).collect();
-        let now = now_ms();
-        let batch = ringlog_engine::batch::build_batch(&key_values, now);
-        let appended = self
-            .partition(&tp)
-            .map_err(|_| ResponseError::CoordinatorNotAvailable)
-            .and_then(|owned| {
-                let append = owned.log.borrow_mut().append(vec![batch], None, now);
-                append
-                    .map(|a| owned.log.borrow_mut().wait_durable(a.next_offset))
-                    .map_err(|e| storage_error(&tp, &e))
-            });
-        let durable = match appended {
+        let tp = self.offsets_tp(group_id);
+        let batch = offset_records_batch(&records);
+        let durable = match self.append_internal(&tp, batch) {
             Ok(durable) => durable,
             Err(_) => {
                 done(Err(ResponseError::CoordinatorNotAvailable));
@@ -629,6 +711,43 @@ impl Shard {
                     self.groups.borrow_mut().forget(&group_id);
                 }
             }
+            GroupRequest::TxnCommitOffsets {
+                producer_id,
+                producer_epoch,
+                offsets,
+                reply,
+            } => {
+                drop(groups);
+                let records: Vec<OffsetRecord> = offsets
+                    .into_iter()
+                    .map(|(topic, partition, committed)| OffsetRecord {
+                        group: group_id.clone(),
+                        topic,
+                        partition,
+                        committed: Some(committed),
+                    })
+                    .collect();
+                let mut batch = offset_records_batch(&records);
+                ringlog_engine::batch::make_transactional(&mut batch, producer_id, producer_epoch);
+                let durable = match self.append_internal(&self.offsets_tp(&group_id), batch) {
+                    Ok(durable) => durable,
+                    Err(error) => {
+                        let _ = reply.send(Err(error));
+                        return;
+                    }
+                };
+                let groups = self.groups.clone();
+                spawn_local(async move {
+                    let result = match durable.await {
+                        Ok(Ok(())) => {
+                            groups.borrow_mut().add_pending_transaction(producer_id, records);
+                            Ok(())
+                        }
+                        _ => Err(ResponseError::CoordinatorNotAvailable),
+                    };
+                    let _ = reply.send(result);
+                });
+            }
             GroupRequest::DeleteOffsets { partitions, reply } => {
                 let Some(group) = groups.group(&group_id) else {
                     let _ = reply.send(Err(ResponseError::GroupIdNotFound));
@@ -654,6 +773,61 @@ impl Shard {
                 });
             }
         }
+    }
+
+    /// Writes `producer_id`'s commit or abort marker on each partition (owned
+    /// here); once all are durable, resolves transactional offset commits on
+    /// `__consumer_offsets` partitions and replies.
+    fn write_markers(
+        &mut self,
+        partitions: Vec<TopicPartition>,
+        producer_id: i64,
+        producer_epoch: i16,
+        commit: bool,
+        reply: tokio::sync::oneshot::Sender<Result<(), ResponseError>>,
+    ) {
+        let now = now_ms();
+        let mut durable = Vec::with_capacity(partitions.len());
+        for tp in &partitions {
+            let owned = match self.partition(tp) {
+                Ok(owned) => owned,
+                Err(error) => {
+                    let _ = reply.send(Err(error));
+                    return;
+                }
+            };
+            let appended = owned
+                .log
+                .borrow_mut()
+                .append_marker(producer_id, producer_epoch, commit, 0, now);
+            match appended {
+                Ok(append) => durable.push(owned.log.borrow_mut().wait_durable(append.next_offset)),
+                // A newer epoch already wrote here: this transaction is over.
+                Err(LogError::Sequence(refusal)) => {
+                    tracing::warn!(topic = %tp.topic, partition = tp.partition, %refusal, "marker skipped");
+                }
+                Err(error) => {
+                    let _ = reply.send(Err(storage_error(tp, &error)));
+                    return;
+                }
+            }
+        }
+        let touches_offsets = partitions.iter().any(|tp| &*tp.topic == OFFSETS_TOPIC);
+        let groups = self.groups.clone();
+        spawn_local(async move {
+            for receiver in durable {
+                if !matches!(receiver.await, Ok(Ok(()))) {
+                    let _ = reply.send(Err(ResponseError::KafkaStorageError));
+                    return;
+                }
+            }
+            if touches_offsets {
+                groups
+                    .borrow_mut()
+                    .resolve_pending_transaction(producer_id, commit, std::time::Instant::now());
+            }
+            let _ = reply.send(Ok(()));
+        });
     }
 
     fn delete_partition(&mut self, tp: &TopicPartition) {
