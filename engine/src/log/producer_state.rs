@@ -185,16 +185,10 @@ impl ProducerStateTable {
         }
         let producer_id = header.producer_id;
         let Some(entry) = self.producers.get(&producer_id) else {
-            // A producer this partition has not seen: its first batch starts at 0.
-            return if header.base_sequence == 0 {
-                Ok(SequenceCheck::Append)
-            } else {
-                Err(SequenceError::OutOfOrder {
-                    producer_id,
-                    expected: 0,
-                    received: header.base_sequence,
-                })
-            };
+            // A producer this partition does not know (never seen, or its state
+            // was removed with old segments): accepted at any sequence, as Kafka
+            // 2.5+ does (KIP-360), so the producer is not stuck.
+            return Ok(SequenceCheck::Append);
         };
         if header.producer_epoch < entry.epoch {
             return Err(SequenceError::InvalidEpoch {
@@ -445,10 +439,11 @@ mod tests {
             matches!(table.check(&header(-1, -1, 5, 1, 0)), Ok(SequenceCheck::Append)),
             "no producer id: not idempotent"
         );
-        assert!(matches!(
+        assert_eq!(
             table.check(&header(8, 0, 4, 1, 0)),
-            Err(SequenceError::OutOfOrder { expected: 0, .. })
-        ));
+            Ok(SequenceCheck::Append),
+            "unknown producer: accepted"
+        );
         let bumped = header(7, 1, 0, 1, 105);
         assert_eq!(table.check(&bumped), Ok(SequenceCheck::Append));
         table.record(&bumped);

@@ -1,4 +1,5 @@
-//! InitProducerId (key 22), v0-v4.
+//! InitProducerId (key 22), v0-v5 (v5 only says the client understands
+//! TRANSACTION_ABORTABLE, which this broker never returns).
 //!
 //! Without a transactional id (idempotent producers): a producer id never
 //! handed out before (reserved in durable blocks) and epoch 0, as Kafka.
@@ -13,7 +14,7 @@ use kafka_protocol::ResponseError;
 use super::{HandlerOutcome, RequestContext};
 use crate::runtime::messages::TxnRequest;
 
-pub const VERSIONS: VersionRange = VersionRange { min: 0, max: 4 };
+pub const VERSIONS: VersionRange = VersionRange { min: 0, max: 5 };
 
 pub async fn handle(body: InitProducerIdRequest, request: RequestContext) -> HandlerOutcome {
     let broker = request.broker();
