@@ -370,3 +370,21 @@ impl Drop for ChaosProxy {
         let _ = TcpStream::connect(&self.address); // wake the accept loop
     }
 }
+
+/// Creates `name` with `partitions` partitions through librdkafka's admin API.
+pub async fn create_topic(bootstrap: &str, name: &str, partitions: i32) {
+    use rdkafka::admin::{AdminClient, AdminOptions, NewTopic, TopicReplication};
+    use rdkafka::client::DefaultClientContext;
+    let admin: AdminClient<DefaultClientContext> = rdkafka::config::ClientConfig::new()
+        .set("bootstrap.servers", bootstrap)
+        .create()
+        .expect("admin client");
+    let topic = NewTopic::new(name, partitions, TopicReplication::Fixed(1));
+    for result in admin
+        .create_topics(&[topic], &AdminOptions::new())
+        .await
+        .expect("create_topics")
+    {
+        result.expect("topic created");
+    }
+}

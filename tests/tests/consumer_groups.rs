@@ -6,13 +6,11 @@ use std::collections::{BTreeMap, BTreeSet};
 use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
 
-use rdkafka::admin::{AdminClient, AdminOptions, NewTopic, TopicReplication};
-use rdkafka::client::DefaultClientContext;
 use rdkafka::config::ClientConfig;
 use rdkafka::consumer::{BaseConsumer, CommitMode, Consumer};
 use rdkafka::producer::{FutureProducer, FutureRecord};
 use rdkafka::{Message, TopicPartitionList};
-use ringlog_tests::RunningBroker;
+use ringlog_tests::{create_topic, RunningBroker};
 
 const DEADLINE: Duration = Duration::from_secs(90);
 
@@ -21,21 +19,6 @@ fn group_broker() -> RunningBroker {
         ("group.initial.rebalance.delay.ms", "300"),
         ("group.min.session.timeout.ms", "1000"),
     ])
-}
-
-async fn create_topic(bootstrap: &str, name: &str, partitions: i32) {
-    let admin: AdminClient<DefaultClientContext> = ClientConfig::new()
-        .set("bootstrap.servers", bootstrap)
-        .create()
-        .expect("admin");
-    let topic = NewTopic::new(name, partitions, TopicReplication::Fixed(1));
-    for result in admin
-        .create_topics(&[topic], &AdminOptions::new())
-        .await
-        .expect("create")
-    {
-        result.expect("created");
-    }
 }
 
 async fn produce(bootstrap: &str, topic: &str, values: impl Iterator<Item = String>) {

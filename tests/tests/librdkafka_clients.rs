@@ -4,30 +4,13 @@
 use std::collections::{BTreeMap, HashMap};
 use std::time::{Duration, Instant};
 
-use rdkafka::admin::{AdminClient, AdminOptions, NewTopic, TopicReplication};
-use rdkafka::client::DefaultClientContext;
 use rdkafka::config::ClientConfig;
 use rdkafka::consumer::{BaseConsumer, Consumer};
 use rdkafka::producer::{FutureProducer, FutureRecord};
 use rdkafka::{Message, Offset, TopicPartitionList};
-use ringlog_tests::RunningBroker;
+use ringlog_tests::{create_topic, RunningBroker};
 
 const DEADLINE: Duration = Duration::from_secs(120);
-
-async fn create_topic(bootstrap: &str, name: &str, partitions: i32) {
-    let admin: AdminClient<DefaultClientContext> = ClientConfig::new()
-        .set("bootstrap.servers", bootstrap)
-        .create()
-        .expect("admin client");
-    let topic = NewTopic::new(name, partitions, TopicReplication::Fixed(1));
-    let results = admin
-        .create_topics(&[topic], &AdminOptions::new())
-        .await
-        .expect("create_topics");
-    for result in results {
-        result.expect("topic created");
-    }
-}
 
 fn producer(bootstrap: &str, codec: &str) -> FutureProducer {
     ClientConfig::new()

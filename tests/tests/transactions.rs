@@ -6,13 +6,11 @@
 use std::collections::BTreeSet;
 use std::time::{Duration, Instant};
 
-use rdkafka::admin::{AdminClient, AdminOptions, NewTopic, TopicReplication};
-use rdkafka::client::DefaultClientContext;
 use rdkafka::config::ClientConfig;
 use rdkafka::consumer::{BaseConsumer, CommitMode, Consumer};
 use rdkafka::producer::{BaseRecord, DefaultProducerContext, Producer, ThreadedProducer};
 use rdkafka::{Message, Offset, TopicPartitionList};
-use ringlog_tests::RunningBroker;
+use ringlog_tests::{create_topic, RunningBroker};
 
 const TIMEOUT: Duration = Duration::from_secs(30);
 
@@ -21,21 +19,6 @@ fn broker() -> RunningBroker {
         ("group.initial.rebalance.delay.ms", "200"),
         ("group.min.session.timeout.ms", "1000"),
     ])
-}
-
-async fn create_topic(bootstrap: &str, name: &str, partitions: i32) {
-    let admin: AdminClient<DefaultClientContext> = ClientConfig::new()
-        .set("bootstrap.servers", bootstrap)
-        .create()
-        .expect("admin");
-    let topic = NewTopic::new(name, partitions, TopicReplication::Fixed(1));
-    for result in admin
-        .create_topics(&[topic], &AdminOptions::new())
-        .await
-        .expect("create")
-    {
-        result.expect("created");
-    }
 }
 
 fn transactional_producer(bootstrap: &str, transactional_id: &str) -> ThreadedProducer<DefaultProducerContext> {

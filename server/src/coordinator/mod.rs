@@ -10,6 +10,7 @@
 
 pub mod group;
 pub mod offsets_log;
+pub mod record_codec;
 pub mod transaction;
 
 use std::collections::{BTreeMap, HashMap};

@@ -11,6 +11,8 @@
 
 use bytes::{Buf, BufMut, BytesMut};
 
+use super::record_codec::{get_string, put_string};
+
 pub const OFFSETS_TOPIC: &str = "__consumer_offsets";
 const OFFSET_KEY_VERSION: i16 = 1;
 const OFFSET_VALUE_VERSION: i16 = 3;
@@ -30,23 +32,6 @@ pub struct OffsetRecord {
     pub topic: String,
     pub partition: i32,
     pub committed: Option<CommittedOffset>,
-}
-
-fn put_string(buf: &mut BytesMut, text: &str) {
-    buf.put_i16(text.len() as i16);
-    buf.put_slice(text.as_bytes());
-}
-
-fn get_string(buf: &mut &[u8]) -> Option<String> {
-    if buf.remaining() < 2 {
-        return None;
-    }
-    let len = buf.get_i16();
-    let len = usize::try_from(len).ok()?;
-    let text = buf.get(..len)?;
-    let text = String::from_utf8(text.to_vec()).ok()?;
-    buf.advance(len);
-    Some(text)
 }
 
 pub fn encode_key(group: &str, topic: &str, partition: i32) -> BytesMut {

@@ -22,6 +22,8 @@
 use std::collections::{BTreeMap, BTreeSet, HashMap, HashSet};
 
 use bytes::{Buf, BufMut, BytesMut};
+
+use super::record_codec::{get_string, put_string};
 use kafka_protocol::ResponseError;
 
 pub const TRANSACTION_TOPIC: &str = "__transaction_state";
@@ -81,21 +83,6 @@ pub struct TxnMetadata {
     pub partitions: BTreeSet<(String, i32)>,
     pub start_ms: i64,
     pub last_update_ms: i64,
-}
-
-fn put_string(buf: &mut BytesMut, text: &str) {
-    buf.put_i16(text.len() as i16);
-    buf.put_slice(text.as_bytes());
-}
-
-fn get_string(buf: &mut &[u8]) -> Option<String> {
-    if buf.remaining() < 2 {
-        return None;
-    }
-    let len = usize::try_from(buf.get_i16()).ok()?;
-    let text = String::from_utf8(buf.get(..len)?.to_vec()).ok()?;
-    buf.advance(len);
-    Some(text)
 }
 
 pub fn encode_key(transactional_id: &str) -> BytesMut {
