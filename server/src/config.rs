@@ -25,6 +25,16 @@ pub const SETTINGS: &[Setting] = &[
     Setting { key: "log.segment.bytes", default: "1073741824", description: "roll a segment at this size (topic: segment.bytes)" },
     Setting { key: "log.roll.ms", default: "604800000", description: "roll a segment at this age (topic: segment.ms)" },
     Setting { key: "log.index.interval.bytes", default: "4096", description: "bytes between offset index entries" },
+    Setting { key: "log.retention.ms", default: "604800000", description: "delete closed segments whose newest record is older (topic: retention.ms); -1 keeps all" },
+    Setting { key: "log.retention.bytes", default: "-1", description: "delete the oldest closed segments beyond this size per partition (topic: retention.bytes); -1 no limit" },
+    Setting { key: "log.retention.check.interval.ms", default: "300000", description: "how often each core applies retention to its partitions" },
+    Setting { key: "log.cleanup.policy", default: "delete", description: "delete, compact, or compact,delete (topic: cleanup.policy)" },
+    Setting { key: "log.cleaner.backoff.ms", default: "15000", description: "how often each core's cleaner looks for partitions to compact" },
+    Setting { key: "log.cleaner.min.compaction.lag.ms", default: "0", description: "records younger than this are not compacted (topic: min.compaction.lag.ms)" },
+    Setting { key: "log.cleaner.max.compaction.lag.ms", default: "9223372036854775807", description: "records older than this are compacted whatever the dirty ratio (topic: max.compaction.lag.ms)" },
+    Setting { key: "log.cleaner.delete.retention.ms", default: "86400000", description: "tombstones are kept this long after compaction reaches them (topic: delete.retention.ms)" },
+    Setting { key: "log.cleaner.min.cleanable.ratio", default: "0.5", description: "compact once this share of a log is dirty (topic: min.cleanable.dirty.ratio)" },
+    Setting { key: "compression.type", default: "producer", description: "producer (keep), uncompressed, gzip, snappy, lz4, zstd (topic: compression.type)" },
     Setting { key: "log.flush.interval.messages", default: "9223372036854775807", description: "fsync after this many messages; 1 = before every acknowledgement; default never (page cache, as Kafka)" },
     Setting { key: "log.flush.interval.ms", default: "", description: "fsync dirty partitions at this interval; empty = never" },
     Setting { key: "log.message.timestamp.type", default: "CreateTime", description: "CreateTime or LogAppendTime (topic: message.timestamp.type)" },
@@ -75,13 +85,9 @@ pub struct BrokerConfig {
     pub num_partitions: i32,
     pub auto_create_topics_enable: bool,
     pub socket_request_max_bytes: usize,
-    pub message_max_bytes: usize,
-    pub log_segment_bytes: u64,
-    pub log_roll_ms: i64,
     pub log_index_interval_bytes: u64,
     pub log_flush_interval_messages: u64,
     pub log_flush_interval_ms: Option<u64>,
-    pub log_message_timestamp_type: TimestampType,
     pub log_io_mode: IoMode,
     pub log_cache_bytes_per_core: usize,
     pub fetch_max_wait_ms_max: u64,
@@ -93,24 +99,57 @@ pub struct BrokerConfig {
     pub group_min_session_timeout_ms: i32,
     pub group_max_session_timeout_ms: i32,
     pub group_initial_rebalance_delay_ms: u64,
+    pub log_retention_check_interval_ms: u64,
+    pub log_cleaner_backoff_ms: u64,
+    /// Every setting's effective value, for topic-config defaults and DescribeConfigs.
+    values: BTreeMap<String, String>,
+    /// Settings given in the file or on the command line.
+    explicit: std::collections::BTreeSet<String>,
 }
 
 impl BrokerConfig {
     /// Defaults, overlaid with the TOML file (if any), then with `overrides`.
     pub fn load(file: Option<&Path>, overrides: &[(String, String)]) -> Result<Self, ConfigError> {
-        let mut values: BTreeMap<String, String> = SETTINGS
-            .iter()
-            .map(|s| (s.key.to_string(), s.default.to_string()))
-            .collect();
+        let mut values: BTreeMap<String, String> =
+            SETTINGS.iter().map(|s| (s.key.to_string(), s.default.to_string())).collect();
+        let mut explicit = std::collections::BTreeSet::new();
         if let Some(path) = file {
             for (key, value) in read_toml(path)? {
+                explicit.insert(key.clone());
                 set_known(&mut values, key, value)?;
             }
         }
         for (key, value) in overrides {
+            explicit.insert(key.clone());
             set_known(&mut values, key.clone(), value.clone())?;
         }
-        Self::from_values(&values)
+        // Broker defaults of topic configs follow the topic configs' rules.
+        for topic_config in crate::topic_config::TOPIC_CONFIGS {
+            let value = values.get(topic_config.broker_key).cloned().unwrap_or_default();
+            crate::topic_config::validate(topic_config.name, &value).map_err(|reason| ConfigError::InvalidValue {
+                key: topic_config.broker_key.to_string(),
+                value,
+                reason,
+            })?;
+        }
+        let mut config = Self::from_values(&values)?;
+        config.values = values;
+        config.explicit = explicit;
+        Ok(config)
+    }
+
+    /// A setting's effective value (empty for unknown keys).
+    pub fn value(&self, key: &str) -> &str {
+        self.values.get(key).map_or("", String::as_str)
+    }
+
+    pub fn is_explicit(&self, key: &str) -> bool {
+        self.explicit.contains(key)
+    }
+
+    /// Every setting with its value and whether it was set explicitly.
+    pub fn all_values(&self) -> impl Iterator<Item = (&str, &str, bool)> {
+        self.values.iter().map(|(k, v)| (k.as_str(), v.as_str(), self.explicit.contains(k)))
     }
 
     fn from_values(values: &BTreeMap<String, String>) -> Result<Self, ConfigError> {
@@ -120,16 +159,12 @@ impl BrokerConfig {
             num_partitions: parse_positive(values, "num.partitions")?,
             auto_create_topics_enable: parse(values, "auto.create.topics.enable")?,
             socket_request_max_bytes: parse_positive(values, "socket.request.max.bytes")?,
-            message_max_bytes: parse_positive(values, "message.max.bytes")?,
-            log_segment_bytes: parse_segment_bytes("log.segment.bytes", get("log.segment.bytes"))?,
-            log_roll_ms: parse_positive(values, "log.roll.ms")?,
             log_index_interval_bytes: parse_positive(values, "log.index.interval.bytes")?,
             log_flush_interval_messages: parse_positive(values, "log.flush.interval.messages")?,
             log_flush_interval_ms: match get("log.flush.interval.ms") {
                 "" => None,
                 _ => Some(parse_positive(values, "log.flush.interval.ms")?),
             },
-            log_message_timestamp_type: parse(values, "log.message.timestamp.type")?,
             log_io_mode: parse(values, "log.io.mode")?,
             log_cache_bytes_per_core: parse(values, "log.cache.bytes.per.core")?,
             fetch_max_wait_ms_max: parse(values, "fetch.max.wait.ms.max")?,
@@ -144,6 +179,10 @@ impl BrokerConfig {
             group_min_session_timeout_ms: parse_positive(values, "group.min.session.timeout.ms")?,
             group_max_session_timeout_ms: parse_positive(values, "group.max.session.timeout.ms")?,
             group_initial_rebalance_delay_ms: parse(values, "group.initial.rebalance.delay.ms")?,
+            log_retention_check_interval_ms: parse_positive(values, "log.retention.check.interval.ms")?,
+            log_cleaner_backoff_ms: parse_positive(values, "log.cleaner.backoff.ms")?,
+            values: BTreeMap::new(),
+            explicit: std::collections::BTreeSet::new(),
         })
     }
 

@@ -9,6 +9,7 @@ mod metadata;
 mod net;
 mod protocol;
 mod runtime;
+mod topic_config;
 
 use std::net::SocketAddr;
 use std::path::{Path, PathBuf};

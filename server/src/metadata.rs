@@ -15,7 +15,6 @@ use std::sync::Arc;
 
 use serde::{Deserialize, Serialize};
 
-use crate::config::{BrokerConfig, TimestampType};
 
 pub const METADATA_FILE_NAME: &str = "metadata.json";
 /// Kafka's limit on topic name length.
@@ -152,75 +151,6 @@ pub fn validate_topic_name(name: &str) -> Result<(), String> {
     Ok(())
 }
 
-/// Topic configs this node acts on today; others Kafka knows are stored only.
-pub fn is_enforced_topic_config(key: &str) -> bool {
-    matches!(
-        key,
-        "segment.bytes" | "segment.ms" | "max.message.bytes" | "message.timestamp.type"
-    )
-}
-
-/// Checks a topic config for CreateTopics; the error names the key.
-pub fn validate_topic_config(key: &str, value: &str) -> Result<(), String> {
-    let positive = |value: &str| match value.parse::<i64>() {
-        Ok(v) if v > 0 => Ok(()),
-        _ => Err(format!("invalid value {value:?} for {key}: must be a positive integer")),
-    };
-    match key {
-        "segment.bytes" => crate::config::parse_segment_bytes(key, value)
-            .map(|_| ())
-            .map_err(|e| e.to_string()),
-        "segment.ms" | "max.message.bytes" => positive(value),
-        "message.timestamp.type" => value
-            .parse::<TimestampType>()
-            .map(|_| ())
-            .map_err(|e| format!("invalid value for {key}: {e}")),
-        // Known to Kafka, kept and reported but not yet acted on by this node.
-        "cleanup.policy"
-        | "retention.ms"
-        | "retention.bytes"
-        | "compression.type"
-        | "min.insync.replicas"
-        | "min.compaction.lag.ms"
-        | "max.compaction.lag.ms"
-        | "delete.retention.ms"
-        | "min.cleanable.dirty.ratio"
-        | "flush.messages"
-        | "flush.ms"
-        | "unclean.leader.election.enable" => Ok(()),
-        other => Err(format!("unknown topic config {other:?}")),
-    }
-}
-
-/// Per-topic settings resolved against broker defaults.
-#[derive(Debug, Clone)]
-pub struct TopicSettings {
-    pub segment_bytes: u64,
-    pub segment_ms: i64,
-    pub max_message_bytes: usize,
-    pub timestamp_type: TimestampType,
-}
-
-impl TopicSettings {
-    pub fn resolve(topic: &TopicMetadata, broker: &BrokerConfig) -> Self {
-        let get = |key: &str| topic.configs.get(key).map(String::as_str);
-        Self {
-            segment_bytes: get("segment.bytes")
-                .and_then(|v| v.parse().ok())
-                .unwrap_or(broker.log_segment_bytes),
-            segment_ms: get("segment.ms")
-                .and_then(|v| v.parse().ok())
-                .unwrap_or(broker.log_roll_ms),
-            max_message_bytes: get("max.message.bytes")
-                .and_then(|v| v.parse().ok())
-                .unwrap_or(broker.message_max_bytes),
-            timestamp_type: get("message.timestamp.type")
-                .and_then(|v| v.parse().ok())
-                .unwrap_or(broker.log_message_timestamp_type),
-        }
-    }
-}
-
 pub type MetadataSnapshot = Arc<ClusterMetadata>;
 
 #[cfg(test)]
@@ -249,10 +179,4 @@ mod tests {
         assert!(validate_topic_name(&"x".repeat(250)).is_err());
     }
 
-    #[test]
-    fn invalid_topic_config_names_the_key() {
-        let error = validate_topic_config("segment.ms", "-4").expect_err("must be refused");
-        assert!(error.contains("segment.ms"));
-        assert!(validate_topic_config("nonsense", "1").is_err());
-    }
 }

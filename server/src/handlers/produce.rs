@@ -17,7 +17,8 @@ use ringlog_engine::batch::{self, BatchError};
 use tokio::sync::oneshot;
 
 use super::{HandlerOutcome, RequestContext, ResponseFuture};
-use crate::metadata::{validate_topic_name, TopicSettings};
+use crate::metadata::validate_topic_name;
+use crate::topic_config::TopicSettings;
 use crate::runtime::messages::{PartitionResult, ProduceOutcome, ShardRequest, TopicPartition};
 
 pub const VERSIONS: VersionRange = VersionRange { min: 0, max: 9 };

@@ -101,7 +101,7 @@ fn check_new_topic(
         ));
     }
     for (key, value) in &topic.configs {
-        metadata::validate_topic_config(key, value).map_err(|m| (ResponseError::InvalidConfig, m))?;
+        crate::topic_config::validate(key, value).map_err(|m| (ResponseError::InvalidConfig, m))?;
     }
     Ok(partitions)
 }
@@ -127,9 +127,6 @@ async fn create_topics(broker: &Broker, topics: Vec<NewTopic>, validate_only: bo
     }
     for topic in &created {
         tracing::info!(topic = %topic.name, partitions = topic.partitions.len(), "created topic");
-        for key in topic.configs.keys().filter(|k| !metadata::is_enforced_topic_config(k)) {
-            tracing::warn!(topic = %topic.name, config = %key, "topic config stored but not enforced yet");
-        }
     }
     tell_owners(broker, &created, |partitions, reply| ShardRequest::OpenPartitions {
         partitions,

@@ -25,7 +25,7 @@ use crate::coordinator::group::GroupConfig;
 use crate::coordinator::offsets_log::{self, OffsetRecord, OFFSETS_TOPIC};
 use crate::coordinator::transaction::{self, TransactionCoordinator, TRANSACTION_TOPIC};
 use crate::coordinator::{self, GroupCoordinator};
-use crate::metadata::TopicSettings;
+use crate::topic_config::TopicSettings;
 use crate::net::listener;
 use crate::runtime::controller;
 use crate::runtime::messages::{
