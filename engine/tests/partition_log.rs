@@ -377,3 +377,59 @@ fn open_transactions_hold_back_the_last_stable_offset_and_aborts_are_listed() {
         });
     }
 }
+
+#[test]
+fn retention_deletes_old_closed_segments_and_delete_records_moves_the_start() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let start_before_restart = tokio_uring::start(async {
+        let log = open(dir.path(), config(IoMode::Buffered, 2048), false, 0);
+        for i in 0..100 {
+            // Timestamps one second apart, from NOW_MS - 100 s.
+            append_durably(&log, value_batch(i, NOW_MS - 100_000 + i as i64 * 1000)).await;
+        }
+        let segments_before = log.borrow().segment_count();
+        assert!(segments_before > 3);
+        // By size: keep at most ~4 KiB.
+        let deleted = log.borrow_mut().enforce_retention(-1, 4096, NOW_MS).expect("retention");
+        assert!(deleted > 0);
+        assert!(
+            log.borrow().size_bytes() - 2048 < 4096 + 2048,
+            "within the limit, but for one segment"
+        );
+        let start = log.borrow().offsets().log_start_offset;
+        assert!(start > 0);
+        assert!(matches!(
+            log.borrow().read(start - 1, 100, true),
+            Err(LogError::OffsetOutOfRange { .. })
+        ));
+        assert!(!log.borrow().read(start, 100, true).expect("readable").chunks.is_empty());
+        // By time: everything older than 10 s goes, but the active segment stays.
+        log.borrow_mut()
+            .enforce_retention(10_000, -1, NOW_MS)
+            .expect("retention");
+        assert_eq!(log.borrow().segment_count(), 1, "only the active segment is left");
+        let start = log.borrow().offsets().log_start_offset;
+        // DeleteRecords inside the active segment.
+        let moved = log
+            .borrow_mut()
+            .delete_records_before(start + 3)
+            .expect("delete records");
+        assert_eq!(moved, start + 3);
+        assert!(
+            log.borrow_mut().delete_records_before(10_000).is_err(),
+            "past the high watermark"
+        );
+        PartitionLog::close(&log).await.expect("close");
+        moved
+    });
+    tokio_uring::start(async {
+        let log = open(dir.path(), config(IoMode::Buffered, 2048), true, 0);
+        let offsets = log.borrow().offsets();
+        assert_eq!(offsets.log_end_offset, 200);
+        assert_eq!(
+            offsets.log_start_offset, start_before_restart,
+            "the start survives a restart"
+        );
+        assert_eq!(offsets.log_start_offset % 2, 1, "inside a batch, from DeleteRecords");
+    });
+}

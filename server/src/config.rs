@@ -110,8 +110,10 @@ pub struct BrokerConfig {
 impl BrokerConfig {
     /// Defaults, overlaid with the TOML file (if any), then with `overrides`.
     pub fn load(file: Option<&Path>, overrides: &[(String, String)]) -> Result<Self, ConfigError> {
-        let mut values: BTreeMap<String, String> =
-            SETTINGS.iter().map(|s| (s.key.to_string(), s.default.to_string())).collect();
+        let mut values: BTreeMap<String, String> = SETTINGS
+            .iter()
+            .map(|s| (s.key.to_string(), s.default.to_string()))
+            .collect();
         let mut explicit = std::collections::BTreeSet::new();
         if let Some(path) = file {
             for (key, value) in read_toml(path)? {
@@ -149,7 +151,9 @@ impl BrokerConfig {
 
     /// Every setting with its value and whether it was set explicitly.
     pub fn all_values(&self) -> impl Iterator<Item = (&str, &str, bool)> {
-        self.values.iter().map(|(k, v)| (k.as_str(), v.as_str(), self.explicit.contains(k)))
+        self.values
+            .iter()
+            .map(|(k, v)| (k.as_str(), v.as_str(), self.explicit.contains(k)))
     }
 
     fn from_values(values: &BTreeMap<String, String>) -> Result<Self, ConfigError> {

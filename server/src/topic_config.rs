@@ -12,7 +12,9 @@ use crate::metadata::TopicMetadata;
 
 #[derive(Debug, Clone, Copy)]
 pub enum Kind {
-    Long { min: i64 },
+    Long {
+        min: i64,
+    },
     Ratio,
     OneOf(&'static [&'static str]),
     /// A comma-separated list of these.
@@ -29,18 +31,66 @@ pub struct TopicConfig {
 pub const COMPRESSION_TYPES: &[&str] = &["producer", "uncompressed", "gzip", "snappy", "lz4", "zstd"];
 
 pub const TOPIC_CONFIGS: &[TopicConfig] = &[
-    TopicConfig { name: "cleanup.policy", broker_key: "log.cleanup.policy", kind: Kind::ListOf(&["delete", "compact"]) },
-    TopicConfig { name: "compression.type", broker_key: "compression.type", kind: Kind::OneOf(COMPRESSION_TYPES) },
-    TopicConfig { name: "delete.retention.ms", broker_key: "log.cleaner.delete.retention.ms", kind: Kind::Long { min: 0 } },
-    TopicConfig { name: "max.compaction.lag.ms", broker_key: "log.cleaner.max.compaction.lag.ms", kind: Kind::Long { min: 1 } },
-    TopicConfig { name: "max.message.bytes", broker_key: "message.max.bytes", kind: Kind::Long { min: 0 } },
-    TopicConfig { name: "message.timestamp.type", broker_key: "log.message.timestamp.type", kind: Kind::OneOf(&["CreateTime", "LogAppendTime"]) },
-    TopicConfig { name: "min.cleanable.dirty.ratio", broker_key: "log.cleaner.min.cleanable.ratio", kind: Kind::Ratio },
-    TopicConfig { name: "min.compaction.lag.ms", broker_key: "log.cleaner.min.compaction.lag.ms", kind: Kind::Long { min: 0 } },
-    TopicConfig { name: "retention.bytes", broker_key: "log.retention.bytes", kind: Kind::Long { min: -1 } },
-    TopicConfig { name: "retention.ms", broker_key: "log.retention.ms", kind: Kind::Long { min: -1 } },
-    TopicConfig { name: "segment.bytes", broker_key: "log.segment.bytes", kind: Kind::SegmentBytes },
-    TopicConfig { name: "segment.ms", broker_key: "log.roll.ms", kind: Kind::Long { min: 1 } },
+    TopicConfig {
+        name: "cleanup.policy",
+        broker_key: "log.cleanup.policy",
+        kind: Kind::ListOf(&["delete", "compact"]),
+    },
+    TopicConfig {
+        name: "compression.type",
+        broker_key: "compression.type",
+        kind: Kind::OneOf(COMPRESSION_TYPES),
+    },
+    TopicConfig {
+        name: "delete.retention.ms",
+        broker_key: "log.cleaner.delete.retention.ms",
+        kind: Kind::Long { min: 0 },
+    },
+    TopicConfig {
+        name: "max.compaction.lag.ms",
+        broker_key: "log.cleaner.max.compaction.lag.ms",
+        kind: Kind::Long { min: 1 },
+    },
+    TopicConfig {
+        name: "max.message.bytes",
+        broker_key: "message.max.bytes",
+        kind: Kind::Long { min: 0 },
+    },
+    TopicConfig {
+        name: "message.timestamp.type",
+        broker_key: "log.message.timestamp.type",
+        kind: Kind::OneOf(&["CreateTime", "LogAppendTime"]),
+    },
+    TopicConfig {
+        name: "min.cleanable.dirty.ratio",
+        broker_key: "log.cleaner.min.cleanable.ratio",
+        kind: Kind::Ratio,
+    },
+    TopicConfig {
+        name: "min.compaction.lag.ms",
+        broker_key: "log.cleaner.min.compaction.lag.ms",
+        kind: Kind::Long { min: 0 },
+    },
+    TopicConfig {
+        name: "retention.bytes",
+        broker_key: "log.retention.bytes",
+        kind: Kind::Long { min: -1 },
+    },
+    TopicConfig {
+        name: "retention.ms",
+        broker_key: "log.retention.ms",
+        kind: Kind::Long { min: -1 },
+    },
+    TopicConfig {
+        name: "segment.bytes",
+        broker_key: "log.segment.bytes",
+        kind: Kind::SegmentBytes,
+    },
+    TopicConfig {
+        name: "segment.ms",
+        broker_key: "log.roll.ms",
+        kind: Kind::Long { min: 1 },
+    },
 ];
 
 pub fn find(name: &str) -> Option<&'static TopicConfig> {
@@ -76,7 +126,9 @@ pub fn validate(name: &str, value: &str) -> Result<(), String> {
                 Err(invalid(format!("must be a list of {}", allowed.join(", "))))
             }
         }
-        Kind::SegmentBytes => crate::config::parse_segment_bytes(name, value).map(|_| ()).map_err(|e| e.to_string()),
+        Kind::SegmentBytes => crate::config::parse_segment_bytes(name, value)
+            .map(|_| ())
+            .map_err(|e| e.to_string()),
     }
 }
 
@@ -177,7 +229,9 @@ impl TopicSettings {
             segment_bytes: long("segment.bytes", 1 << 30) as u64,
             segment_ms: long("segment.ms", 604_800_000),
             max_message_bytes: long("max.message.bytes", 1_048_588).max(0) as usize,
-            timestamp_type: value("message.timestamp.type").parse().unwrap_or(TimestampType::CreateTime),
+            timestamp_type: value("message.timestamp.type")
+                .parse()
+                .unwrap_or(TimestampType::CreateTime),
             retention_ms: long("retention.ms", 604_800_000),
             retention_bytes: long("retention.bytes", -1),
             cleanup_delete: policy.split(',').any(|p| p.trim() == "delete"),
@@ -198,7 +252,9 @@ mod tests {
     #[test]
     fn values_are_checked_and_errors_name_the_key() {
         assert!(validate("retention.ms", "-1").is_ok());
-        assert!(validate("retention.ms", "-2").expect_err("refused").contains("retention.ms"));
+        assert!(validate("retention.ms", "-2")
+            .expect_err("refused")
+            .contains("retention.ms"));
         assert!(validate("cleanup.policy", "compact,delete").is_ok());
         assert!(validate("cleanup.policy", "shred").is_err());
         assert!(validate("compression.type", "zstd").is_ok());
@@ -221,7 +277,13 @@ mod tests {
         assert_eq!(settings.retention_ms, 5);
         assert!(settings.cleanup_compact && !settings.cleanup_delete);
         let retention = find("retention.ms").expect("known");
-        assert_eq!(effective(retention, &topic.configs, &broker).source, Source::TopicOverride);
-        assert_eq!(effective(retention, &BTreeMap::new(), &broker).source, Source::BrokerSetting);
+        assert_eq!(
+            effective(retention, &topic.configs, &broker).source,
+            Source::TopicOverride
+        );
+        assert_eq!(
+            effective(retention, &BTreeMap::new(), &broker).source,
+            Source::BrokerSetting
+        );
     }
 }

@@ -201,7 +201,10 @@ impl PartitionLog {
             last.reopen_for_append(config.io_mode)?;
         }
         let log_end_offset = segments.last().map_or(0, Segment::next_offset);
-        let log_start_offset = segments.first().map_or(0, |s| s.base_offset);
+        let log_start_offset = read_log_start_checkpoint(dir)
+            .unwrap_or(0)
+            .max(segments.first().map_or(0, |s| s.base_offset))
+            .min(log_end_offset);
         let epochs = LeaderEpochCache::load_or_create(dir, config.leader_epoch, log_start_offset)?;
         let producers = rebuild_producer_state(dir, &segments, log_start_offset, log_end_offset)?;
         let wake_writer = Rc::new(LocalNotify::default());
@@ -430,6 +433,96 @@ impl PartitionLog {
                 }
             }
         }
+    }
+
+    /// Bytes of all segments, written or queued.
+    pub fn size_bytes(&self) -> u64 {
+        self.segments.iter().map(Segment::assigned_bytes).sum()
+    }
+
+    /// Deletes closed segments whose newest record is older than
+    /// `retention_ms`, and the oldest closed segments while the log is larger
+    /// than `retention_bytes` without them (-1 disables either). The active
+    /// segment is never deleted. Returns how many segments went.
+    pub fn enforce_retention(&mut self, retention_ms: i64, retention_bytes: i64, now_ms: i64) -> Result<usize> {
+        let mut total_bytes = self.size_bytes();
+        let mut deletable = 0;
+        for segment in &self.segments[..self.segments.len() - 1] {
+            if segment.writer().is_some() {
+                break; // rolled but not yet sealed: writes in flight
+            }
+            let expired = retention_ms >= 0 && segment.max_timestamp_ms() < now_ms.saturating_sub(retention_ms);
+            let oversized = retention_bytes >= 0 && total_bytes - segment.assigned_bytes() >= retention_bytes as u64;
+            let below_start = segment.next_offset() <= self.offsets.log_start_offset;
+            if !(expired || oversized || below_start) {
+                break;
+            }
+            total_bytes -= segment.assigned_bytes();
+            deletable += 1;
+        }
+        if deletable == 0 {
+            return Ok(0);
+        }
+        let new_start = self.segments[deletable].base_offset.max(self.offsets.log_start_offset);
+        self.move_log_start(new_start)?;
+        Ok(deletable)
+    }
+
+    /// DeleteRecords: nothing below `offset` is readable any more (whole
+    /// segments below it are deleted). Returns the new log start offset.
+    pub fn delete_records_before(&mut self, offset: i64) -> Result<i64> {
+        let LogOffsets {
+            log_start_offset,
+            high_watermark,
+            ..
+        } = self.offsets;
+        if offset > high_watermark {
+            return Err(LogError::OffsetOutOfRange {
+                offset,
+                log_start_offset,
+                high_watermark,
+            });
+        }
+        if offset > log_start_offset {
+            self.move_log_start(offset)?;
+        }
+        Ok(self.offsets.log_start_offset)
+    }
+
+    /// Moves the log start forward, persists it, drops the sealed segments
+    /// wholly below it and the aborted transactions that ended below it.
+    fn move_log_start(&mut self, new_start: i64) -> Result<()> {
+        assert!(
+            new_start >= self.offsets.log_start_offset,
+            "log start only moves forward"
+        );
+        assert!(
+            new_start <= self.offsets.high_watermark,
+            "log start past the high watermark"
+        );
+        let path = self.dir.join(LOG_START_CHECKPOINT_FILE_NAME);
+        io::write_file_atomically(&path, new_start.to_string().as_bytes())
+            .map_err(|e| LogError::io("writing log start checkpoint", &path, e))?;
+        self.offsets.log_start_offset = new_start;
+        let active_index = self.segments.len() - 1;
+        let gone = self.segments[..active_index]
+            .iter()
+            .take_while(|s| s.writer().is_none() && s.next_offset() <= new_start)
+            .count();
+        for segment in self.segments.drain(..gone) {
+            tracing::debug!(dir = %self.dir.display(), base_offset = segment.base_offset, "deleting segment");
+            segment.delete_files();
+        }
+        self.producers.forget_before(new_start);
+        self.refresh_last_stable_offset();
+        self.check_offsets();
+        Ok(())
+    }
+
+    /// New roll limits after a topic config change.
+    pub fn set_roll_limits(&mut self, segment_bytes: u64, segment_ms: i64) {
+        self.config.segment_bytes = segment_bytes;
+        self.config.segment_ms = segment_ms;
     }
 
     /// Writes the producer table as of `offset` (the log end) and keeps only
@@ -828,6 +921,17 @@ async fn run_write_job(job: &WriteJob) -> std::io::Result<()> {
         writer.sync().await?;
     }
     Ok(())
+}
+
+/// Where the log starts when that is inside a segment (DeleteRecords).
+const LOG_START_CHECKPOINT_FILE_NAME: &str = "log-start-offset";
+
+fn read_log_start_checkpoint(dir: &Path) -> Option<i64> {
+    std::fs::read_to_string(dir.join(LOG_START_CHECKPOINT_FILE_NAME))
+        .ok()?
+        .trim()
+        .parse()
+        .ok()
 }
 
 fn list_snapshots(dir: &Path) -> Vec<i64> {

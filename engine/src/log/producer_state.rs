@@ -160,6 +160,11 @@ impl ProducerStateTable {
         Some(aborted)
     }
 
+    /// Forgets aborted transactions wholly below `log_start_offset` (retention).
+    pub fn forget_before(&mut self, log_start_offset: i64) {
+        self.aborted.retain(|a| a.last_offset >= log_start_offset);
+    }
+
     /// Aborted transactions overlapping `[from_offset, to_offset]`, in the
     /// order of their first offsets, as Fetch reports them.
     pub fn aborted_between(&self, from_offset: i64, to_offset: i64) -> Vec<AbortedTransaction> {

@@ -18,8 +18,8 @@ use tokio::sync::oneshot;
 
 use super::{HandlerOutcome, RequestContext, ResponseFuture};
 use crate::metadata::validate_topic_name;
-use crate::topic_config::TopicSettings;
 use crate::runtime::messages::{PartitionResult, ProduceOutcome, ShardRequest, TopicPartition};
+use crate::topic_config::TopicSettings;
 
 pub const VERSIONS: VersionRange = VersionRange { min: 0, max: 9 };
 

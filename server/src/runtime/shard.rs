@@ -25,13 +25,13 @@ use crate::coordinator::group::GroupConfig;
 use crate::coordinator::offsets_log::{self, OffsetRecord, OFFSETS_TOPIC};
 use crate::coordinator::transaction::{self, TransactionCoordinator, TRANSACTION_TOPIC};
 use crate::coordinator::{self, GroupCoordinator};
-use crate::topic_config::TopicSettings;
 use crate::net::listener;
 use crate::runtime::controller;
 use crate::runtime::messages::{
     ControlRequest, GroupRequest, PartitionRead, PartitionResult, ProduceOutcome, ShardRequest, TopicPartition,
 };
 use crate::runtime::transactions;
+use crate::topic_config::TopicSettings;
 
 /// How often group sessions and rebalance deadlines are checked.
 const GROUP_TICK_MS: u64 = 100;
