@@ -179,6 +179,36 @@ impl Broker {
         receiver.await.unwrap_or_else(|_| vec![Err(shutting_down()); count])
     }
 
+    pub async fn alter_topic_configs(
+        &self,
+        changes: Vec<(String, std::collections::BTreeMap<String, String>)>,
+        validate_only: bool,
+    ) -> Vec<Result<(), (kafka_protocol::ResponseError, String)>> {
+        let (reply, receiver) = oneshot::channel();
+        let count = changes.len();
+        let _ = self.controller.send(ControlRequest::AlterTopicConfigs {
+            changes,
+            validate_only,
+            reply,
+        });
+        receiver.await.unwrap_or_else(|_| vec![Err(shutting_down()); count])
+    }
+
+    pub async fn create_partitions(
+        &self,
+        topics: Vec<(String, i32)>,
+        validate_only: bool,
+    ) -> Vec<Result<(), (kafka_protocol::ResponseError, String)>> {
+        let (reply, receiver) = oneshot::channel();
+        let count = topics.len();
+        let _ = self.controller.send(ControlRequest::CreatePartitions {
+            topics,
+            validate_only,
+            reply,
+        });
+        receiver.await.unwrap_or_else(|_| vec![Err(shutting_down()); count])
+    }
+
     pub async fn allocate_producer_id(&self) -> Result<i64, kafka_protocol::ResponseError> {
         let (reply, receiver) = oneshot::channel();
         let _ = self.controller.send(ControlRequest::AllocateProducerId { reply });

@@ -180,6 +180,11 @@ pub fn python_venv(name: &str) -> PathBuf {
     python
 }
 
+/// A script of `tests/python`.
+pub fn python_script(name: &str) -> PathBuf {
+    workspace_root().join("tests/python").join(name)
+}
+
 /// Runs a command to completion, panicking with its output when it fails.
 pub fn run_ok(command: &mut Command) -> String {
     let output = command.output().unwrap_or_else(|e| panic!("running {command:?}: {e}"));

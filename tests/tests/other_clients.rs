@@ -4,11 +4,7 @@
 
 use std::process::Command;
 
-use ringlog_tests::{python_venv, run_ok, workspace_root, RunningBroker};
-
-fn python_script(name: &str) -> std::path::PathBuf {
-    workspace_root().join("tests/python").join(name)
-}
+use ringlog_tests::{python_script, python_venv, run_ok, workspace_root, RunningBroker};
 
 #[test]
 fn kcat_produces_lists_and_consumes() {

@@ -7,16 +7,22 @@
 
 pub mod add_offsets_to_txn;
 pub mod add_partitions_to_txn;
+pub mod alter_configs;
 pub mod api_versions;
+pub mod create_partitions;
 pub mod create_topics;
 pub mod delete_groups;
+pub mod delete_records;
 pub mod delete_topics;
+pub mod describe_configs;
 pub mod describe_groups;
+pub mod describe_log_dirs;
 pub mod describe_transactions;
 pub mod end_txn;
 pub mod fetch;
 pub mod find_coordinator;
 pub mod heartbeat;
+pub mod incremental_alter_configs;
 pub mod init_producer_id;
 pub mod join_group;
 pub mod leave_group;
@@ -93,6 +99,12 @@ pub const SUPPORTED_APIS: &[(ApiKey, VersionRange)] = &[
     (ApiKey::OffsetDelete, offset_delete::VERSIONS),
     (ApiKey::DescribeTransactions, describe_transactions::VERSIONS),
     (ApiKey::ListTransactions, list_transactions::VERSIONS),
+    (ApiKey::DescribeConfigs, describe_configs::VERSIONS),
+    (ApiKey::AlterConfigs, alter_configs::VERSIONS),
+    (ApiKey::IncrementalAlterConfigs, incremental_alter_configs::VERSIONS),
+    (ApiKey::CreatePartitions, create_partitions::VERSIONS),
+    (ApiKey::DeleteRecords, delete_records::VERSIONS),
+    (ApiKey::DescribeLogDirs, describe_log_dirs::VERSIONS),
 ];
 
 pub fn is_supported(api: ApiKey, version: i16) -> bool {
@@ -196,6 +208,12 @@ pub async fn dispatch(connection: &Rc<ConnectionContext>, frame: Bytes) -> Resul
         ApiKey::TxnOffsetCommit => start!(txn_offset_commit),
         ApiKey::DescribeTransactions => start!(describe_transactions),
         ApiKey::ListTransactions => start!(list_transactions),
+        ApiKey::DescribeConfigs => start!(describe_configs),
+        ApiKey::AlterConfigs => start!(alter_configs),
+        ApiKey::IncrementalAlterConfigs => start!(incremental_alter_configs),
+        ApiKey::CreatePartitions => start!(create_partitions),
+        ApiKey::DeleteRecords => start!(delete_records),
+        ApiKey::DescribeLogDirs => start!(describe_log_dirs),
         other => unreachable!("{other:?} is in SUPPORTED_APIS without a handler"),
     })
 }
@@ -306,7 +324,13 @@ mod tests {
         check_api::<TxnOffsetCommitRequest>(0);
         check_api::<DescribeTransactionsRequest>(0);
         check_api::<ListTransactionsRequest>(0);
-        assert_eq!(SUPPORTED_APIS.len(), 26, "a new API needs a line here");
+        check_api::<DescribeConfigsRequest>(0);
+        check_api::<AlterConfigsRequest>(0);
+        check_api::<IncrementalAlterConfigsRequest>(0);
+        check_api::<CreatePartitionsRequest>(0);
+        check_api::<DeleteRecordsRequest>(0);
+        check_api::<DescribeLogDirsRequest>(0);
+        assert_eq!(SUPPORTED_APIS.len(), 32, "a new API needs a line here");
     }
 
     #[test]

@@ -49,6 +49,20 @@ pub async fn run_controller(broker: Arc<Broker>, mut requests: mpsc::UnboundedRe
     };
     while let Some(request) = requests.recv().await {
         match request {
+            ControlRequest::AlterTopicConfigs {
+                changes,
+                validate_only,
+                reply,
+            } => {
+                let _ = reply.send(alter_topic_configs(&broker, changes, validate_only).await);
+            }
+            ControlRequest::CreatePartitions {
+                topics,
+                validate_only,
+                reply,
+            } => {
+                let _ = reply.send(create_partitions(&broker, topics, validate_only).await);
+            }
             ControlRequest::AllocateProducerId { reply } => {
                 let _ = reply.send(producer_ids.allocate(&broker));
             }
@@ -167,6 +181,105 @@ async fn delete_topics(broker: &Broker, names: Vec<String>) -> Vec<TopicResult> 
     })
     .await;
     results
+}
+
+type ChangeResult = Result<(), (ResponseError, String)>;
+
+async fn alter_topic_configs(
+    broker: &Broker,
+    changes: Vec<(String, BTreeMap<String, String>)>,
+    validate_only: bool,
+) -> Vec<ChangeResult> {
+    let mut metadata = (*broker.metadata()).clone();
+    let mut changed = Vec::new();
+    let results = changes
+        .into_iter()
+        .map(|(topic, configs)| {
+            let Some(existing) = metadata.topics.get_mut(&topic) else {
+                return Err((
+                    ResponseError::UnknownTopicOrPartition,
+                    format!("topic {topic:?} does not exist"),
+                ));
+            };
+            for (key, value) in &configs {
+                crate::topic_config::validate(key, value).map_err(|m| (ResponseError::InvalidConfig, m))?;
+            }
+            if !validate_only {
+                existing.configs = configs;
+                changed.push(topic);
+            }
+            Ok(())
+        })
+        .collect();
+    if changed.is_empty() {
+        return results;
+    }
+    if let Err(failure) = persist_and_publish(broker, metadata) {
+        return vec_of(failure, &results);
+    }
+    tracing::info!(topics = ?changed, "topic configs changed");
+    broker
+        .ask_every_core(|reply| ShardRequest::ReloadTopicSettings {
+            topics: changed.clone(),
+            reply,
+        })
+        .await;
+    results
+}
+
+async fn create_partitions(broker: &Broker, topics: Vec<(String, i32)>, validate_only: bool) -> Vec<ChangeResult> {
+    let mut metadata = (*broker.metadata()).clone();
+    let node_id = metadata.node_id;
+    let mut grown: Vec<TopicMetadata> = Vec::new();
+    let results = topics
+        .into_iter()
+        .map(|(topic, count)| {
+            let Some(existing) = metadata.topics.get_mut(&topic) else {
+                return Err((
+                    ResponseError::UnknownTopicOrPartition,
+                    format!("topic {topic:?} does not exist"),
+                ));
+            };
+            let current = existing.partitions.len() as i32;
+            if count <= current {
+                return Err((
+                    ResponseError::InvalidPartitions,
+                    format!("topic {topic} has {current} partitions; the count can only grow"),
+                ));
+            }
+            if count > PARTITIONS_PER_TOPIC_MAX {
+                return Err((
+                    ResponseError::InvalidPartitions,
+                    format!("at most {PARTITIONS_PER_TOPIC_MAX} partitions"),
+                ));
+            }
+            if !validate_only {
+                let fresh = TopicMetadata::new(&topic, count, node_id, BTreeMap::new()).partitions;
+                existing.partitions.extend(fresh.into_iter().skip(current as usize));
+                let mut added = existing.clone();
+                added.partitions.drain(..current as usize);
+                grown.push(added);
+            }
+            Ok(())
+        })
+        .collect();
+    if grown.is_empty() {
+        return results;
+    }
+    if let Err(failure) = persist_and_publish(broker, metadata) {
+        return vec_of(failure, &results);
+    }
+    tell_owners(broker, &grown, |partitions, reply| ShardRequest::OpenPartitions {
+        partitions,
+        reply,
+    })
+    .await;
+    results
+}
+
+/// The same failure for every change of a request.
+fn vec_of(failure: (ResponseError, String), results: &[ChangeResult]) -> Vec<ChangeResult> {
+    results.iter().map(|_| Err(failure.clone())).collect()
 }
 
 /// Makes `metadata` durable, then visible to every core. On failure nothing

@@ -105,6 +105,22 @@ pub enum ShardRequest {
         commit: bool,
         reply: oneshot::Sender<Result<(), ResponseError>>,
     },
+    /// DeleteRecords: move the log start to `offset` (-1: the high watermark);
+    /// replies the new log start.
+    DeleteRecords {
+        tp: TopicPartition,
+        offset: i64,
+        reply: oneshot::Sender<PartitionResult<i64>>,
+    },
+    /// Topic configs changed: re-resolve the settings of these topics' partitions.
+    ReloadTopicSettings {
+        topics: Vec<String>,
+        reply: oneshot::Sender<()>,
+    },
+    /// Size on disk of every partition this core owns.
+    PartitionSizes {
+        reply: oneshot::Sender<Vec<(TopicPartition, u64)>>,
+    },
     /// Stop accepting, flush and seal every partition, then stop the core.
     Shutdown {
         reply: oneshot::Sender<()>,
@@ -134,6 +150,18 @@ pub enum ControlRequest {
     DeleteTopics {
         names: Vec<String>,
         reply: oneshot::Sender<Vec<TopicResult>>,
+    },
+    /// Replace each topic's configs (already merged by the caller).
+    AlterTopicConfigs {
+        changes: Vec<(String, BTreeMap<String, String>)>,
+        validate_only: bool,
+        reply: oneshot::Sender<Vec<Result<(), (ResponseError, String)>>>,
+    },
+    /// Grow each topic to the given partition count.
+    CreatePartitions {
+        topics: Vec<(String, i32)>,
+        validate_only: bool,
+        reply: oneshot::Sender<Vec<Result<(), (ResponseError, String)>>>,
     },
     /// A producer id never handed out before, on this node, across restarts.
     AllocateProducerId {

@@ -130,6 +130,10 @@ async fn run_core_loop(startup: CoreStartup) {
         spawn_local(transactions::complete_prepared(shard.clone(), transactional_id, txn));
     }
     spawn_local(run_group_timer(shard.clone()));
+    spawn_local(run_retention_timer(
+        shard.clone(),
+        broker.config.log_retention_check_interval_ms,
+    ));
     if let Some(interval_ms) = broker.config.log_flush_interval_ms {
         spawn_local(run_flush_timer(shard.clone(), interval_ms));
     }
@@ -190,6 +194,15 @@ fn tombstones(group_id: &str, partitions: Vec<(String, i32)>) -> Vec<OffsetRecor
             committed: None,
         })
         .collect()
+}
+
+/// `log.retention.check.interval.ms`: retention on this core's partitions.
+async fn run_retention_timer(shard: Rc<RefCell<Shard>>, interval_ms: u64) {
+    let mut ticks = tokio::time::interval(Duration::from_millis(interval_ms));
+    loop {
+        ticks.tick().await;
+        shard.borrow_mut().enforce_retention();
+    }
 }
 
 async fn close_partitions(shard: &Rc<RefCell<Shard>>) {
@@ -408,6 +421,21 @@ impl Shard {
                 commit,
                 reply,
             } => self.write_markers(partitions, producer_id, producer_epoch, commit, reply),
+            ShardRequest::DeleteRecords { tp, offset, reply } => {
+                let _ = reply.send(self.delete_records(&tp, offset));
+            }
+            ShardRequest::ReloadTopicSettings { topics, reply } => {
+                self.reload_topic_settings(&topics);
+                let _ = reply.send(());
+            }
+            ShardRequest::PartitionSizes { reply } => {
+                let sizes = self
+                    .partitions
+                    .iter()
+                    .map(|(tp, owned)| (tp.clone(), owned.log.borrow().size_bytes()))
+                    .collect();
+                let _ = reply.send(sizes);
+            }
             ShardRequest::Transaction { .. } => unreachable!("handled by the core loop"),
             ShardRequest::Shutdown { .. } => unreachable!("handled by the core loop"),
         }
@@ -828,6 +856,61 @@ impl Shard {
             }
             let _ = reply.send(Ok(()));
         });
+    }
+
+    fn delete_records(&mut self, tp: &TopicPartition, offset: i64) -> PartitionResult<i64> {
+        let owned = self.partition(tp)?;
+        let mut log = owned.log.borrow_mut();
+        let offset = if offset < 0 {
+            log.offsets().high_watermark
+        } else {
+            offset
+        };
+        match log.delete_records_before(offset) {
+            Ok(start) => Ok(start),
+            Err(LogError::OffsetOutOfRange { .. }) => Err(ResponseError::OffsetOutOfRange),
+            Err(error) => Err(storage_error(tp, &error)),
+        }
+    }
+
+    fn reload_topic_settings(&mut self, topics: &[String]) {
+        let metadata = self.broker.metadata();
+        for (tp, owned) in self.partitions.iter_mut() {
+            if !topics.iter().any(|t| **t == *tp.topic) {
+                continue;
+            }
+            if let Some(topic) = metadata.topics.get(&*tp.topic) {
+                owned.settings = TopicSettings::resolve(topic, &self.broker.config);
+                owned
+                    .log
+                    .borrow_mut()
+                    .set_roll_limits(owned.settings.segment_bytes, owned.settings.segment_ms);
+            }
+        }
+    }
+
+    /// Applies retention to every partition of this core with the delete policy.
+    fn enforce_retention(&mut self) {
+        let now = now_ms();
+        for (tp, owned) in &self.partitions {
+            let settings = &owned.settings;
+            if !settings.cleanup_delete {
+                continue;
+            }
+            let outcome =
+                owned
+                    .log
+                    .borrow_mut()
+                    .enforce_retention(settings.retention_ms, settings.retention_bytes, now);
+            match outcome {
+                Ok(0) => {}
+                Ok(deleted) => {
+                    let start = owned.log.borrow().offsets().log_start_offset;
+                    tracing::info!(topic = %tp.topic, partition = tp.partition, deleted, log_start_offset = start, "retention deleted segments");
+                }
+                Err(error) => tracing::error!(topic = %tp.topic, partition = tp.partition, %error, "retention failed"),
+            }
+        }
     }
 
     fn delete_partition(&mut self, tp: &TopicPartition) {

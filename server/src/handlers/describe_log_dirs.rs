@@ -1,0 +1,79 @@
+//! DescribeLogDirs (key 35), v1-v4: the data dir, each partition's size on
+//! disk, and (v4) the filesystem's total and usable bytes.
+
+use std::collections::BTreeMap;
+
+use kafka_protocol::messages::describe_log_dirs_response::{
+    DescribeLogDirsPartition, DescribeLogDirsResult, DescribeLogDirsTopic,
+};
+use kafka_protocol::messages::{DescribeLogDirsRequest, DescribeLogDirsResponse, TopicName};
+use kafka_protocol::protocol::{StrBytes, VersionRange};
+
+use super::{HandlerOutcome, RequestContext};
+use crate::runtime::messages::ShardRequest;
+
+pub const VERSIONS: VersionRange = VersionRange { min: 1, max: 4 };
+
+/// `(total, usable)` bytes of the filesystem holding `path`.
+fn filesystem_bytes(path: &std::path::Path) -> Option<(i64, i64)> {
+    use std::os::unix::ffi::OsStrExt;
+    let path = std::ffi::CString::new(path.as_os_str().as_bytes()).ok()?;
+    let mut stats: libc::statvfs = unsafe { std::mem::zeroed() };
+    // SAFETY: a valid NUL-terminated path and a writable statvfs.
+    if unsafe { libc::statvfs(path.as_ptr(), &mut stats) } != 0 {
+        return None;
+    }
+    let block = stats.f_frsize as i64;
+    Some((stats.f_blocks as i64 * block, stats.f_bavail as i64 * block))
+}
+
+pub async fn handle(body: DescribeLogDirsRequest, request: RequestContext) -> HandlerOutcome {
+    let broker = request.broker();
+    let sizes = broker
+        .ask_every_core(|reply| ShardRequest::PartitionSizes { reply })
+        .await;
+    let wanted = |topic: &str, partition: i32| {
+        body.topics.as_ref().is_none_or(|topics| {
+            topics
+                .iter()
+                .any(|t| t.topic.as_str() == topic && t.partitions.contains(&partition))
+        })
+    };
+    let mut by_topic: BTreeMap<String, Vec<(i32, u64)>> = BTreeMap::new();
+    for (tp, size) in sizes.into_iter().flatten() {
+        if wanted(&tp.topic, tp.partition) {
+            by_topic
+                .entry(tp.topic.to_string())
+                .or_default()
+                .push((tp.partition, size));
+        }
+    }
+    let topics = by_topic
+        .into_iter()
+        .map(|(topic, mut partitions)| {
+            partitions.sort_unstable();
+            DescribeLogDirsTopic::default()
+                .with_name(TopicName(StrBytes::from_string(topic)))
+                .with_partitions(
+                    partitions
+                        .into_iter()
+                        .map(|(partition, size)| {
+                            DescribeLogDirsPartition::default()
+                                .with_partition_index(partition)
+                                .with_partition_size(size as i64)
+                        })
+                        .collect(),
+                )
+        })
+        .collect();
+    let data_dir = std::fs::canonicalize(&broker.data_dir).unwrap_or_else(|_| broker.data_dir.clone());
+    let mut result = DescribeLogDirsResult::default()
+        .with_log_dir(StrBytes::from_string(data_dir.display().to_string()))
+        .with_topics(topics);
+    if request.version >= 4 {
+        let (total, usable) = filesystem_bytes(&data_dir).unwrap_or((-1, -1));
+        result.total_bytes = total;
+        result.usable_bytes = usable;
+    }
+    request.respond(&DescribeLogDirsResponse::default().with_results(vec![result]))
+}
