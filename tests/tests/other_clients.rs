@@ -172,3 +172,27 @@ fn kafkajs_admin_and_producer_work() {
     );
     assert!(output.starts_with("ok 2000"), "{output}");
 }
+
+#[test]
+fn confluent_kafka_admin_client_covers_every_topic_admin_api() {
+    let broker = RunningBroker::start(&[]);
+    let output = run_ok(
+        Command::new(python_venv("confluent-kafka"))
+            .arg(python_script("confluent_admin.py"))
+            .arg(broker.bootstrap()),
+    );
+    assert!(output.starts_with("ok"), "{output}");
+}
+
+#[test]
+fn kafka_python_admin_client_works() {
+    for venv in ["kafka-python-2", "kafka-python-3"] {
+        let broker = RunningBroker::start(&[]);
+        let output = run_ok(
+            Command::new(python_venv(venv))
+                .arg(python_script("kafka_python_admin.py"))
+                .arg(broker.bootstrap()),
+        );
+        assert!(output.starts_with("ok"), "{venv}: {output}");
+    }
+}
