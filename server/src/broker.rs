@@ -81,6 +81,10 @@ impl Broker {
         router::owner_core(&tp.topic, tp.partition, self.cores.len())
     }
 
+    pub fn core_count(&self) -> usize {
+        self.cores.len()
+    }
+
     /// The core that owns `group_id`: the owner of its offsets partition.
     pub fn group_core(&self, group_id: &str) -> usize {
         let tp = TopicPartition {

@@ -43,6 +43,14 @@ enum Command {
     /// Start a broker node.
     #[command(after_help = BrokerConfig::help_table())]
     Serve(ServeArgs),
+    /// Topics of a running broker: create, list, describe, alter, delete.
+    Topic {
+        /// Broker to talk to.
+        #[arg(long, default_value = "127.0.0.1:9092", global = true)]
+        bootstrap: String,
+        #[command(subcommand)]
+        command: admin::TopicCommand,
+    },
     /// Consumer groups of a running broker: list, describe with lag, reset offsets, delete.
     Group {
         /// Broker to talk to.
@@ -71,17 +79,11 @@ struct ServeArgs {
     #[arg(long)]
     config: Option<PathBuf>,
     /// One broker setting, KEY=VALUE; repeatable; overrides the file.
-    #[arg(long = "set", value_name = "KEY=VALUE", value_parser = parse_key_value)]
+    #[arg(long = "set", value_name = "KEY=VALUE", value_parser = admin::parse_key_value)]
     set: Vec<(String, String)>,
     /// Log level when RUST_LOG is unset (error, warn, info, debug, trace).
     #[arg(long, default_value = "info")]
     log_level: String,
-}
-
-fn parse_key_value(text: &str) -> Result<(String, String), String> {
-    text.split_once('=')
-        .map(|(k, v)| (k.trim().to_string(), v.trim().to_string()))
-        .ok_or_else(|| format!("expected KEY=VALUE, got {text:?}"))
 }
 
 fn main() {
@@ -89,6 +91,7 @@ fn main() {
     let result = match cli.command {
         Command::Serve(args) => serve(args),
         Command::Group { bootstrap, command } => admin::run_group_command(&bootstrap, command),
+        Command::Topic { bootstrap, command } => admin::run_topic_command(&bootstrap, command),
     };
     if let Err(error) = result {
         eprintln!("ringlog: {error:#}");

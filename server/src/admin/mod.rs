@@ -3,6 +3,7 @@
 
 pub mod client;
 pub mod group;
+pub mod topic;
 
 use clap::Subcommand;
 
@@ -40,6 +41,106 @@ pub struct ResetArgs {
     /// Epoch milliseconds or RFC 3339 (2026-11-21T14:00:00Z): the first offset at or after it.
     #[arg(long, value_name = "TIME")]
     to_datetime: Option<String>,
+}
+
+#[derive(Subcommand)]
+pub enum TopicCommand {
+    /// Create a topic.
+    Create {
+        topic: String,
+        #[arg(long, default_value_t = -1)]
+        partitions: i32,
+        /// A topic config, KEY=VALUE; repeatable.
+        #[arg(long = "config", value_name = "KEY=VALUE", value_parser = parse_key_value)]
+        configs: Vec<(String, String)>,
+    },
+    /// Every topic with its partition count.
+    List,
+    /// Partitions (core, log start and end, size on disk) and configs with their sources.
+    Describe {
+        topic: String,
+        #[arg(long)]
+        json: bool,
+    },
+    /// Set topic configs (--config KEY=VALUE) or return them to the default (--delete-config KEY).
+    Alter {
+        topic: String,
+        #[arg(long = "config", value_name = "KEY=VALUE", value_parser = parse_key_value)]
+        configs: Vec<(String, String)>,
+        #[arg(long = "delete-config", value_name = "KEY")]
+        delete_configs: Vec<String>,
+    },
+    /// Delete a topic and its data.
+    Delete { topic: String },
+}
+
+pub fn parse_key_value(text: &str) -> Result<(String, String), String> {
+    text.split_once('=')
+        .map(|(k, v)| (k.trim().to_string(), v.trim().to_string()))
+        .ok_or_else(|| format!("expected KEY=VALUE, got {text:?}"))
+}
+
+/// Runs one `ringlog topic …` command against the broker at `bootstrap`.
+pub fn run_topic_command(bootstrap: &str, command: TopicCommand) -> anyhow::Result<()> {
+    let mut client = client::AdminClient::connect(bootstrap)?;
+    match command {
+        TopicCommand::Create {
+            topic: name,
+            partitions,
+            configs,
+        } => {
+            topic::create(&mut client, &name, partitions, &configs)?;
+            println!("created topic {name}");
+        }
+        TopicCommand::List => {
+            for (name, partitions, internal) in topic::list(&mut client)? {
+                println!("{name}\t{partitions}{}", if internal { "\tinternal" } else { "" });
+            }
+        }
+        TopicCommand::Describe { topic: name, json } => {
+            let report = topic::describe(&mut client, &name)?;
+            if json {
+                println!("{}", serde_json::to_string_pretty(&report)?);
+            } else {
+                println!(
+                    "topic {}  id {}  partitions {}",
+                    report.topic,
+                    report.topic_id,
+                    report.partitions.len()
+                );
+                println!(
+                    "{:>9} {:>5} {:>14} {:>14} {:>14}",
+                    "PARTITION", "CORE", "LOG-START", "LOG-END", "SIZE-BYTES"
+                );
+                for p in &report.partitions {
+                    let core = p.core.map_or_else(|| "-".to_string(), |c| c.to_string());
+                    println!(
+                        "{:>9} {:>5} {:>14} {:>14} {:>14}",
+                        p.partition, core, p.log_start_offset, p.log_end_offset, p.size_bytes
+                    );
+                }
+                println!("CONFIGS");
+                for c in &report.configs {
+                    println!("  {} = {} ({})", c.name, c.value.as_deref().unwrap_or("null"), c.source);
+                }
+            }
+        }
+        TopicCommand::Alter {
+            topic: name,
+            configs,
+            delete_configs,
+        } => {
+            let mut changes: Vec<(String, Option<String>)> = configs.into_iter().map(|(k, v)| (k, Some(v))).collect();
+            changes.extend(delete_configs.into_iter().map(|k| (k, None)));
+            topic::alter(&mut client, &name, &changes)?;
+            println!("altered topic {name}");
+        }
+        TopicCommand::Delete { topic: name } => {
+            topic::delete(&mut client, &name)?;
+            println!("deleted topic {name}");
+        }
+    }
+    Ok(())
 }
 
 /// Runs one `ringlog group …` command against the broker at `bootstrap`.

@@ -101,9 +101,11 @@ pub async fn handle(body: DescribeConfigsRequest, request: RequestContext) -> Ha
                 if resource.resource_name.is_empty()
                     || resource.resource_name.as_str() == metadata.node_id.to_string() =>
             {
+                let cores = broker.core_count().to_string();
                 result.configs = broker
                     .config
                     .all_values()
+                    .chain(std::iter::once(("ringlog.cores", cores.as_str(), true)))
                     .filter(|(key, _, _)| wanted(key))
                     .map(|(key, value, explicit)| {
                         DescribeConfigsResourceResult::default()
