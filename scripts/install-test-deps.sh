@@ -26,7 +26,7 @@ make_venv() { # name, pip requirements...
   echo "$wanted" > "$stamp"
 }
 make_venv kafka-python-2 "kafka-python==2.0.2"
-make_venv kafka-python-3 "kafka-python>=3,<4"
+make_venv kafka-python-3 "kafka-python>=3,<4" "zstandard"
 make_venv confluent-kafka "confluent-kafka>=2.3,<3"
 
 if [ ! -d tests/js/node_modules/kafkajs ]; then

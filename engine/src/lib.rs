@@ -17,6 +17,7 @@
 
 pub mod batch;
 pub mod cache;
+pub mod compression;
 pub mod error;
 pub mod io;
 pub mod limits;

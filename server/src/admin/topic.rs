@@ -85,6 +85,9 @@ pub struct PartitionReport {
     pub log_start_offset: i64,
     pub log_end_offset: i64,
     pub size_bytes: i64,
+    /// Uncompressed size over stored size of a sample of the partition's
+    /// first batches (up to 1 MiB); `None` when empty.
+    pub compression_ratio: Option<f64>,
 }
 
 #[derive(Debug, Serialize)]
@@ -198,9 +201,11 @@ pub fn describe(client: &mut AdminClient, topic: &str) -> Result<TopicReport, Co
         .ok()
         .and_then(|configs| configs.into_iter().find(|c| c.name == "ringlog.cores"))
         .and_then(|c| c.value?.parse().ok());
+    let ratios = sample_compression_ratios(client, topic, &partition_ids, &starts)?;
     let partitions = partition_ids
         .iter()
         .map(|&partition| PartitionReport {
+            compression_ratio: ratios.get(&partition).copied(),
             partition,
             core: cores.map(|count| crate::runtime::router::owner_core(topic, partition, count)),
             log_start_offset: starts.get(&partition).copied().unwrap_or(-1),
@@ -214,6 +219,57 @@ pub fn describe(client: &mut AdminClient, topic: &str) -> Result<TopicReport, Co
         partitions,
         configs: describe_configs(client, 2, topic)?,
     })
+}
+
+/// Reads up to 1 MiB from each partition's start and compares the stored size
+/// of its whole batches with their records' decompressed size.
+fn sample_compression_ratios(
+    client: &mut AdminClient,
+    topic: &str,
+    partitions: &[i32],
+    starts: &BTreeMap<i32, i64>,
+) -> Result<BTreeMap<i32, f64>, CommandError> {
+    use kafka_protocol::messages::fetch_request::{FetchPartition, FetchTopic};
+    const SAMPLE_BYTES: i32 = 1 << 20;
+    const DECOMPRESSED_BYTES_MAX: usize = 64 << 20;
+    let request = FetchRequest::default()
+        .with_replica_id(BrokerId(-1))
+        .with_max_wait_ms(0)
+        .with_min_bytes(0)
+        .with_max_bytes(i32::MAX)
+        .with_session_epoch(-1)
+        .with_topics(vec![FetchTopic::default().with_topic(name(topic)).with_partitions(
+            partitions
+                .iter()
+                .map(|p| {
+                    FetchPartition::default()
+                        .with_partition(*p)
+                        .with_current_leader_epoch(-1)
+                        .with_fetch_offset(starts.get(p).copied().unwrap_or(0))
+                        .with_partition_max_bytes(SAMPLE_BYTES)
+                })
+                .collect(),
+        )]);
+    let response = client.request(12, &request)?;
+    let mut ratios = BTreeMap::new();
+    for partition in response.responses.iter().flat_map(|t| t.partitions.iter()) {
+        let Some(mut records) = partition.records.as_deref() else {
+            continue;
+        };
+        let (mut stored, mut uncompressed) = (0usize, 0usize);
+        while let Ok(total) = ringlog_engine::batch::batch_total_bytes(records) {
+            let Some(batch) = records.get(..total) else { break };
+            if let Ok(decompressed) = ringlog_engine::compression::batch_records(batch, DECOMPRESSED_BYTES_MAX) {
+                stored += total;
+                uncompressed += ringlog_engine::batch::BATCH_HEADER_BYTES + decompressed.len();
+            }
+            records = &records[total..];
+        }
+        if stored > 0 {
+            ratios.insert(partition.partition_index, uncompressed as f64 / stored as f64);
+        }
+    }
+    Ok(ratios)
 }
 
 /// Sets (`Some`) or removes back to the default (`None`) topic configs.

@@ -31,7 +31,7 @@ use crate::runtime::messages::{
     ControlRequest, GroupRequest, PartitionRead, PartitionResult, ProduceOutcome, ShardRequest, TopicPartition,
 };
 use crate::runtime::transactions;
-use crate::topic_config::TopicSettings;
+use crate::topic_config::{Compression, TopicSettings};
 
 /// How often group sessions and rebalance deadlines are checked.
 const GROUP_TICK_MS: u64 = 100;
@@ -272,6 +272,28 @@ fn offset_records_batch(records: &[OffsetRecord]) -> bytes::BytesMut {
     ringlog_engine::batch::build_batch(&key_values, now_ms())
 }
 
+/// Storage-side compression: batches whose codec differs from the topic's
+/// `compression.type` are recompressed here, on the owning core.
+fn recompress(
+    batches: Vec<bytes::BytesMut>,
+    compression: Compression,
+    limit_bytes: usize,
+) -> Result<Vec<bytes::BytesMut>, ringlog_engine::compression::CompressionError> {
+    use ringlog_engine::batch::Codec;
+    let target = match compression {
+        Compression::Producer => return Ok(batches),
+        Compression::Uncompressed => Codec::None,
+        Compression::Gzip => Codec::Gzip,
+        Compression::Snappy => Codec::Snappy,
+        Compression::Lz4 => Codec::Lz4,
+        Compression::Zstd => Codec::Zstd,
+    };
+    batches
+        .into_iter()
+        .map(|batch| Ok(ringlog_engine::compression::recompress_batch(&batch, target, limit_bytes)?.unwrap_or(batch)))
+        .collect()
+}
+
 /// Kafka's codes for idempotence refusals.
 fn sequence_error(refusal: AppendCheckError) -> ResponseError {
     match refusal {
@@ -447,10 +469,19 @@ impl Shard {
         batches: Vec<bytes::BytesMut>,
         reply: tokio::sync::oneshot::Sender<PartitionResult<ProduceOutcome>>,
     ) {
+        let limit_bytes = self.broker.config.socket_request_max_bytes;
         let owned = match self.partition(&tp) {
             Ok(owned) => owned,
             Err(error) => {
                 let _ = reply.send(Err(error));
+                return;
+            }
+        };
+        let batches = match recompress(batches, owned.settings.compression, limit_bytes) {
+            Ok(batches) => batches,
+            Err(error) => {
+                tracing::debug!(topic = %tp.topic, partition = tp.partition, %error, "batch refused");
+                let _ = reply.send(Err(ResponseError::CorruptMessage));
                 return;
             }
         };
