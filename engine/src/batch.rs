@@ -359,6 +359,45 @@ pub fn get_varint(buf: &mut &[u8]) -> Option<i64> {
     None
 }
 
+/// One record of a (decompressed) records section, with its encoded bytes.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct RecordSlice<'a> {
+    pub offset_delta: i64,
+    pub timestamp_delta: i64,
+    pub key: Option<&'a [u8]>,
+    pub value: Option<&'a [u8]>,
+    /// The whole record as encoded, length prefix included.
+    pub encoded: &'a [u8],
+}
+
+/// Splits a decompressed records section into its `count` records; `None`
+/// when it is malformed.
+pub fn split_records(records: &[u8], count: i32) -> Option<Vec<RecordSlice<'_>>> {
+    let mut rest = records;
+    let mut out = Vec::with_capacity(count.clamp(0, 4096) as usize);
+    for _ in 0..count {
+        let start = rest;
+        let length = usize::try_from(get_varint(&mut rest)?).ok()?;
+        let prefix_bytes = start.len() - rest.len();
+        let mut record = rest.get(..length)?;
+        let encoded = &start[..prefix_bytes + length];
+        rest = &rest[length..];
+        record = record.get(1..)?; // attributes
+        let timestamp_delta = get_varint(&mut record)?;
+        let offset_delta = get_varint(&mut record)?;
+        let key = get_nullable_bytes(&mut record)?;
+        let value = get_nullable_bytes(&mut record)?;
+        out.push(RecordSlice {
+            offset_delta,
+            timestamp_delta,
+            key,
+            value,
+            encoded,
+        });
+    }
+    Some(out)
+}
+
 /// One record of an uncompressed batch, borrowing from the batch bytes.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct RecordView<'a> {

@@ -28,6 +28,6 @@ pub use cache::{BatchCache, PartitionKey};
 pub use error::{LogError, Result};
 pub use io::IoMode;
 pub use log::partition_log::{
-    AppendResult, FileRegion, Isolation, LogConfig, LogOffsets, PartitionLog, ReadChunk, ReadResult, SharedLog,
-    WriteFailed,
+    AppendResult, CompactionPlan, FileRegion, Isolation, LogConfig, LogOffsets, PartitionLog, ReadChunk, ReadResult,
+    SharedLog, WriteFailed,
 };

@@ -433,3 +433,98 @@ fn retention_deletes_old_closed_segments_and_delete_records_moves_the_start() {
         assert_eq!(offsets.log_start_offset % 2, 1, "inside a batch, from DeleteRecords");
     });
 }
+
+fn keyed_batch(key: &str, value: &str, timestamp_ms: i64) -> BytesMut {
+    build_batch(&[(Some(key.as_bytes()), Some(value.as_bytes()))], timestamp_ms)
+}
+
+/// Every record of the log as (offset, key, value).
+fn all_records(log: &SharedLog) -> Vec<(i64, String, String)> {
+    let end = log.borrow().offsets().high_watermark;
+    let mut offset = log.borrow().offsets().log_start_offset;
+    let mut out = Vec::new();
+    while offset < end {
+        let (bytes, next) = log.borrow().read_into_memory(offset, 1 << 20).expect("read");
+        let mut rest = &bytes[..];
+        while let Ok(total) = ringlog_engine::batch::batch_total_bytes(rest) {
+            for record in ringlog_engine::batch::parse_records(&rest[..total]).expect("records") {
+                let text = |b: Option<&[u8]>| String::from_utf8_lossy(b.unwrap_or_default()).to_string();
+                out.push((record.offset, text(record.key), text(record.value)));
+            }
+            rest = &rest[total..];
+        }
+        offset = next;
+    }
+    out
+}
+
+#[test]
+fn compaction_keeps_the_latest_value_per_key_and_survives_interruption() {
+    use ringlog_engine::log::compaction::CompactionPolicy;
+    let policy = CompactionPolicy {
+        min_compaction_lag_ms: 0,
+        max_compaction_lag_ms: i64::MAX,
+        delete_retention_ms: 86_400_000,
+        min_cleanable_dirty_ratio: 0.0,
+    };
+    let dir = tempfile::tempdir().expect("tempdir");
+    tokio_uring::start(async {
+        let log = open(dir.path(), config(IoMode::Buffered, 1024), false, 0);
+        for round in 0..40 {
+            for key in ["a", "b", "c"] {
+                append_durably(&log, keyed_batch(key, &format!("{key}-{round}"), NOW_MS - 1000)).await;
+            }
+        }
+        let before = all_records(&log);
+        assert_eq!(before.len(), 120);
+        let plan = log
+            .borrow()
+            .plan_compaction(&policy, NOW_MS)
+            .expect("plan")
+            .expect("something to clean");
+        let mut removed = 0;
+        for base in plan.segments.clone() {
+            removed += log
+                .borrow_mut()
+                .clean_segment(base, &plan, &policy, NOW_MS)
+                .expect("clean")
+                .records_removed;
+        }
+        log.borrow_mut().finish_compaction(&plan).expect("finish");
+        assert!(removed > 90, "old values removed: {removed}");
+        let after = all_records(&log);
+        // The latest value of every key is there, at its original offset.
+        for key in ["a", "b", "c"] {
+            let latest_before = before.iter().rev().find(|r| r.1 == key).expect("key");
+            assert!(after.contains(latest_before), "latest {key} kept");
+        }
+        // In the cleaned segments each key appears at most once.
+        let cleaned_end = plan.segments.len();
+        assert!(cleaned_end > 0);
+        let offsets: Vec<i64> = after.iter().map(|r| r.0).collect();
+        let mut sorted = offsets.clone();
+        sorted.sort_unstable();
+        assert_eq!(offsets, sorted, "offsets stay in order");
+        PartitionLog::close(&log).await.expect("close");
+    });
+    // An interrupted cleaning: a leftover copy and lost indexes. The broker
+    // starts, removes the copy, rebuilds the indexes, and serves the latest values.
+    std::fs::write(dir.path().join("00000000000000000000.log.cleaned"), b"half written").expect("leftover");
+    for entry in std::fs::read_dir(dir.path()).expect("dir") {
+        let path = entry.expect("entry").path();
+        if path.extension().is_some_and(|e| e == "index") {
+            std::fs::remove_file(path).expect("remove index");
+        }
+    }
+    tokio_uring::start(async {
+        let log = open(dir.path(), config(IoMode::Buffered, 1024), false, 0);
+        let records = all_records(&log);
+        for key in ["a", "b", "c"] {
+            assert_eq!(
+                records.iter().rev().find(|r| r.1 == key).map(|r| r.2.clone()),
+                Some(format!("{key}-39"))
+            );
+        }
+        assert!(!dir.path().join("00000000000000000000.log.cleaned").exists());
+    });
+}

@@ -1,5 +1,6 @@
 //! The commit log: segments, their indexes, and the per-partition log.
 
+pub mod compaction;
 pub mod index;
 pub mod leader_epoch;
 pub mod partition_log;

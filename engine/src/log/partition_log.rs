@@ -26,6 +26,7 @@ use crate::cache::{BatchCache, CachedBatch, PartitionKey};
 use crate::error::{LogError, Result};
 use crate::io::{self, IoMode, SegmentWriter};
 use crate::limits::{DATA_WAITERS_MAX, WRITE_JOB_BYTES_MAX};
+use crate::log::compaction::{self, CleanStats, CompactionPolicy, OffsetMap};
 use crate::log::leader_epoch::LeaderEpochCache;
 use crate::log::producer_state::{
     AbortedTransaction, AppendCheckError, ProducerStateTable, SequenceCheck, SequenceError, SNAPSHOT_SUFFIX,
@@ -519,6 +520,97 @@ impl PartitionLog {
         Ok(())
     }
 
+    /// Decides whether to compact, and builds the key map over the dirty part
+    /// of the cleanable segments: the sealed segments, older than
+    /// `min.compaction.lag.ms`, below the last stable offset.
+    pub fn plan_compaction(&self, policy: &CompactionPolicy, now_ms: i64) -> Result<Option<CompactionPlan>> {
+        let active_index = self.segments.len() - 1;
+        let cleanable: Vec<&Segment> = self.segments[..active_index]
+            .iter()
+            .take_while(|s| {
+                s.writer().is_none()
+                    && s.max_timestamp_ms() < now_ms.saturating_sub(policy.min_compaction_lag_ms)
+                    && s.next_offset() <= self.offsets.last_stable_offset
+            })
+            .collect();
+        let cleaned_upto = read_checkpoint(&self.dir, CLEANER_CHECKPOINT_FILE_NAME).unwrap_or(0);
+        let dirty: Vec<&&Segment> = cleanable.iter().filter(|s| s.next_offset() > cleaned_upto).collect();
+        let Some(oldest_dirty) = dirty.first() else {
+            return Ok(None);
+        };
+        let total_bytes: u64 = cleanable.iter().map(|s| s.assigned_bytes()).sum();
+        let dirty_bytes: u64 = dirty.iter().map(|s| s.assigned_bytes()).sum();
+        let ratio = dirty_bytes as f64 / total_bytes.max(1) as f64;
+        let overdue = oldest_dirty.max_timestamp_ms() < now_ms.saturating_sub(policy.max_compaction_lag_ms);
+        if ratio < policy.min_cleanable_dirty_ratio && !overdue {
+            return Ok(None);
+        }
+        let mut map = OffsetMap::default();
+        for segment in &dirty {
+            let bytes = std::fs::read(segment.log_path())
+                .map_err(|e| LogError::io("reading segment", segment.log_path(), e))?;
+            map.add_segment(&bytes, |producer_id, offset| {
+                self.producers.is_aborted(producer_id, offset)
+            })
+            .map_err(|e| compaction_failure(segment.log_path(), e))?;
+        }
+        Ok(Some(CompactionPlan {
+            map,
+            segments: cleanable.iter().map(|s| s.base_offset).collect(),
+            clean_upto: cleanable.last().map_or(cleaned_upto, |s| s.next_offset()),
+        }))
+    }
+
+    /// Cleans one segment of a plan: the cleaned copy is written beside it,
+    /// fsynced, then renamed over it (its old indexes removed first, so a
+    /// crash leaves the old file or the new one, and indexes are rebuilt).
+    pub fn clean_segment(
+        &mut self,
+        base_offset: i64,
+        plan: &CompactionPlan,
+        policy: &CompactionPolicy,
+        now_ms: i64,
+    ) -> Result<CleanStats> {
+        let Some(index) = self.segments.iter().position(|s| s.base_offset == base_offset) else {
+            return Ok(CleanStats::default()); // deleted by retention meanwhile
+        };
+        if index + 1 == self.segments.len() || self.segments[index].writer().is_some() {
+            return Ok(CleanStats::default());
+        }
+        let log_path = self.segments[index].log_path().to_path_buf();
+        let bytes = std::fs::read(&log_path).map_err(|e| LogError::io("reading segment", &log_path, e))?;
+        let horizon_ms = now_ms.saturating_sub(policy.delete_retention_ms);
+        let (cleaned, stats) = compaction::clean_segment(
+            &bytes,
+            &plan.map,
+            |producer_id, offset| self.producers.is_aborted(producer_id, offset),
+            horizon_ms,
+        )
+        .map_err(|e| compaction_failure(&log_path, e))?;
+        if stats.records_removed == 0 {
+            return Ok(stats);
+        }
+        let cleaned_path = log_path.with_extension("log.cleaned");
+        io::write_file_durably(&cleaned_path, &cleaned)
+            .map_err(|e| LogError::io("writing cleaned segment", &cleaned_path, e))?;
+        for suffix in [segment::OFFSET_INDEX_SUFFIX, segment::TIME_INDEX_SUFFIX] {
+            let _ = std::fs::remove_file(segment::segment_path(&self.dir, base_offset, suffix));
+        }
+        io::rename_durably(&cleaned_path, &log_path)
+            .map_err(|e| LogError::io("swapping cleaned segment", &log_path, e))?;
+        let reopened = Segment::open(&self.dir, base_offset, false, self.config.index_interval_bytes, now_ms)?;
+        reopened.write_indexes()?;
+        self.segments[index] = reopened;
+        Ok(stats)
+    }
+
+    /// Records that the plan's range is clean.
+    pub fn finish_compaction(&mut self, plan: &CompactionPlan) -> Result<()> {
+        let path = self.dir.join(CLEANER_CHECKPOINT_FILE_NAME);
+        io::write_file_atomically(&path, plan.clean_upto.to_string().as_bytes())
+            .map_err(|e| LogError::io("writing cleaner checkpoint", &path, e))
+    }
+
     /// New roll limits after a topic config change.
     pub fn set_roll_limits(&mut self, segment_bytes: u64, segment_ms: i64) {
         self.config.segment_bytes = segment_bytes;
@@ -925,13 +1017,31 @@ async fn run_write_job(job: &WriteJob) -> std::io::Result<()> {
 
 /// Where the log starts when that is inside a segment (DeleteRecords).
 const LOG_START_CHECKPOINT_FILE_NAME: &str = "log-start-offset";
+/// How far compaction has cleaned.
+const CLEANER_CHECKPOINT_FILE_NAME: &str = "cleaner-offset-checkpoint";
+
+fn read_checkpoint(dir: &Path, name: &str) -> Option<i64> {
+    std::fs::read_to_string(dir.join(name)).ok()?.trim().parse().ok()
+}
 
 fn read_log_start_checkpoint(dir: &Path) -> Option<i64> {
-    std::fs::read_to_string(dir.join(LOG_START_CHECKPOINT_FILE_NAME))
-        .ok()?
-        .trim()
-        .parse()
-        .ok()
+    read_checkpoint(dir, LOG_START_CHECKPOINT_FILE_NAME)
+}
+
+fn compaction_failure(path: &Path, error: compaction::CompactionError) -> LogError {
+    LogError::io(
+        "compacting",
+        path,
+        std::io::Error::new(std::io::ErrorKind::InvalidData, error),
+    )
+}
+
+/// What one compaction pass cleans, with the key map it uses.
+pub struct CompactionPlan {
+    map: OffsetMap,
+    /// Base offsets of the segments to clean, oldest first.
+    pub segments: Vec<i64>,
+    clean_upto: i64,
 }
 
 fn list_snapshots(dir: &Path) -> Vec<i64> {
@@ -1006,6 +1116,12 @@ fn open_segments(dir: &Path, config: &LogConfig, clean_shutdown: bool, now_ms: i
     let entries = std::fs::read_dir(dir).map_err(|e| LogError::io("listing partition dir", dir, e))?;
     for entry in entries {
         let entry = entry.map_err(|e| LogError::io("listing partition dir", dir, e))?;
+        if entry.file_name().to_str().is_some_and(|n| n.ends_with(".cleaned")) {
+            // A cleaning interrupted before its swap: the original is intact.
+            tracing::warn!(file = %entry.path().display(), "removing an unfinished cleaned segment");
+            let _ = std::fs::remove_file(entry.path());
+            continue;
+        }
         if let Some(base) = entry.file_name().to_str().and_then(segment::parse_segment_file_name) {
             bases.push(base);
         }

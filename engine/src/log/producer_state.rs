@@ -165,6 +165,13 @@ impl ProducerStateTable {
         self.aborted.retain(|a| a.last_offset >= log_start_offset);
     }
 
+    /// True when `producer_id`'s batch at `offset` belongs to an aborted transaction.
+    pub fn is_aborted(&self, producer_id: i64, offset: i64) -> bool {
+        self.aborted
+            .iter()
+            .any(|a| a.producer_id == producer_id && a.first_offset <= offset && offset <= a.last_offset)
+    }
+
     /// Aborted transactions overlapping `[from_offset, to_offset]`, in the
     /// order of their first offsets, as Fetch reports them.
     pub fn aborted_between(&self, from_offset: i64, to_offset: i64) -> Vec<AbortedTransaction> {

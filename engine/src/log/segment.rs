@@ -258,7 +258,7 @@ impl Segment {
         self.write_indexes()
     }
 
-    fn write_indexes(&self) -> Result<()> {
+    pub fn write_indexes(&self) -> Result<()> {
         let dir = self.log_path.parent().unwrap_or(Path::new("."));
         let offset_path = segment_path(dir, self.base_offset, OFFSET_INDEX_SUFFIX);
         io::write_file_atomically(&offset_path, &self.offset_index.encode())
