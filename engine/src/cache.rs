@@ -77,6 +77,18 @@ impl BatchCache {
         }
     }
 
+    /// Drops a partition's cached batches below `offset` (rewritten by
+    /// compaction or deleted by retention).
+    pub fn evict_below(&mut self, key: PartitionKey, offset: i64) {
+        if let Some(batches) = self.partitions.get_mut(&key) {
+            while batches.front().is_some_and(|b| b.next_offset <= offset) {
+                if let Some(batch) = batches.pop_front() {
+                    self.used_bytes -= batch.bytes.len();
+                }
+            }
+        }
+    }
+
     pub fn remove_partition(&mut self, key: PartitionKey) {
         if let Some(batches) = self.partitions.remove(&key) {
             self.used_bytes -= batches.iter().map(|b| b.bytes.len()).sum::<usize>();
@@ -155,6 +167,17 @@ mod tests {
         assert!(cache.used_bytes() <= 250);
         assert!(cache.read(1, 0, 1000, true, 10).is_none(), "oldest evicted");
         assert!(cache.read(2, 0, 1000, true, 10).is_some());
+    }
+
+    #[test]
+    fn eviction_below_an_offset() {
+        let mut cache = BatchCache::new(10_000);
+        cache.insert(1, batch(0, 5, 100));
+        cache.insert(1, batch(5, 5, 100));
+        cache.evict_below(1, 5);
+        assert!(cache.read(1, 0, 1000, true, 10).is_none());
+        assert!(cache.read(1, 5, 1000, true, 10).is_some());
+        assert_eq!(cache.used_bytes(), 100);
     }
 
     #[test]

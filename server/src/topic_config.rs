@@ -218,6 +218,15 @@ pub struct TopicSettings {
 }
 
 impl TopicSettings {
+    pub fn compaction_policy(&self) -> ringlog_engine::log::compaction::CompactionPolicy {
+        ringlog_engine::log::compaction::CompactionPolicy {
+            min_compaction_lag_ms: self.min_compaction_lag_ms,
+            max_compaction_lag_ms: self.max_compaction_lag_ms,
+            delete_retention_ms: self.delete_retention_ms,
+            min_cleanable_dirty_ratio: self.min_cleanable_dirty_ratio,
+        }
+    }
+
     pub fn resolve(topic: &TopicMetadata, broker: &BrokerConfig) -> Self {
         let value = |name: &str| match find(name) {
             Some(config) => effective(config, &topic.configs, broker).value,

@@ -179,8 +179,10 @@ mod tests {
     use super::*;
     use crate::batch::{build_batch, parse_records, stamp_batch, validate_batch};
 
-    /// A segment of batches: each `(base offset, [(key, value)])`.
-    fn segment(batches: &[(i64, Vec<(&str, Option<&str>)>)], timestamp_ms: i64) -> Vec<u8> {
+    /// A batch to write: base offset, then `(key, value)` records.
+    type TestBatch<'a> = (i64, Vec<(&'a str, Option<&'a str>)>);
+
+    fn segment(batches: &[TestBatch<'_>], timestamp_ms: i64) -> Vec<u8> {
         let mut out = Vec::new();
         for (base, records) in batches {
             let records: Vec<_> = records

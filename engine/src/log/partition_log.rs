@@ -515,6 +515,7 @@ impl PartitionLog {
             segment.delete_files();
         }
         self.producers.forget_before(new_start);
+        self.cache.borrow_mut().evict_below(self.key, new_start);
         self.refresh_last_stable_offset();
         self.check_offsets();
         Ok(())
@@ -600,6 +601,8 @@ impl PartitionLog {
             .map_err(|e| LogError::io("swapping cleaned segment", &log_path, e))?;
         let reopened = Segment::open(&self.dir, base_offset, false, self.config.index_interval_bytes, now_ms)?;
         reopened.write_indexes()?;
+        // Cached copies of the rewritten range would serve superseded values.
+        self.cache.borrow_mut().evict_below(self.key, reopened.next_offset());
         self.segments[index] = reopened;
         Ok(stats)
     }

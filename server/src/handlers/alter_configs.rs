@@ -22,6 +22,9 @@ pub fn refuse_resource(resource_type: i8) -> (ResponseError, String) {
     )
 }
 
+/// One resource to alter: type, name, and its new configs or why not.
+pub type AlterRequest = (i8, StrBytes, Result<BTreeMap<String, String>, (ResponseError, String)>);
+
 /// One resource's outcome: type, name, and the refusal if refused.
 pub type AlterOutcome = (i8, StrBytes, Result<(), (ResponseError, String)>);
 
@@ -29,7 +32,7 @@ pub type AlterOutcome = (i8, StrBytes, Result<(), (ResponseError, String)>);
 /// every resource with its outcome, in request order.
 pub async fn alter(
     request: &RequestContext,
-    resources: Vec<(i8, StrBytes, Result<BTreeMap<String, String>, (ResponseError, String)>)>,
+    resources: Vec<AlterRequest>,
     validate_only: bool,
 ) -> Vec<AlterOutcome> {
     let changes: Vec<(String, BTreeMap<String, String>)> = resources

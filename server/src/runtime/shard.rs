@@ -15,6 +15,7 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use kafka_protocol::ResponseError;
+use ringlog_engine::log::compaction::CompactionPolicy;
 use ringlog_engine::log::producer_state::{AppendCheckError, SequenceError};
 use ringlog_engine::{io::spawn_local, BatchCache, Isolation, LogConfig, LogError, PartitionLog, SharedLog};
 use tokio::sync::mpsc;
@@ -134,6 +135,7 @@ async fn run_core_loop(startup: CoreStartup) {
         shard.clone(),
         broker.config.log_retention_check_interval_ms,
     ));
+    spawn_local(run_cleaner(shard.clone(), broker.config.log_cleaner_backoff_ms));
     if let Some(interval_ms) = broker.config.log_flush_interval_ms {
         spawn_local(run_flush_timer(shard.clone(), interval_ms));
     }
@@ -194,6 +196,49 @@ fn tombstones(group_id: &str, partitions: Vec<(String, i32)>) -> Vec<OffsetRecor
             committed: None,
         })
         .collect()
+}
+
+/// The cleaner of this core (`log.cleaner.backoff.ms`): compacts its
+/// compacted partitions, one segment at a time, yielding between segments so
+/// appends and fetches keep flowing.
+async fn run_cleaner(shard: Rc<RefCell<Shard>>, backoff_ms: u64) {
+    let mut ticks = tokio::time::interval(Duration::from_millis(backoff_ms));
+    loop {
+        ticks.tick().await;
+        let candidates: Vec<(TopicPartition, SharedLog, CompactionPolicy)> = shard
+            .borrow()
+            .partitions
+            .iter()
+            .filter(|(_, owned)| owned.settings.cleanup_compact)
+            .map(|(tp, owned)| (tp.clone(), owned.log.clone(), owned.settings.compaction_policy()))
+            .collect();
+        for (tp, log, policy) in candidates {
+            if let Err(error) = compact_partition(&log, &policy).await {
+                tracing::error!(topic = %tp.topic, partition = tp.partition, %error, "compaction failed");
+            }
+        }
+    }
+}
+
+async fn compact_partition(log: &SharedLog, policy: &CompactionPolicy) -> Result<(), LogError> {
+    let now = now_ms();
+    let plan = log.borrow().plan_compaction(policy, now)?;
+    let Some(plan) = plan else {
+        return Ok(());
+    };
+    let mut removed = 0;
+    for base_offset in plan.segments.clone() {
+        removed += log
+            .borrow_mut()
+            .clean_segment(base_offset, &plan, policy, now)?
+            .records_removed;
+        tokio::task::yield_now().await;
+    }
+    log.borrow_mut().finish_compaction(&plan)?;
+    if removed > 0 {
+        tracing::debug!(dir = %log.borrow().dir().display(), removed, "compacted");
+    }
+    Ok(())
 }
 
 /// `log.retention.check.interval.ms`: retention on this core's partitions.
@@ -270,6 +315,18 @@ fn offset_records_batch(records: &[OffsetRecord]) -> bytes::BytesMut {
     let key_values: Vec<ringlog_engine::batch::KeyValue<'_>> =
         encoded.iter().map(|(k, v)| (Some(&k[..]), v.as_deref())).collect();
     ringlog_engine::batch::build_batch(&key_values, now_ms())
+}
+
+/// Compacted topics refuse records without a key, as Kafka does.
+fn all_records_keyed(batch: &[u8], limit_bytes: usize) -> bool {
+    let Ok(header) = ringlog_engine::batch::BatchHeader::parse(batch) else {
+        return false;
+    };
+    let Ok(records) = ringlog_engine::compression::batch_records(batch, limit_bytes) else {
+        return false;
+    };
+    ringlog_engine::batch::split_records(&records, header.records_count)
+        .is_some_and(|records| records.iter().all(|r| r.key.is_some()))
 }
 
 /// Storage-side compression: batches whose codec differs from the topic's
@@ -477,6 +534,10 @@ impl Shard {
                 return;
             }
         };
+        if owned.settings.cleanup_compact && !batches.iter().all(|b| all_records_keyed(b, limit_bytes)) {
+            let _ = reply.send(Err(ResponseError::InvalidRecord));
+            return;
+        }
         let batches = match recompress(batches, owned.settings.compression, limit_bytes) {
             Ok(batches) => batches,
             Err(error) => {
