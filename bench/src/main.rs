@@ -1,7 +1,231 @@
-//! ringlog-bench: placeholder until the benchmark issue (#6) builds the load
-//! generator. It says so instead of pretending to measure anything.
+//! ringlog-bench: a Kafka-protocol load generator (its own async client, not
+//! librdkafka) for produce throughput, consume throughput and end-to-end
+//! latency against any Kafka-compatible broker, with hdrhistogram latencies,
+//! JSON results and a compare mode for performance-regression CI.
+
+mod client;
+mod compare;
+mod report;
+mod workload;
+
+use std::path::PathBuf;
+use std::sync::Arc;
+
+use clap::{Args, Parser, Subcommand};
+
+#[derive(Parser)]
+#[command(name = "ringlog-bench", version, about = "Kafka-protocol load generator")]
+struct Cli {
+    #[command(subcommand)]
+    command: Command,
+}
+
+#[derive(Subcommand)]
+enum Command {
+    /// Produce throughput.
+    Produce(Params),
+    /// Consume throughput, from the start of each partition to its end when the run began.
+    Consume(Params),
+    /// End-to-end latency at a fixed rate (--rate-mb-s, default 50).
+    E2e(Params),
+    /// Compare two JSON results; exits 1 on a regression.
+    Compare {
+        baseline: PathBuf,
+        current: PathBuf,
+        #[arg(long, default_value = "10%")]
+        max_regression: String,
+    },
+}
+
+/// Workload parameters. Names are an interface scripts rely on.
+#[derive(Args, Debug, Clone, serde::Serialize)]
+pub struct Params {
+    #[arg(long, default_value = "127.0.0.1:9092")]
+    pub bootstrap: String,
+    #[arg(long, default_value = "ringlog-bench")]
+    pub topic: String,
+    #[arg(long, default_value_t = 8)]
+    pub partitions: i32,
+    #[arg(long, default_value_t = 1024)]
+    pub record_bytes: usize,
+    /// 0, 1 or all.
+    #[arg(long, default_value = "1")]
+    pub acks: String,
+    /// none, gzip, snappy, lz4 or zstd.
+    #[arg(long, default_value = "none")]
+    pub compression: String,
+    #[arg(long, default_value_t = 10.0)]
+    pub duration_s: f64,
+    #[arg(long, default_value_t = 1.0)]
+    pub warmup_s: f64,
+    /// Total produce rate limit (e2e: its fixed rate).
+    #[arg(long)]
+    pub rate_mb_s: Option<f64>,
+    #[arg(long, default_value_t = 4)]
+    pub producers: usize,
+    #[arg(long, default_value_t = 2)]
+    pub consumers: usize,
+    /// Bytes of records per produce batch (with record overhead it stays under
+    /// Kafka's default max.message.bytes, 1048588).
+    #[arg(long, default_value_t = 1_000_000)]
+    pub batch_bytes: usize,
+    /// Requests in flight per connection.
+    #[arg(long, default_value_t = 8)]
+    pub in_flight: usize,
+    /// none, sequential or random.
+    #[arg(long, default_value = "none")]
+    pub key_distribution: String,
+    #[arg(long)]
+    pub json: Option<PathBuf>,
+}
+
+fn run_compare(baseline: &PathBuf, current: &PathBuf, max_regression: &str) -> anyhow::Result<bool> {
+    let read = |path: &PathBuf| -> anyhow::Result<report::Report> {
+        let text = std::fs::read_to_string(path).map_err(|e| anyhow::anyhow!("reading {}: {e}", path.display()))?;
+        serde_json::from_str(&text).map_err(|e| anyhow::anyhow!("parsing {}: {e}", path.display()))
+    };
+    let limit = compare::parse_fraction(max_regression).map_err(anyhow::Error::msg)?;
+    let differences = compare::compare(&read(baseline)?, &read(current)?, limit);
+    let mut regressed = false;
+    for d in &differences {
+        regressed |= d.regression;
+        println!(
+            "{:<18} baseline {:>12.3} current {:>12.3} {:>+8.1}%{}",
+            d.metric,
+            d.baseline,
+            d.current,
+            d.improvement * 100.0,
+            if d.regression { "  REGRESSION" } else { "" }
+        );
+    }
+    Ok(!regressed)
+}
 
 fn main() {
-    eprintln!("ringlog-bench is not implemented yet (see issue 6); use kcat or rdkafka_performance meanwhile");
-    std::process::exit(2);
+    let cli = Cli::parse();
+    let outcome = match cli.command {
+        Command::Compare {
+            baseline,
+            current,
+            max_regression,
+        } => run_compare(&baseline, &current, &max_regression).map(|ok| if ok { 0 } else { 1 }),
+        Command::Produce(params) => run("produce", params),
+        Command::Consume(params) => run("consume", params),
+        Command::E2e(params) => run("e2e", params),
+    };
+    match outcome {
+        Ok(code) => std::process::exit(code),
+        Err(error) => {
+            eprintln!("ringlog-bench: {error:#}");
+            std::process::exit(2);
+        }
+    }
+}
+
+fn run(workload: &'static str, params: Params) -> anyhow::Result<i32> {
+    workload::acks(&params.acks)?;
+    anyhow::ensure!(params.partitions > 0, "--partitions must be positive");
+    anyhow::ensure!(
+        params.producers > 0 && params.consumers > 0,
+        "--producers and --consumers must be positive"
+    );
+    let params = Arc::new(params);
+    let runtime = tokio::runtime::Builder::new_multi_thread().enable_all().build()?;
+    let totals = runtime.block_on(async {
+        match workload {
+            "produce" => workload::produce(params.clone()).await,
+            "consume" => workload::consume(params.clone()).await,
+            _ => workload::e2e(params.clone()).await,
+        }
+    })?;
+    let report = report::Report::new(
+        workload,
+        totals.records,
+        totals.bytes,
+        totals.elapsed_s,
+        &totals.latency_us,
+        serde_json::to_value(&*params)?,
+    );
+    println!("{}", report.table());
+    if totals.errors > 0 {
+        eprintln!("ringlog-bench: {} requests failed", totals.errors);
+    }
+    if let Some(path) = &params.json {
+        std::fs::write(path, serde_json::to_string_pretty(&report)?)?;
+    }
+    Ok(if totals.errors > 0 { 1 } else { 0 })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_documented_interface_parses() {
+        let cli = Cli::try_parse_from([
+            "ringlog-bench",
+            "produce",
+            "--bootstrap",
+            "127.0.0.1:9",
+            "--topic",
+            "t",
+            "--partitions",
+            "8",
+            "--record-bytes",
+            "1024",
+            "--acks",
+            "all",
+            "--compression",
+            "zstd",
+            "--duration-s",
+            "30",
+            "--rate-mb-s",
+            "50",
+            "--json",
+            "out.json",
+        ])
+        .expect("parses");
+        let Command::Produce(params) = cli.command else {
+            panic!("produce")
+        };
+        assert_eq!(params.partitions, 8);
+        assert_eq!(params.rate_mb_s, Some(50.0));
+        assert_eq!(workload::acks(&params.acks).expect("acks"), -1);
+        assert!(
+            Cli::try_parse_from(["ringlog-bench", "compare", "a.json", "b.json", "--max-regression", "5%"]).is_ok()
+        );
+        assert!(Cli::try_parse_from(["ringlog-bench", "produce", "--partitions", "x"]).is_err());
+    }
+
+    #[test]
+    fn histograms_report_in_milliseconds() {
+        let mut histogram = workload::new_histogram();
+        for micros in 1..=1000 {
+            histogram.record(micros).expect("record");
+        }
+        let report = report::Report::new("produce", 10, 10_000_000, 2.0, &histogram, serde_json::json!({}));
+        assert!((report.mb_per_s - 5.0).abs() < 1e-9);
+        assert!((report.latency_ms.p50 - 0.5).abs() < 0.01);
+        assert!((report.latency_ms.max - 1.0).abs() < 0.01);
+        let table = report.table();
+        assert!(table.contains("MB/s") && table.contains("p99.9"));
+    }
+
+    #[test]
+    fn compare_exits_non_zero_on_a_regression() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let write = |name: &str, mb_per_s: f64| {
+            let report = report::Report {
+                workload: "produce".into(),
+                mb_per_s,
+                ..report::Report::default()
+            };
+            let path = dir.path().join(name);
+            std::fs::write(&path, serde_json::to_string(&report).expect("json")).expect("write");
+            path
+        };
+        let baseline = write("base.json", 1000.0);
+        assert!(run_compare(&baseline, &write("same.json", 990.0), "10%").expect("compares"));
+        assert!(!run_compare(&baseline, &write("slow.json", 800.0), "10%").expect("compares"));
+    }
 }

@@ -30,11 +30,7 @@ pub type AlterOutcome = (i8, StrBytes, Result<(), (ResponseError, String)>);
 
 /// Applies the topic config replacements (through the controller) and pairs
 /// every resource with its outcome, in request order.
-pub async fn alter(
-    request: &RequestContext,
-    resources: Vec<AlterRequest>,
-    validate_only: bool,
-) -> Vec<AlterOutcome> {
+pub async fn alter(request: &RequestContext, resources: Vec<AlterRequest>, validate_only: bool) -> Vec<AlterOutcome> {
     let changes: Vec<(String, BTreeMap<String, String>)> = resources
         .iter()
         .filter_map(|(_, name, configs)| configs.as_ref().ok().map(|c| (name.to_string(), c.clone())))

@@ -1,0 +1,547 @@
+//! The workloads: produce (throughput), consume (throughput from the start of
+//! the log to the end seen when it began), e2e (latency at a fixed rate,
+//! measured from each record's intended send time, which corrects for
+//! coordinated omission).
+
+use std::collections::VecDeque;
+use std::io::IsTerminal;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use bytes::{Bytes, BytesMut};
+use hdrhistogram::Histogram;
+use kafka_protocol::messages::create_topics_request::CreatableTopic;
+use kafka_protocol::messages::fetch_request::{FetchPartition, FetchTopic};
+use kafka_protocol::messages::list_offsets_request::{ListOffsetsPartition, ListOffsetsTopic};
+use kafka_protocol::messages::produce_request::{PartitionProduceData, TopicProduceData};
+use kafka_protocol::messages::*;
+use kafka_protocol::protocol::StrBytes;
+use ringlog_engine::batch::{self, Codec};
+
+use crate::client::{count_records, Connection};
+use crate::Params;
+
+/// Shared progress counters, printed once a second on a terminal.
+#[derive(Default)]
+pub struct Progress {
+    records: AtomicU64,
+    bytes: AtomicU64,
+}
+
+impl Progress {
+    fn add(&self, records: u64, bytes: u64) {
+        self.records.fetch_add(records, Ordering::Relaxed);
+        self.bytes.fetch_add(bytes, Ordering::Relaxed);
+    }
+
+    pub fn spawn_printer(self: &Arc<Self>, label: &'static str) -> tokio::task::JoinHandle<()> {
+        let progress = self.clone();
+        tokio::spawn(async move {
+            if !std::io::stderr().is_terminal() {
+                return;
+            }
+            let (mut last_records, mut last_bytes) = (0, 0);
+            let mut ticks = tokio::time::interval(Duration::from_secs(1));
+            ticks.tick().await;
+            loop {
+                ticks.tick().await;
+                let records = progress.records.load(Ordering::Relaxed);
+                let bytes = progress.bytes.load(Ordering::Relaxed);
+                eprintln!(
+                    "{label}: {:>10} records/s {:>9.1} MB/s",
+                    records - last_records,
+                    (bytes - last_bytes) as f64 / 1e6
+                );
+                (last_records, last_bytes) = (records, bytes);
+            }
+        })
+    }
+}
+
+pub fn new_histogram() -> Histogram<u64> {
+    match Histogram::new_with_bounds(1, 60_000_000, 3) {
+        Ok(histogram) => histogram,
+        Err(error) => unreachable!("fixed histogram bounds are valid: {error}"),
+    }
+}
+
+fn topic_name(params: &Params) -> TopicName {
+    TopicName(StrBytes::from_string(params.topic.clone()))
+}
+
+/// Creates the topic if absent (TOPIC_ALREADY_EXISTS is fine).
+pub async fn ensure_topic(params: &Params) -> anyhow::Result<()> {
+    let mut connection = Connection::connect(&params.bootstrap, 1).await?;
+    let request = CreateTopicsRequest::default()
+        .with_timeout_ms(30_000)
+        .with_topics(vec![CreatableTopic::default()
+            .with_name(topic_name(params))
+            .with_num_partitions(params.partitions)
+            .with_replication_factor(-1)]);
+    let response = connection.call(4, &request).await?;
+    let code = response.topics.first().map_or(0, |t| t.error_code);
+    anyhow::ensure!(code == 0 || code == 36, "creating {}: error {code}", params.topic);
+    Ok(())
+}
+
+fn codec(name: &str) -> anyhow::Result<Codec> {
+    Ok(match name {
+        "none" => Codec::None,
+        "gzip" => Codec::Gzip,
+        "snappy" => Codec::Snappy,
+        "lz4" => Codec::Lz4,
+        "zstd" => Codec::Zstd,
+        other => anyhow::bail!("unknown compression {other:?}"),
+    })
+}
+
+pub fn acks(text: &str) -> anyhow::Result<i16> {
+    Ok(match text {
+        "0" => 0,
+        "1" => 1,
+        "all" | "-1" => -1,
+        other => anyhow::bail!("acks must be 0, 1 or all, not {other:?}"),
+    })
+}
+
+/// One batch of `records` records of `record_bytes` (values; keys per the
+/// distribution), in `codec`. The first 8 value bytes carry `stamp`.
+fn build_batch(records: usize, record_bytes: usize, keys: &str, codec: Codec, stamps: &[u64]) -> anyhow::Result<Bytes> {
+    let mut values: Vec<Vec<u8>> = Vec::with_capacity(records);
+    for i in 0..records {
+        let mut value = vec![b'x'; record_bytes.max(8)];
+        value[..8].copy_from_slice(&stamps.get(i).copied().unwrap_or(0).to_be_bytes());
+        values.push(value);
+    }
+    let key_of = |i: usize| -> Option<Vec<u8>> {
+        match keys {
+            "sequential" => Some(format!("key-{i}").into_bytes()),
+            "random" => Some(format!("key-{}", (i * 2_654_435_761) % 1_000_000).into_bytes()),
+            _ => None,
+        }
+    };
+    let keys: Vec<Option<Vec<u8>>> = (0..records).map(key_of).collect();
+    let pairs: Vec<_> = keys
+        .iter()
+        .zip(&values)
+        .map(|(k, v)| (k.as_deref(), Some(&v[..])))
+        .collect();
+    let plain: BytesMut = batch::build_batch(&pairs, now_ms());
+    let batch = ringlog_engine::compression::recompress_batch(&plain, codec, usize::MAX)?.unwrap_or(plain);
+    Ok(batch.freeze())
+}
+
+fn now_ms() -> i64 {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map_or(0, |d| d.as_millis() as i64)
+}
+
+fn produce_request(params: &Params, partition: i32, batch: Bytes, acks: i16) -> ProduceRequest {
+    ProduceRequest::default()
+        .with_acks(acks)
+        .with_timeout_ms(30_000)
+        .with_topic_data(vec![TopicProduceData::default()
+            .with_name(topic_name(params))
+            .with_partition_data(vec![PartitionProduceData::default()
+                .with_index(partition)
+                .with_records(Some(batch))])])
+}
+
+/// Totals of a run.
+pub struct Totals {
+    pub records: u64,
+    pub bytes: u64,
+    pub elapsed_s: f64,
+    pub latency_us: Histogram<u64>,
+    pub errors: u64,
+}
+
+/// One producer connection, sending to `partitions` in turn until `until`;
+/// statistics only after `measure_from`.
+async fn producer_task(
+    params: Arc<Params>,
+    partitions: Vec<i32>,
+    measure_from: Instant,
+    until: Instant,
+    progress: Arc<Progress>,
+) -> anyhow::Result<Totals> {
+    let acks = acks(&params.acks)?;
+    let records_per_batch = (params.batch_bytes / params.record_bytes.max(1)).max(1);
+    let batch = build_batch(
+        records_per_batch,
+        params.record_bytes,
+        &params.key_distribution,
+        codec(&params.compression)?,
+        &[],
+    )?;
+    let mut connection = Connection::connect(&params.bootstrap, params.in_flight).await?;
+    let mut in_flight = VecDeque::new();
+    let mut totals = Totals {
+        records: 0,
+        bytes: 0,
+        elapsed_s: 0.0,
+        latency_us: new_histogram(),
+        errors: 0,
+    };
+    let bytes_per_s = params.rate_mb_s.map(|rate| rate * 1e6 / params.producers as f64);
+    let started = Instant::now();
+    let mut sent_bytes = 0u64;
+    let mut next_partition = 0usize;
+    while Instant::now() < until {
+        if let Some(rate) = bytes_per_s {
+            let due = started + Duration::from_secs_f64(sent_bytes as f64 / rate);
+            tokio::time::sleep_until(due.into()).await;
+        }
+        let partition = partitions[next_partition % partitions.len()];
+        next_partition += 1;
+        let request = produce_request(&params, partition, batch.clone(), acks);
+        let sent_at = Instant::now();
+        sent_bytes += batch.len() as u64;
+        if acks == 0 {
+            connection.send_oneway(9, &request).await?;
+            if sent_at >= measure_from {
+                totals.records += records_per_batch as u64;
+                totals.bytes += batch.len() as u64;
+            }
+            progress.add(records_per_batch as u64, batch.len() as u64);
+            continue;
+        }
+        in_flight.push_back((sent_at, connection.send(9, &request).await?));
+        if in_flight.len() >= params.in_flight {
+            if let Some((sent_at, response)) = in_flight.pop_front() {
+                settle(
+                    response.await?,
+                    sent_at,
+                    measure_from,
+                    records_per_batch,
+                    batch.len(),
+                    &mut totals,
+                    &progress,
+                );
+            }
+        }
+    }
+    while let Some((sent_at, response)) = in_flight.pop_front() {
+        settle(
+            response.await?,
+            sent_at,
+            measure_from,
+            records_per_batch,
+            batch.len(),
+            &mut totals,
+            &progress,
+        );
+    }
+    Ok(totals)
+}
+
+fn settle(
+    response: ProduceResponse,
+    sent_at: Instant,
+    measure_from: Instant,
+    records: usize,
+    bytes: usize,
+    totals: &mut Totals,
+    progress: &Progress,
+) {
+    let failure = response
+        .responses
+        .iter()
+        .flat_map(|t| t.partition_responses.iter())
+        .find(|p| p.error_code != 0);
+    if let Some(failure) = failure {
+        if totals.errors == 0 {
+            eprintln!("ringlog-bench: produce failed with error code {}", failure.error_code);
+        }
+        totals.errors += 1;
+        return;
+    }
+    progress.add(records as u64, bytes as u64);
+    if sent_at >= measure_from {
+        totals.records += records as u64;
+        totals.bytes += bytes as u64;
+        let _ = totals.latency_us.record(sent_at.elapsed().as_micros().max(1) as u64);
+    }
+}
+
+fn partitions_of(task: usize, tasks: usize, partitions: i32) -> Vec<i32> {
+    let mine: Vec<i32> = (0..partitions).filter(|p| *p as usize % tasks == task).collect();
+    if mine.is_empty() {
+        vec![task as i32 % partitions.max(1)]
+    } else {
+        mine
+    }
+}
+
+fn merge(results: Vec<anyhow::Result<Totals>>, elapsed_s: f64) -> anyhow::Result<Totals> {
+    let mut merged = Totals {
+        records: 0,
+        bytes: 0,
+        elapsed_s,
+        latency_us: new_histogram(),
+        errors: 0,
+    };
+    for result in results {
+        let totals = result?;
+        merged.records += totals.records;
+        merged.bytes += totals.bytes;
+        merged.errors += totals.errors;
+        merged.latency_us.add(&totals.latency_us).map_err(anyhow::Error::msg)?;
+    }
+    Ok(merged)
+}
+
+pub async fn produce(params: Arc<Params>) -> anyhow::Result<Totals> {
+    ensure_topic(&params).await?;
+    let progress = Arc::new(Progress::default());
+    let printer = progress.spawn_printer("produce");
+    let measure_from = Instant::now() + Duration::from_secs_f64(params.warmup_s);
+    let until = measure_from + Duration::from_secs_f64(params.duration_s);
+    let tasks: Vec<_> = (0..params.producers)
+        .map(|task| {
+            let partitions = partitions_of(task, params.producers, params.partitions);
+            tokio::spawn(producer_task(
+                params.clone(),
+                partitions,
+                measure_from,
+                until,
+                progress.clone(),
+            ))
+        })
+        .collect();
+    let mut results = Vec::new();
+    for task in tasks {
+        results.push(task.await?);
+    }
+    printer.abort();
+    merge(results, measure_from.elapsed().as_secs_f64())
+}
+
+/// ListOffsets at `timestamp` (-2 earliest, -1 latest) for every partition.
+async fn offsets(params: &Params, timestamp: i64) -> anyhow::Result<Vec<i64>> {
+    let mut connection = Connection::connect(&params.bootstrap, 1).await?;
+    let request = ListOffsetsRequest::default()
+        .with_replica_id(BrokerId(-1))
+        .with_topics(vec![ListOffsetsTopic::default()
+            .with_name(topic_name(params))
+            .with_partitions(
+                (0..params.partitions)
+                    .map(|p| {
+                        ListOffsetsPartition::default()
+                            .with_partition_index(p)
+                            .with_current_leader_epoch(-1)
+                            .with_timestamp(timestamp)
+                    })
+                    .collect(),
+            )]);
+    let response = connection.call(4, &request).await?;
+    let mut offsets = vec![0; params.partitions.max(0) as usize];
+    for partition in response.topics.iter().flat_map(|t| t.partitions.iter()) {
+        if let Some(slot) = offsets.get_mut(partition.partition_index as usize) {
+            *slot = partition.offset;
+        }
+    }
+    Ok(offsets)
+}
+
+fn fetch_request(params: &Params, positions: &[(i32, i64)], max_wait_ms: i32) -> FetchRequest {
+    FetchRequest::default()
+        .with_replica_id(BrokerId(-1))
+        .with_max_wait_ms(max_wait_ms)
+        .with_min_bytes(1)
+        .with_max_bytes(64 << 20)
+        .with_session_epoch(-1)
+        .with_topics(vec![FetchTopic::default()
+            .with_topic(topic_name(params))
+            .with_partitions(
+                positions
+                    .iter()
+                    .map(|(p, offset)| {
+                        FetchPartition::default()
+                            .with_partition(*p)
+                            .with_current_leader_epoch(-1)
+                            .with_fetch_offset(*offset)
+                            .with_partition_max_bytes(8 << 20)
+                    })
+                    .collect(),
+            )])
+}
+
+/// The offset after the last whole batch in `records`.
+fn next_offset(mut records: &[u8], current: i64) -> i64 {
+    let mut next = current;
+    while let Ok(total) = batch::batch_total_bytes(records) {
+        let Some(whole) = records.get(..total) else { break };
+        if let Ok(header) = batch::BatchHeader::parse(whole) {
+            next = next.max(header.next_offset());
+        }
+        records = &records[total..];
+    }
+    next
+}
+
+async fn consumer_task(
+    params: Arc<Params>,
+    mut positions: Vec<(i32, i64)>,
+    ends: Vec<i64>,
+    until: Instant,
+    progress: Arc<Progress>,
+) -> anyhow::Result<Totals> {
+    let mut connection = Connection::connect(&params.bootstrap, 2).await?;
+    let mut totals = Totals {
+        records: 0,
+        bytes: 0,
+        elapsed_s: 0.0,
+        latency_us: new_histogram(),
+        errors: 0,
+    };
+    while Instant::now() < until && positions.iter().any(|(p, offset)| *offset < ends[*p as usize]) {
+        let started = Instant::now();
+        let response = connection.call(12, &fetch_request(&params, &positions, 500)).await?;
+        let _ = totals.latency_us.record(started.elapsed().as_micros().max(1) as u64);
+        for partition in response.responses.iter().flat_map(|t| t.partitions.iter()) {
+            if partition.error_code != 0 {
+                totals.errors += 1;
+                continue;
+            }
+            let Some(records) = partition.records.as_deref() else {
+                continue;
+            };
+            let (count, bytes) = count_records(records);
+            totals.records += count;
+            totals.bytes += bytes;
+            progress.add(count, bytes);
+            if let Some(position) = positions.iter_mut().find(|(p, _)| *p == partition.partition_index) {
+                position.1 = next_offset(records, position.1);
+            }
+        }
+    }
+    Ok(totals)
+}
+
+pub async fn consume(params: Arc<Params>) -> anyhow::Result<Totals> {
+    let starts = offsets(&params, -2).await?;
+    let ends = offsets(&params, -1).await?;
+    let progress = Arc::new(Progress::default());
+    let printer = progress.spawn_printer("consume");
+    let started = Instant::now();
+    let until = started + Duration::from_secs_f64(params.duration_s);
+    let tasks: Vec<_> = (0..params.consumers)
+        .map(|task| {
+            let positions = partitions_of(task, params.consumers, params.partitions)
+                .into_iter()
+                .map(|p| (p, starts[p as usize]))
+                .collect();
+            tokio::spawn(consumer_task(
+                params.clone(),
+                positions,
+                ends.clone(),
+                until,
+                progress.clone(),
+            ))
+        })
+        .collect();
+    let mut results = Vec::new();
+    for task in tasks {
+        results.push(task.await?);
+    }
+    printer.abort();
+    merge(results, started.elapsed().as_secs_f64())
+}
+
+/// End-to-end: records sent at a fixed rate, each carrying its intended send
+/// time; the consumer measures arrival minus intended time.
+pub async fn e2e(params: Arc<Params>) -> anyhow::Result<Totals> {
+    ensure_topic(&params).await?;
+    let rate_mb_s = params.rate_mb_s.unwrap_or(50.0);
+    let records_per_s = rate_mb_s * 1e6 / params.record_bytes.max(8) as f64;
+    let interval = Duration::from_secs_f64(1.0 / records_per_s);
+    let linger = Duration::from_micros(500);
+    let starts = offsets(&params, -1).await?;
+    let origin = Instant::now();
+    let measure_from = origin + Duration::from_secs_f64(params.warmup_s);
+    let until = measure_from + Duration::from_secs_f64(params.duration_s);
+    let producer_params = params.clone();
+    let producer = tokio::spawn(async move {
+        let params = producer_params;
+        let acks = acks(&params.acks)?;
+        let codec = codec(&params.compression)?;
+        let mut connection = Connection::connect(&params.bootstrap, params.in_flight).await?;
+        let mut pending = VecDeque::new();
+        let mut sent = 0u64;
+        let mut partition = 0i32;
+        while Instant::now() < until {
+            tokio::time::sleep(linger).await;
+            let due = (origin.elapsed().as_secs_f64() / interval.as_secs_f64()) as u64;
+            if due <= sent {
+                continue;
+            }
+            let stamps: Vec<u64> = (sent..due)
+                .map(|i| (interval.as_secs_f64() * i as f64 * 1e9) as u64)
+                .collect();
+            sent = due;
+            let batch = build_batch(stamps.len(), params.record_bytes, "none", codec, &stamps)?;
+            let request = produce_request(&params, partition % params.partitions, batch, acks);
+            partition += 1;
+            pending.push_back(connection.send(9, &request).await?);
+            if pending.len() >= params.in_flight {
+                if let Some(response) = pending.pop_front() {
+                    response.await?;
+                }
+            }
+        }
+        for response in pending {
+            response.await?;
+        }
+        anyhow::Ok(())
+    });
+    let mut connection = Connection::connect(&params.bootstrap, 2).await?;
+    let mut positions: Vec<(i32, i64)> = (0..params.partitions).map(|p| (p, starts[p as usize])).collect();
+    let mut totals = Totals {
+        records: 0,
+        bytes: 0,
+        elapsed_s: 0.0,
+        latency_us: new_histogram(),
+        errors: 0,
+    };
+    while Instant::now() < until + Duration::from_millis(500) {
+        let response = connection.call(12, &fetch_request(&params, &positions, 100)).await?;
+        let arrived_ns = origin.elapsed().as_nanos() as u64;
+        for partition in response.responses.iter().flat_map(|t| t.partitions.iter()) {
+            let Some(records) = partition.records.as_deref() else {
+                continue;
+            };
+            let mut rest = records;
+            while let Ok(total) = batch::batch_total_bytes(rest) {
+                let Some(whole) = rest.get(..total) else { break };
+                let decoded = ringlog_engine::compression::recompress_batch(whole, Codec::None, 64 << 20)?;
+                let plain = decoded.as_deref().unwrap_or(whole);
+                for record in batch::parse_records(plain).unwrap_or_default() {
+                    let Some(stamp) = record
+                        .value
+                        .and_then(|v| v.get(..8))
+                        .map(|b| u64::from_be_bytes(b.try_into().unwrap_or([0; 8])))
+                    else {
+                        continue;
+                    };
+                    if origin + Duration::from_nanos(stamp) >= measure_from {
+                        totals.records += 1;
+                        totals.bytes += params.record_bytes as u64;
+                        let _ = totals
+                            .latency_us
+                            .record((arrived_ns.saturating_sub(stamp) / 1000).max(1));
+                    }
+                }
+                rest = &rest[total..];
+            }
+            if let Some(position) = positions.iter_mut().find(|(p, _)| *p == partition.partition_index) {
+                position.1 = next_offset(records, position.1);
+            }
+        }
+    }
+    producer.await??;
+    totals.elapsed_s = params.duration_s;
+    Ok(totals)
+}
