@@ -168,7 +168,10 @@ async fn producer_task(
     progress: Arc<Progress>,
 ) -> anyhow::Result<Totals> {
     let acks = acks(&params.acks)?;
-    let records_per_batch = (params.batch_bytes / params.record_bytes.max(1)).max(1);
+    // Each record adds a few bytes of framing (length, attributes, deltas, key
+    // and header counts): count them so the batch stays under --batch-bytes.
+    const RECORD_OVERHEAD_BYTES: usize = 16;
+    let records_per_batch = (params.batch_bytes / (params.record_bytes.max(1) + RECORD_OVERHEAD_BYTES)).max(1);
     let batch = build_batch(
         records_per_batch,
         params.record_bytes,

@@ -210,10 +210,12 @@ pub async fn handle(body: FetchRequest, request: RequestContext) -> HandlerOutco
             )));
         }
         let mut watchers = Vec::new();
-        if !watch_all(broker, &topics, &reads, &mut watchers).await || watchers.is_empty() {
-            if watchers.is_empty() {
-                tokio::time::sleep_until(deadline).await;
-            }
+        let nothing_new_yet = watch_all(broker, &topics, &reads, &mut watchers).await;
+        if !nothing_new_yet {
+            continue; // data arrived between the read and the watch: read again now
+        }
+        if watchers.is_empty() {
+            tokio::time::sleep_until(deadline).await; // nothing to watch: wait out max_wait_ms
             continue;
         }
         tokio::select! {

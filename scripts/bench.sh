@@ -1,0 +1,68 @@
+#!/usr/bin/env bash
+# The standard benchmark suite, with the machine's own limits measured in the
+# same run (fio sequential O_DIRECT write, iperf3 over loopback), broker RSS at
+# idle and after the produce run, and broker CPU seconds per GB.
+#   DURATION=30 scripts/bench.sh            # results in bench/results/<time>/
+set -euo pipefail
+cd "$(dirname "$0")/.."
+DURATION=${DURATION:-30}
+OUT=${OUT:-bench/results/$(date -u +%Y%m%dT%H%M%SZ)}
+DATA_PARENT=${DATA_PARENT:-/var/tmp}
+mkdir -p "$OUT"
+
+as_root() { if [ "$(id -u)" -eq 0 ]; then "$@"; else sudo "$@"; fi; }
+for tool in fio iperf3; do
+  command -v "$tool" >/dev/null || { as_root apt-get update -qq; as_root env DEBIAN_FRONTEND=noninteractive apt-get install -y -qq "$tool" >/dev/null; }
+done
+cargo build --release -q -p ringlog-server -p ringlog-bench
+BENCH=target/release/ringlog-bench
+
+DATA=$(mktemp -d -p "$DATA_PARENT" ringlog-bench.XXXXXX)
+trap 'kill "$PID" 2>/dev/null || true; wait "$PID" 2>/dev/null || true; rm -rf "$DATA"' EXIT
+
+echo "== machine limits"
+fio --name=seqwrite --directory="$DATA" --rw=write --bs=1M --size=4G --direct=1 --ioengine=io_uring \
+    --iodepth=8 --runtime=15 --time_based --group_reporting --output-format=json >"$OUT/fio.json"
+rm -f "$DATA"/seqwrite*
+iperf3 -s -1 -p 5299 >/dev/null 2>&1 &
+sleep 0.5
+iperf3 -c 127.0.0.1 -p 5299 -t 10 -J >"$OUT/iperf3.json"
+
+echo "== broker"
+# Cap disk use: 8 partitions x 1 GiB retained.
+target/release/ringlog serve --listen 127.0.0.1:0 --data-dir "$DATA/data" --log-level warn \
+  --set log.segment.bytes=268435456 --set log.retention.bytes=1073741824 \
+  --set log.retention.check.interval.ms=1000 >"$OUT/broker.out" 2>"$OUT/broker.log" &
+PID=$!
+for _ in $(seq 50); do grep -q "listening" "$OUT/broker.out" 2>/dev/null && break; sleep 0.1; done
+ADDR=$(awk '{print $4}' "$OUT/broker.out")
+rss_kb() { awk '/VmRSS/ {print $2}' "/proc/$PID/status"; }
+cpu_s() { awk '{print ($14 + $15) / 100}' "/proc/$PID/stat"; }
+echo "idle_rss_kb $(rss_kb)" >"$OUT/broker-resources.txt"
+
+run() { # name, workload, args...
+  local name=$1; shift
+  local before; before=$(cpu_s)
+  "$BENCH" "$@" --bootstrap "$ADDR" --json "$OUT/$name.json" | tee "$OUT/$name.txt"
+  echo "$name cpu_s $(awk -v a="$(cpu_s)" -v b="$before" 'BEGIN {print a - b}') rss_kb $(rss_kb)" >>"$OUT/broker-resources.txt"
+}
+run produce-1k produce --topic bench-1k --partitions 8 --record-bytes 1024 --acks 1 --duration-s "$DURATION"
+run consume-1k consume --topic bench-1k --partitions 8 --duration-s "$DURATION"
+run produce-100b produce --topic bench-100b --partitions 8 --record-bytes 100 --acks 1 --duration-s "$DURATION"
+run e2e-50mb e2e --topic bench-e2e --partitions 8 --record-bytes 1024 --rate-mb-s 50 --duration-s "$DURATION"
+
+echo "== results in $OUT"
+cat "$OUT/broker-resources.txt"
+python3 - "$OUT" <<'PY'
+import json, sys, os
+out = sys.argv[1]
+fio = json.load(open(os.path.join(out, "fio.json")))["jobs"][0]["write"]["bw_bytes"] / 1e6
+iperf = json.load(open(os.path.join(out, "iperf3.json")))["end"]["sum_received"]["bits_per_second"] / 8e6
+print(f"fio seq write {fio:.0f} MB/s, iperf3 loopback {iperf:.0f} MB/s")
+for name in ["produce-1k", "consume-1k", "produce-100b", "e2e-50mb"]:
+    r = json.load(open(os.path.join(out, f"{name}.json")))
+    l = r["latency_ms"]
+    print(f"{name:13} {r['mb_per_s']:8.1f} MB/s {r['records_per_s']:11.0f} rec/s  "
+          f"{r['mb_per_s']/fio:5.0%} of disk {r['mb_per_s']/iperf:5.0%} of loopback  "
+          f"p50 {l['p50']:.2f} p99 {l['p99']:.2f} p99.9 {l['p999']:.2f} ms")
+PY
