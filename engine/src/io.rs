@@ -9,7 +9,7 @@
 //! - At most one write is in flight per [`SegmentWriter`] (the partition's
 //!   writer task serialises them), so the in-memory tail block cannot race.
 
-use std::alloc::{alloc_zeroed, dealloc, Layout};
+use std::alloc::{alloc, alloc_zeroed, dealloc, Layout};
 use std::cell::RefCell;
 use std::future::Future;
 use std::io;
@@ -95,6 +95,35 @@ impl AlignedBuf {
             std::alloc::handle_alloc_error(layout);
         };
         Self { ptr, len, capacity }
+    }
+
+    /// `parts` concatenated, then zeros up to the next alignment boundary.
+    /// Only the padding is zeroed: every other byte is written once, so large
+    /// O_DIRECT writes do not pay for clearing memory they overwrite.
+    pub fn concat(parts: &[&[u8]]) -> Self {
+        let len: usize = parts.iter().map(|p| p.len()).sum();
+        let capacity = align_up(len.max(1) as u64) as usize;
+        let layout = Self::layout(capacity);
+        // SAFETY: layout has non-zero size and a power-of-two alignment.
+        let raw = unsafe { alloc(layout) };
+        let Some(ptr) = NonNull::new(raw) else {
+            std::alloc::handle_alloc_error(layout);
+        };
+        let mut at = 0;
+        for part in parts {
+            // SAFETY: at + part.len() <= len <= capacity; source and the fresh
+            // allocation cannot overlap.
+            unsafe { std::ptr::copy_nonoverlapping(part.as_ptr(), ptr.as_ptr().add(at), part.len()) };
+            at += part.len();
+        }
+        // SAFETY: [len, capacity) lies within the allocation.
+        unsafe { std::ptr::write_bytes(ptr.as_ptr().add(len), 0, capacity - len) };
+        // Every byte of [0, capacity) is now initialised; expose the padded length.
+        Self {
+            ptr,
+            len: capacity,
+            capacity,
+        }
     }
 
     fn layout(capacity: usize) -> Layout {
@@ -199,16 +228,11 @@ impl SegmentWriter {
         assert_eq!(aligned_start + tail.len() as u64, position, "tail block out of step");
         let data_bytes: usize = chunks.iter().map(Bytes::len).sum();
         let logical_bytes = tail.len() + data_bytes;
-        let mut buf = AlignedBuf::zeroed(align_up(logical_bytes as u64) as usize);
-        {
-            let target = buf.as_mut_slice();
-            target[..tail.len()].copy_from_slice(&tail);
-            let mut at = tail.len();
-            for chunk in chunks {
-                target[at..at + chunk.len()].copy_from_slice(chunk);
-                at += chunk.len();
-            }
-        }
+        let parts: Vec<&[u8]> = std::iter::once(&tail[..])
+            .chain(chunks.iter().map(|c| &c[..]))
+            .collect();
+        let buf = AlignedBuf::concat(&parts);
+        debug_assert_eq!(buf.as_slice().len(), align_up(logical_bytes as u64) as usize);
         let new_tail_start = align_down(logical_bytes as u64) as usize;
         let new_tail = buf.as_slice()[new_tail_start..logical_bytes].to_vec();
         let (result, _) = self.file.write_all_at(buf, aligned_start).await;
@@ -290,6 +314,17 @@ mod tests {
         assert_eq!(align_down(4096), 4096);
         assert_eq!(align_up(1), 4096);
         assert_eq!(align_up(4096), 4096);
+    }
+
+    #[test]
+    fn concat_copies_parts_and_zero_pads() {
+        let buf = AlignedBuf::concat(&[b"abc", b"", &[7u8; 5000]]);
+        let bytes = buf.as_slice();
+        assert_eq!(bytes.len(), 8192, "padded to the alignment");
+        assert_eq!(bytes.as_ptr() as usize % ALIGN, 0);
+        assert_eq!(&bytes[..3], b"abc");
+        assert!(bytes[3..5003].iter().all(|&b| b == 7));
+        assert!(bytes[5003..].iter().all(|&b| b == 0));
     }
 
     #[test]
