@@ -158,6 +158,22 @@ pub struct Totals {
     pub errors: u64,
 }
 
+impl Totals {
+    fn empty() -> Self {
+        Self::empty_over(0.0)
+    }
+
+    fn empty_over(elapsed_s: f64) -> Self {
+        Self {
+            records: 0,
+            bytes: 0,
+            elapsed_s,
+            latency_us: new_histogram(),
+            errors: 0,
+        }
+    }
+}
+
 /// One producer connection, sending to `partitions` in turn until `until`;
 /// statistics only after `measure_from`.
 async fn producer_task(
@@ -181,13 +197,7 @@ async fn producer_task(
     )?;
     let mut connection = Connection::connect(&params.bootstrap, params.in_flight).await?;
     let mut in_flight = VecDeque::new();
-    let mut totals = Totals {
-        records: 0,
-        bytes: 0,
-        elapsed_s: 0.0,
-        latency_us: new_histogram(),
-        errors: 0,
-    };
+    let mut totals = Totals::empty();
     let bytes_per_s = params.rate_mb_s.map(|rate| rate * 1e6 / params.producers as f64);
     let started = Instant::now();
     let mut sent_bytes = 0u64;
@@ -393,13 +403,7 @@ async fn consumer_task(
     progress: Arc<Progress>,
 ) -> anyhow::Result<Totals> {
     let mut connection = Connection::connect(&params.bootstrap, 2).await?;
-    let mut totals = Totals {
-        records: 0,
-        bytes: 0,
-        elapsed_s: 0.0,
-        latency_us: new_histogram(),
-        errors: 0,
-    };
+    let mut totals = Totals::empty();
     while Instant::now() < until && positions.iter().any(|(p, offset)| *offset < ends[*p as usize]) {
         let started = Instant::now();
         let response = connection.call(12, &fetch_request(&params, &positions, 500)).await?;
@@ -502,13 +506,7 @@ pub async fn e2e(params: Arc<Params>) -> anyhow::Result<Totals> {
     });
     let mut connection = Connection::connect(&params.bootstrap, 2).await?;
     let mut positions: Vec<(i32, i64)> = (0..params.partitions).map(|p| (p, starts[p as usize])).collect();
-    let mut totals = Totals {
-        records: 0,
-        bytes: 0,
-        elapsed_s: 0.0,
-        latency_us: new_histogram(),
-        errors: 0,
-    };
+    let mut totals = Totals::empty();
     while Instant::now() < until + Duration::from_millis(500) {
         let response = connection.call(12, &fetch_request(&params, &positions, 100)).await?;
         let arrived_ns = origin.elapsed().as_nanos() as u64;

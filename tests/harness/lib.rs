@@ -202,6 +202,7 @@ pub fn run_ok(command: &mut Command) -> String {
 pub struct RawConnection {
     stream: TcpStream,
     next_correlation_id: i32,
+    peer: String,
 }
 
 impl RawConnection {
@@ -213,7 +214,13 @@ impl RawConnection {
         Self {
             stream,
             next_correlation_id: 1,
+            peer: address.to_string(),
         }
+    }
+
+    /// The address this connection was opened to.
+    pub fn peer(&self) -> &str {
+        &self.peer
     }
 
     pub fn send_bytes(&mut self, bytes: &[u8]) -> std::io::Result<()> {
@@ -392,4 +399,30 @@ pub async fn create_topic(bootstrap: &str, name: &str, partitions: i32) {
     {
         result.expect("topic created");
     }
+}
+
+/// Creates a topic over the raw protocol (CreateTopics v7) with `configs`;
+/// returns the error code (0 on success).
+pub fn create_topic_raw(bootstrap: &str, name: &str, partitions: i32, configs: &[(&str, &str)]) -> i16 {
+    use kafka_protocol::messages::create_topics_request::{CreatableTopic, CreatableTopicConfig};
+    use kafka_protocol::messages::{CreateTopicsRequest, TopicName};
+    let topic = CreatableTopic::default()
+        .with_name(TopicName(StrBytes::from_string(name.to_string())))
+        .with_num_partitions(partitions)
+        .with_replication_factor(1)
+        .with_configs(
+            configs
+                .iter()
+                .map(|(k, v)| {
+                    CreatableTopicConfig::default()
+                        .with_name(StrBytes::from_string(k.to_string()))
+                        .with_value(Some(StrBytes::from_string(v.to_string())))
+                })
+                .collect(),
+        );
+    let mut connection = RawConnection::connect(bootstrap);
+    connection
+        .request(7, &CreateTopicsRequest::default().with_topics(vec![topic]))
+        .topics[0]
+        .error_code
 }

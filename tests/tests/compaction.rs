@@ -5,14 +5,11 @@
 use std::collections::BTreeMap;
 use std::time::{Duration, Instant};
 
-use kafka_protocol::messages::create_topics_request::{CreatableTopic, CreatableTopicConfig};
-use kafka_protocol::messages::*;
-use kafka_protocol::protocol::StrBytes;
 use rdkafka::config::ClientConfig;
 use rdkafka::consumer::{BaseConsumer, Consumer};
 use rdkafka::producer::{FutureProducer, FutureRecord};
 use rdkafka::{Message, Offset, TopicPartitionList};
-use ringlog_tests::{RawConnection, RunningBroker};
+use ringlog_tests::{create_topic_raw, RunningBroker};
 
 const CLEANER: [(&str, &str); 1] = [("log.cleaner.backoff.ms", "50")];
 
@@ -23,28 +20,7 @@ fn create_compacted(broker: &RunningBroker, name: &str) {
         ("min.cleanable.dirty.ratio", "0.01"),
         ("delete.retention.ms", "1000"),
     ];
-    let topic = CreatableTopic::default()
-        .with_name(TopicName(StrBytes::from_string(name.to_string())))
-        .with_num_partitions(1)
-        .with_replication_factor(1)
-        .with_configs(
-            configs
-                .iter()
-                .map(|(k, v)| {
-                    CreatableTopicConfig::default()
-                        .with_name(StrBytes::from_static_str(k))
-                        .with_value(Some(StrBytes::from_static_str(v)))
-                })
-                .collect(),
-        );
-    let mut connection = RawConnection::connect(broker.bootstrap());
-    assert_eq!(
-        connection
-            .request(7, &CreateTopicsRequest::default().with_topics(vec![topic]))
-            .topics[0]
-            .error_code,
-        0
-    );
+    assert_eq!(create_topic_raw(broker.bootstrap(), name, 1, &configs), 0);
 }
 
 /// Sends `(key, value)` pairs (value `None`: a tombstone) one by one, in order.

@@ -4,36 +4,21 @@
 use std::time::{Duration, Instant};
 
 use bytes::{BufMut, Bytes, BytesMut};
-use kafka_protocol::messages::create_topics_request::{CreatableTopic, CreatableTopicConfig};
+use kafka_protocol::messages::create_topics_request::CreatableTopic;
 use kafka_protocol::messages::fetch_request::{FetchPartition, FetchTopic};
 use kafka_protocol::messages::list_offsets_request::{ListOffsetsPartition, ListOffsetsTopic};
 use kafka_protocol::messages::produce_request::{PartitionProduceData, TopicProduceData};
 use kafka_protocol::messages::*;
 use kafka_protocol::protocol::StrBytes;
 use ringlog_engine::batch::build_batch;
-use ringlog_tests::{split_correlation_id, RawConnection, RunningBroker};
+use ringlog_tests::{create_topic_raw, split_correlation_id, RawConnection, RunningBroker};
 
 fn topic_name(name: &str) -> TopicName {
     TopicName(StrBytes::from_string(name.to_string()))
 }
 
 fn create_topic(connection: &mut RawConnection, name: &str, partitions: i32, configs: &[(&str, &str)]) -> i16 {
-    let topic = CreatableTopic::default()
-        .with_name(topic_name(name))
-        .with_num_partitions(partitions)
-        .with_replication_factor(1)
-        .with_configs(
-            configs
-                .iter()
-                .map(|(k, v)| {
-                    CreatableTopicConfig::default()
-                        .with_name(StrBytes::from_string(k.to_string()))
-                        .with_value(Some(StrBytes::from_string(v.to_string())))
-                })
-                .collect(),
-        );
-    let response = connection.request(7, &CreateTopicsRequest::default().with_topics(vec![topic]));
-    response.topics[0].error_code
+    create_topic_raw(connection.peer(), name, partitions, configs)
 }
 
 fn produce(connection: &mut RawConnection, topic: &str, partition: i32, records: Bytes) -> (i16, i64) {

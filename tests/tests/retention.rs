@@ -4,7 +4,6 @@
 use std::process::Command;
 use std::time::{Duration, Instant};
 
-use kafka_protocol::messages::create_topics_request::{CreatableTopic, CreatableTopicConfig};
 use kafka_protocol::messages::list_offsets_request::{ListOffsetsPartition, ListOffsetsTopic};
 use kafka_protocol::messages::*;
 use kafka_protocol::protocol::StrBytes;
@@ -12,30 +11,10 @@ use rdkafka::config::ClientConfig;
 use rdkafka::consumer::{BaseConsumer, Consumer};
 use rdkafka::producer::{FutureProducer, FutureRecord};
 use rdkafka::{Message, Offset, TopicPartitionList};
-use ringlog_tests::{python_script, python_venv, run_ok, RawConnection, RunningBroker};
+use ringlog_tests::{create_topic_raw, python_script, python_venv, run_ok, RawConnection, RunningBroker};
 
 fn create_topic_with(broker: &RunningBroker, name: &str, configs: &[(&str, &str)]) {
-    let mut connection = RawConnection::connect(broker.bootstrap());
-    let topic = CreatableTopic::default()
-        .with_name(TopicName(StrBytes::from_string(name.to_string())))
-        .with_num_partitions(1)
-        .with_replication_factor(1)
-        .with_configs(
-            configs
-                .iter()
-                .map(|(k, v)| {
-                    CreatableTopicConfig::default()
-                        .with_name(StrBytes::from_string(k.to_string()))
-                        .with_value(Some(StrBytes::from_string(v.to_string())))
-                })
-                .collect(),
-        );
-    let response = connection.request(7, &CreateTopicsRequest::default().with_topics(vec![topic]));
-    assert_eq!(
-        response.topics[0].error_code, 0,
-        "{:?}",
-        response.topics[0].error_message
-    );
+    assert_eq!(create_topic_raw(broker.bootstrap(), name, 1, configs), 0);
 }
 
 /// (log start, high watermark) of partition 0.
