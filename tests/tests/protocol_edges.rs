@@ -369,3 +369,29 @@ fn long_poll_fetch_is_woken_by_an_append() {
         "woken by the append, not the 60 s timeout"
     );
 }
+
+/// Regression guard: a fetch whose partition gets data between its read and
+/// its watch must not sleep out max_wait_ms. Many rounds of "fetch at the end,
+/// append at once" make that race likely; every fetch must return far sooner
+/// than its 20 s wait.
+#[test]
+fn long_poll_fetches_racing_appends_are_not_stranded() {
+    let broker = RunningBroker::start(&[]);
+    let mut consumer = RawConnection::connect(broker.bootstrap());
+    let mut producer = RawConnection::connect(broker.bootstrap());
+    assert_eq!(create_topic(&mut consumer, "race", 1, &[]), 0);
+    for round in 0..200i64 {
+        let started = Instant::now();
+        let fetch = consumer.send(12, &fetch_request("race", round, 20_000));
+        assert_eq!(
+            produce(&mut producer, "race", 0, build_batch(&[(None, Some(b"r"))], 1).freeze()).0,
+            0
+        );
+        let (correlation_id, _) = split_correlation_id(consumer.read_frame().expect("fetch response"));
+        assert_eq!(correlation_id, fetch);
+        assert!(
+            started.elapsed() < Duration::from_secs(10),
+            "round {round}: fetch stranded until its max_wait_ms"
+        );
+    }
+}
