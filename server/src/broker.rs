@@ -29,6 +29,8 @@ pub struct Broker {
     pub offsets_partitions: i32,
     /// Partitions of `__transaction_state`, likewise.
     pub transaction_partitions: i32,
+    /// Open client connections, all cores together (for `max.connections`).
+    pub connections: std::sync::atomic::AtomicUsize,
     metadata: ArcSwap<ClusterMetadata>,
     cores: Vec<mpsc::UnboundedSender<ShardRequest>>,
     controller: mpsc::UnboundedSender<ControlRequest>,
@@ -62,6 +64,7 @@ impl Broker {
             io_mode,
             advertised_host,
             advertised_port,
+            connections: std::sync::atomic::AtomicUsize::new(0),
             metadata: ArcSwap::from_pointee(metadata),
             cores,
             controller,

@@ -48,6 +48,8 @@ pub const SETTINGS: &[Setting] = &[
     Setting { key: "group.min.session.timeout.ms", default: "6000", description: "smallest session.timeout.ms a consumer may ask for" },
     Setting { key: "group.max.session.timeout.ms", default: "1800000", description: "largest session.timeout.ms a consumer may ask for" },
     Setting { key: "group.initial.rebalance.delay.ms", default: "3000", description: "how long a new group waits for more members before its first rebalance" },
+    Setting { key: "max.connections", default: "2147483647", description: "connections beyond this are closed at once" },
+    Setting { key: "connections.max.idle.ms", default: "600000", description: "close a connection that sends nothing for this long" },
     Setting { key: "fetch.max.wait.ms.max", default: "30000", description: "upper bound on a fetch's max_wait_ms" },
 ];
 
@@ -100,6 +102,8 @@ pub struct BrokerConfig {
     pub group_max_session_timeout_ms: i32,
     pub group_initial_rebalance_delay_ms: u64,
     pub log_retention_check_interval_ms: u64,
+    pub max_connections: usize,
+    pub connections_max_idle_ms: u64,
     pub log_cleaner_backoff_ms: u64,
     /// Every setting's effective value, for topic-config defaults and DescribeConfigs.
     values: BTreeMap<String, String>,
@@ -184,6 +188,8 @@ impl BrokerConfig {
             group_max_session_timeout_ms: parse_positive(values, "group.max.session.timeout.ms")?,
             group_initial_rebalance_delay_ms: parse(values, "group.initial.rebalance.delay.ms")?,
             log_retention_check_interval_ms: parse_positive(values, "log.retention.check.interval.ms")?,
+            max_connections: parse_positive(values, "max.connections")?,
+            connections_max_idle_ms: parse_positive(values, "connections.max.idle.ms")?,
             log_cleaner_backoff_ms: parse_positive(values, "log.cleaner.backoff.ms")?,
             values: BTreeMap::new(),
             explicit: std::collections::BTreeSet::new(),

@@ -12,6 +12,9 @@
 //!   with one log line; nothing from such a frame is ever appended.
 //! - At most [`INFLIGHT_REQUESTS_MAX`] requests of one connection are in flight;
 //!   past that the reader stops reading the socket.
+//! - A connection that sends nothing for `connections.max.idle.ms` is closed;
+//!   connections beyond `max.connections` are closed when accepted
+//!   (`net/listener.rs`).
 
 use std::io::{self, IoSlice};
 use std::net::SocketAddr;
@@ -57,13 +60,19 @@ enum FrameError {
 
 pub async fn serve(stream: TcpStream, peer: SocketAddr, broker: Arc<Broker>, core_id: usize) {
     let max_frame_bytes = broker.config.socket_request_max_bytes;
+    let idle_timeout = std::time::Duration::from_millis(broker.config.connections_max_idle_ms);
     tracing::debug!(%peer, core = core_id, "connection accepted");
     let context = Rc::new(ConnectionContext { broker, peer });
     let (mut reader, writer) = stream.into_split();
     let (pending_sender, pending_receiver) = mpsc::channel(INFLIGHT_REQUESTS_MAX);
     let writer_task = tokio::task::spawn_local(write_responses(writer, pending_receiver, peer));
     loop {
-        let frame = match read_frame(&mut reader, max_frame_bytes).await {
+        let next = tokio::time::timeout(idle_timeout, read_frame(&mut reader, max_frame_bytes)).await;
+        let Ok(next) = next else {
+            tracing::debug!(%peer, "closing idle connection (connections.max.idle.ms)");
+            break;
+        };
+        let frame = match next {
             Ok(Some(frame)) => frame,
             Ok(None) => break,
             Err(FrameError::Io(error)) => {

@@ -32,6 +32,31 @@ pub fn bind_reuseport(address: SocketAddr, count: usize) -> std::io::Result<Vec<
     Ok(listeners)
 }
 
+/// One counted connection under `max.connections`; released when dropped.
+struct ConnectionSlot {
+    broker: Arc<Broker>,
+}
+
+impl ConnectionSlot {
+    fn take(broker: &Arc<Broker>) -> Option<Self> {
+        use std::sync::atomic::Ordering;
+        let previous = broker.connections.fetch_add(1, Ordering::Relaxed);
+        if previous >= broker.config.max_connections {
+            broker.connections.fetch_sub(1, Ordering::Relaxed);
+            return None;
+        }
+        Some(Self { broker: broker.clone() })
+    }
+}
+
+impl Drop for ConnectionSlot {
+    fn drop(&mut self) {
+        self.broker
+            .connections
+            .fetch_sub(1, std::sync::atomic::Ordering::Relaxed);
+    }
+}
+
 /// Accepts connections on this core until the returned task is aborted.
 pub fn start_accepting(
     listener: std::net::TcpListener,
@@ -43,10 +68,18 @@ pub fn start_accepting(
         loop {
             match listener.accept().await {
                 Ok((stream, peer)) => {
+                    let Some(slot) = ConnectionSlot::take(&broker) else {
+                        tracing::warn!(%peer, limit = broker.config.max_connections, "max.connections reached; closing");
+                        drop(stream);
+                        continue;
+                    };
                     if let Err(error) = stream.set_nodelay(true) {
                         tracing::debug!(%peer, %error, "could not set TCP_NODELAY");
                     }
-                    tokio::task::spawn_local(connection::serve(stream, peer, broker.clone(), core_id));
+                    tokio::task::spawn_local(async move {
+                        connection::serve(stream, peer, slot.broker.clone(), core_id).await;
+                        drop(slot);
+                    });
                 }
                 Err(error) => {
                     // Out of file descriptors and the like: back off, keep serving.
