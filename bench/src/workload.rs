@@ -288,6 +288,15 @@ fn partitions_of(task: usize, tasks: usize, partitions: i32) -> Vec<i32> {
     }
 }
 
+/// Waits for every task and merges their totals over the time since `since`.
+async fn join(tasks: Vec<tokio::task::JoinHandle<anyhow::Result<Totals>>>, since: Instant) -> anyhow::Result<Totals> {
+    let mut results = Vec::with_capacity(tasks.len());
+    for task in tasks {
+        results.push(task.await?);
+    }
+    merge(results, since.elapsed().as_secs_f64())
+}
+
 fn merge(results: Vec<anyhow::Result<Totals>>, elapsed_s: f64) -> anyhow::Result<Totals> {
     let mut merged = Totals {
         records: 0,
@@ -324,12 +333,9 @@ pub async fn produce(params: Arc<Params>) -> anyhow::Result<Totals> {
             ))
         })
         .collect();
-    let mut results = Vec::new();
-    for task in tasks {
-        results.push(task.await?);
-    }
+    let totals = join(tasks, measure_from).await;
     printer.abort();
-    merge(results, measure_from.elapsed().as_secs_f64())
+    totals
 }
 
 /// ListOffsets at `timestamp` (-2 earliest, -1 latest) for every partition.
@@ -450,12 +456,9 @@ pub async fn consume(params: Arc<Params>) -> anyhow::Result<Totals> {
             ))
         })
         .collect();
-    let mut results = Vec::new();
-    for task in tasks {
-        results.push(task.await?);
-    }
+    let totals = join(tasks, started).await;
     printer.abort();
-    merge(results, started.elapsed().as_secs_f64())
+    totals
 }
 
 /// End-to-end: records sent at a fixed rate, each carrying its intended send

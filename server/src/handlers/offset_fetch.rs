@@ -57,75 +57,70 @@ fn parts(offset: &Option<CommittedOffset>, version: i16) -> (i64, i32, StrBytes)
     }
 }
 
+/// `(topic, partition)` pairs a request names; `None` asks for every commit.
+/// (v8 and older versions name topics with distinct generated types.)
+macro_rules! requested {
+    ($topics:expr) => {
+        $topics.as_ref().map(|topics| {
+            topics
+                .iter()
+                .flat_map(|t| t.partition_indexes.iter().map(|p| (t.name.to_string(), *p)))
+                .collect::<Vec<(String, i32)>>()
+        })
+    };
+}
+
+/// The response topics for `committed`, in the given generated types.
+macro_rules! topics_response {
+    ($topic:ty, $partition:ty, $committed:expr, $version:expr) => {
+        by_topic($committed)
+            .into_iter()
+            .map(|(topic, partitions)| {
+                <$topic>::default()
+                    .with_name(TopicName(StrBytes::from_string(topic)))
+                    .with_partitions(
+                        partitions
+                            .into_iter()
+                            .map(|(partition, offset)| {
+                                let (committed_offset, epoch, metadata) = parts(&offset, $version);
+                                <$partition>::default()
+                                    .with_partition_index(partition)
+                                    .with_committed_offset(committed_offset)
+                                    .with_committed_leader_epoch(epoch)
+                                    .with_metadata(Some(metadata))
+                            })
+                            .collect(),
+                    )
+            })
+            .collect()
+    };
+}
+
 pub async fn handle(body: OffsetFetchRequest, request: RequestContext) -> HandlerOutcome {
     let version = request.version;
     if version >= 8 {
         let mut groups = Vec::with_capacity(body.groups.len());
         for group in &body.groups {
-            let partitions = group.topics.as_ref().map(|topics| {
-                topics
-                    .iter()
-                    .flat_map(|t| t.partition_indexes.iter().map(|p| (t.name.to_string(), *p)))
-                    .collect()
-            });
-            let committed = fetch_group(&request, &group.group_id, partitions).await;
-            let topics = by_topic(committed)
-                .into_iter()
-                .map(|(topic, partitions)| {
-                    OffsetFetchResponseTopics::default()
-                        .with_name(TopicName(StrBytes::from_string(topic)))
-                        .with_partitions(
-                            partitions
-                                .into_iter()
-                                .map(|(partition, offset)| {
-                                    let (committed_offset, epoch, metadata) = parts(&offset, version);
-                                    OffsetFetchResponsePartitions::default()
-                                        .with_partition_index(partition)
-                                        .with_committed_offset(committed_offset)
-                                        .with_committed_leader_epoch(epoch)
-                                        .with_metadata(Some(metadata))
-                                })
-                                .collect(),
-                        )
-                })
-                .collect();
+            let committed = fetch_group(&request, &group.group_id, requested!(group.topics)).await;
             groups.push(
                 OffsetFetchResponseGroup::default()
                     .with_group_id(GroupId(group.group_id.0.clone()))
-                    .with_topics(topics),
+                    .with_topics(topics_response!(
+                        OffsetFetchResponseTopics,
+                        OffsetFetchResponsePartitions,
+                        committed,
+                        version
+                    )),
             );
         }
         return request.respond(&OffsetFetchResponse::default().with_groups(groups));
     }
-    let partitions = body.topics.as_ref().map(|topics| {
-        topics
-            .iter()
-            .flat_map(|t| t.partition_indexes.iter().map(|p| (t.name.to_string(), *p)))
-            .collect()
-    });
-    let committed = fetch_group(&request, &body.group_id, partitions).await;
-    let topics = by_topic(committed)
-        .into_iter()
-        .map(|(topic, partitions)| {
-            OffsetFetchResponseTopic::default()
-                .with_name(TopicName(StrBytes::from_string(topic)))
-                .with_partitions(
-                    partitions
-                        .into_iter()
-                        .map(|(partition, offset)| {
-                            let (committed_offset, epoch, metadata) = parts(&offset, version);
-                            let mut response = OffsetFetchResponsePartition::default()
-                                .with_partition_index(partition)
-                                .with_committed_offset(committed_offset)
-                                .with_metadata(Some(metadata));
-                            if version >= 5 {
-                                response.committed_leader_epoch = epoch;
-                            }
-                            response
-                        })
-                        .collect(),
-                )
-        })
-        .collect();
+    let committed = fetch_group(&request, &body.group_id, requested!(body.topics)).await;
+    let topics = topics_response!(
+        OffsetFetchResponseTopic,
+        OffsetFetchResponsePartition,
+        committed,
+        version
+    );
     request.respond(&OffsetFetchResponse::default().with_topics(topics))
 }
