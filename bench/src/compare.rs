@@ -31,41 +31,49 @@ pub fn parse_fraction(text: &str) -> Result<f64, String> {
 /// Compares the metrics both reports have; throughput higher is better,
 /// latency lower is better. Zero baselines are skipped.
 pub fn compare(baseline: &Report, current: &Report, max_regression: f64) -> Vec<Difference> {
-    let higher_is_better = [
-        ("mb_per_s", baseline.mb_per_s, current.mb_per_s),
-        ("records_per_s", baseline.records_per_s, current.records_per_s),
+    const HIGHER_IS_BETTER: f64 = 1.0;
+    const LOWER_IS_BETTER: f64 = -1.0;
+    let metrics = [
+        ("mb_per_s", HIGHER_IS_BETTER, baseline.mb_per_s, current.mb_per_s),
+        (
+            "records_per_s",
+            HIGHER_IS_BETTER,
+            baseline.records_per_s,
+            current.records_per_s,
+        ),
+        (
+            "latency_ms.p50",
+            LOWER_IS_BETTER,
+            baseline.latency_ms.p50,
+            current.latency_ms.p50,
+        ),
+        (
+            "latency_ms.p99",
+            LOWER_IS_BETTER,
+            baseline.latency_ms.p99,
+            current.latency_ms.p99,
+        ),
+        (
+            "latency_ms.p999",
+            LOWER_IS_BETTER,
+            baseline.latency_ms.p999,
+            current.latency_ms.p999,
+        ),
     ];
-    let lower_is_better = [
-        ("latency_ms.p50", baseline.latency_ms.p50, current.latency_ms.p50),
-        ("latency_ms.p99", baseline.latency_ms.p99, current.latency_ms.p99),
-        ("latency_ms.p999", baseline.latency_ms.p999, current.latency_ms.p999),
-    ];
-    let mut differences = Vec::new();
-    for (metric, base, now) in higher_is_better {
-        if base > 0.0 {
-            let improvement = (now - base) / base;
-            differences.push(Difference {
+    metrics
+        .into_iter()
+        .filter(|(_, _, base, _)| *base > 0.0)
+        .map(|(metric, direction, base, now)| {
+            let improvement = direction * (now - base) / base;
+            Difference {
                 metric,
                 baseline: base,
                 current: now,
                 improvement,
                 regression: improvement < -max_regression,
-            });
-        }
-    }
-    for (metric, base, now) in lower_is_better {
-        if base > 0.0 {
-            let improvement = (base - now) / base;
-            differences.push(Difference {
-                metric,
-                baseline: base,
-                current: now,
-                improvement,
-                regression: improvement < -max_regression,
-            });
-        }
-    }
-    differences
+            }
+        })
+        .collect()
 }
 
 #[cfg(test)]

@@ -5,9 +5,10 @@
 use std::time::{Duration, Instant};
 
 use rdkafka::config::ClientConfig;
-use rdkafka::consumer::{BaseConsumer, Consumer};
+use rdkafka::consumer::BaseConsumer;
 use rdkafka::producer::{BaseRecord, DefaultProducerContext, Producer, ThreadedProducer};
-use rdkafka::{Message, Offset, TopicPartitionList};
+use rdkafka::Message;
+use ringlog_tests::assign_from_beginning;
 
 fn main() {
     let args: Vec<String> = std::env::args().collect();
@@ -54,13 +55,7 @@ fn main() {
         .set("max.partition.fetch.bytes", "10485760")
         .create()
         .expect("consumer");
-    let mut assignment = TopicPartitionList::new();
-    for partition in 0..partitions {
-        assignment
-            .add_partition_offset(topic, partition, Offset::Beginning)
-            .expect("assign");
-    }
-    consumer.assign(&assignment).expect("assign");
+    assign_from_beginning(&consumer, topic, partitions);
     let started = Instant::now();
     let mut received = 0usize;
     while received < count {

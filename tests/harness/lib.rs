@@ -426,3 +426,15 @@ pub fn create_topic_raw(bootstrap: &str, name: &str, partitions: i32, configs: &
         .topics[0]
         .error_code
 }
+
+/// Assigns `consumer` partitions `0..partitions` of `topic`, each from its
+/// first offset (explicit assignment: no group rebalance involved).
+pub fn assign_from_beginning(consumer: &impl rdkafka::consumer::Consumer, topic: &str, partitions: i32) {
+    let mut assignment = rdkafka::TopicPartitionList::new();
+    for partition in 0..partitions {
+        assignment
+            .add_partition_offset(topic, partition, rdkafka::Offset::Beginning)
+            .expect("assign");
+    }
+    consumer.assign(&assignment).expect("assign");
+}

@@ -6,10 +6,10 @@ use std::collections::BTreeMap;
 use std::time::{Duration, Instant};
 
 use rdkafka::config::ClientConfig;
-use rdkafka::consumer::{BaseConsumer, Consumer};
+use rdkafka::consumer::BaseConsumer;
 use rdkafka::producer::{FutureProducer, FutureRecord};
-use rdkafka::{Message, Offset, TopicPartitionList};
-use ringlog_tests::{create_topic_raw, RunningBroker};
+use rdkafka::Message;
+use ringlog_tests::{assign_from_beginning, create_topic_raw, RunningBroker};
 
 const CLEANER: [(&str, &str); 1] = [("log.cleaner.backoff.ms", "50")];
 
@@ -47,11 +47,7 @@ fn read_all(broker: &RunningBroker, topic: &str) -> Vec<(String, Option<String>)
         .set("enable.partition.eof", "true")
         .create()
         .expect("consumer");
-    let mut assignment = TopicPartitionList::new();
-    assignment
-        .add_partition_offset(topic, 0, Offset::Beginning)
-        .expect("assign");
-    consumer.assign(&assignment).expect("assign");
+    assign_from_beginning(&consumer, topic, 1);
     let mut records = Vec::new();
     let started = Instant::now();
     loop {

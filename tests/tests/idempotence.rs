@@ -11,13 +11,13 @@ use kafka_protocol::messages::produce_request::{PartitionProduceData, TopicProdu
 use kafka_protocol::messages::*;
 use kafka_protocol::protocol::StrBytes;
 use rdkafka::config::ClientConfig;
-use rdkafka::consumer::{BaseConsumer, Consumer};
+use rdkafka::consumer::BaseConsumer;
 use rdkafka::producer::{FutureProducer, FutureRecord};
-use rdkafka::{Message, Offset, TopicPartitionList};
+use rdkafka::Message;
 use ringlog_engine::batch::{
     build_batch, compute_crc, BASE_SEQUENCE_POS, CRC_POS, PRODUCER_EPOCH_POS, PRODUCER_ID_POS,
 };
-use ringlog_tests::{ChaosProxy, RawConnection, RunningBroker};
+use ringlog_tests::{assign_from_beginning, ChaosProxy, RawConnection, RunningBroker};
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn idempotent_producer_through_a_connection_cutting_proxy_writes_each_message_once_in_order() {
@@ -73,13 +73,7 @@ async fn idempotent_producer_through_a_connection_cutting_proxy_writes_each_mess
         .set("enable.auto.commit", "false")
         .create()
         .expect("consumer");
-    let mut assignment = TopicPartitionList::new();
-    for partition in 0..4 {
-        assignment
-            .add_partition_offset("flaky", partition, Offset::Beginning)
-            .expect("assign");
-    }
-    consumer.assign(&assignment).expect("assign");
+    assign_from_beginning(&consumer, "flaky", 4);
     let mut log: BTreeMap<(i32, i64), String> = BTreeMap::new();
     let started = Instant::now();
     while log.len() < COUNT {

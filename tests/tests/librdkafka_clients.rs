@@ -5,10 +5,10 @@ use std::collections::{BTreeMap, HashMap};
 use std::time::{Duration, Instant};
 
 use rdkafka::config::ClientConfig;
-use rdkafka::consumer::{BaseConsumer, Consumer};
+use rdkafka::consumer::BaseConsumer;
 use rdkafka::producer::{FutureProducer, FutureRecord};
-use rdkafka::{Message, Offset, TopicPartitionList};
-use ringlog_tests::{create_topic, RunningBroker};
+use rdkafka::Message;
+use ringlog_tests::{assign_from_beginning, create_topic, RunningBroker};
 
 const DEADLINE: Duration = Duration::from_secs(120);
 
@@ -62,13 +62,7 @@ fn consume_all(bootstrap: &str, topic: &str, partitions: i32, expected: usize) -
         .set("enable.auto.offset.store", "false")
         .create()
         .expect("consumer");
-    let mut assignment = TopicPartitionList::new();
-    for partition in 0..partitions {
-        assignment
-            .add_partition_offset(topic, partition, Offset::Beginning)
-            .expect("assign");
-    }
-    consumer.assign(&assignment).expect("assign");
+    assign_from_beginning(&consumer, topic, partitions);
     let mut seen = BTreeMap::new();
     let started = Instant::now();
     while seen.len() < expected {

@@ -10,10 +10,12 @@ use kafka_protocol::messages::fetch_request::{FetchPartition, FetchTopic};
 use kafka_protocol::messages::*;
 use kafka_protocol::protocol::StrBytes;
 use rdkafka::config::ClientConfig;
-use rdkafka::consumer::{BaseConsumer, Consumer};
-use rdkafka::{Message, Offset, TopicPartitionList};
+use rdkafka::consumer::BaseConsumer;
+use rdkafka::Message;
 use ringlog_engine::batch::{batch_total_bytes, BatchHeader, Codec};
-use ringlog_tests::{python_script, python_venv, ringlog_binary, run_ok, RawConnection, RunningBroker};
+use ringlog_tests::{
+    assign_from_beginning, python_script, python_venv, ringlog_binary, run_ok, RawConnection, RunningBroker,
+};
 
 const TOPIC: &str = "zipped";
 
@@ -47,11 +49,7 @@ fn librdkafka_dump(broker: &RunningBroker, count: usize) -> String {
         .set("group.id", "zstd-readers")
         .create()
         .expect("consumer");
-    let mut assignment = TopicPartitionList::new();
-    assignment
-        .add_partition_offset(TOPIC, 0, Offset::Beginning)
-        .expect("assign");
-    consumer.assign(&assignment).expect("assign");
+    assign_from_beginning(&consumer, TOPIC, 1);
     let mut lines = Vec::new();
     let started = Instant::now();
     while lines.len() < count {

@@ -6,8 +6,8 @@ use std::path::Path;
 use rdkafka::config::ClientConfig;
 use rdkafka::consumer::{BaseConsumer, Consumer};
 use rdkafka::producer::{FutureProducer, FutureRecord};
-use rdkafka::{Message, Offset, TopicPartitionList};
-use ringlog_tests::RunningBroker;
+use rdkafka::Message;
+use ringlog_tests::{assign_from_beginning, RunningBroker};
 
 async fn produce_and_consume(broker: &RunningBroker, topic: &str, count: usize) -> Vec<rdkafka::Timestamp> {
     let producer: FutureProducer = ClientConfig::new()
@@ -29,11 +29,7 @@ async fn produce_and_consume(broker: &RunningBroker, topic: &str, count: usize) 
         .set("enable.auto.commit", "false")
         .create()
         .expect("consumer");
-    let mut assignment = TopicPartitionList::new();
-    assignment
-        .add_partition_offset(topic, 0, Offset::Beginning)
-        .expect("assign");
-    consumer.assign(&assignment).expect("assign");
+    assign_from_beginning(&consumer, topic, 1);
     let mut seen = Vec::new();
     let deadline = std::time::Instant::now() + std::time::Duration::from_secs(60);
     while seen.len() < count && std::time::Instant::now() < deadline {

@@ -10,7 +10,7 @@ use rdkafka::config::ClientConfig;
 use rdkafka::consumer::{BaseConsumer, CommitMode, Consumer};
 use rdkafka::producer::{BaseRecord, DefaultProducerContext, Producer, ThreadedProducer};
 use rdkafka::{Message, Offset, TopicPartitionList};
-use ringlog_tests::{create_topic, RunningBroker};
+use ringlog_tests::{assign_from_beginning, create_topic, RunningBroker};
 
 const TIMEOUT: Duration = Duration::from_secs(30);
 
@@ -64,13 +64,7 @@ fn read_all(bootstrap: &str, topic: &str, partitions: i32, isolation: &str) -> V
         .set("enable.partition.eof", "true")
         .create()
         .expect("consumer");
-    let mut assignment = TopicPartitionList::new();
-    for partition in 0..partitions {
-        assignment
-            .add_partition_offset(topic, partition, Offset::Beginning)
-            .expect("assign");
-    }
-    consumer.assign(&assignment).expect("assign");
+    assign_from_beginning(&consumer, topic, partitions);
     let mut values = Vec::new();
     let mut at_end = BTreeSet::new();
     let started = Instant::now();
