@@ -30,12 +30,12 @@ iperf3 -c 127.0.0.1 -p 5299 -t 10 -J >"$OUT/iperf3.json"
 
 echo "== broker"
 # Cap disk use: 8 partitions x 1 GiB retained.
-target/release/ringlog serve --listen 127.0.0.1:0 --data-dir "$DATA/data" --log-level warn \
+target/release/ringlog serve --listen 127.0.0.1:0 --metrics-listen 127.0.0.1:0 --data-dir "$DATA/data" --log-level warn \
   --set log.segment.bytes=268435456 --set log.retention.bytes=1073741824 \
   --set log.retention.check.interval.ms=1000 >"$OUT/broker.out" 2>"$OUT/broker.log" &
 PID=$!
 for _ in $(seq 50); do grep -q "listening" "$OUT/broker.out" 2>/dev/null && break; sleep 0.1; done
-ADDR=$(awk '{print $4}' "$OUT/broker.out")
+ADDR=$(awk '/listening on/ {print $4}' "$OUT/broker.out")
 rss_kb() { awk '/VmRSS/ {print $2}' "/proc/$PID/status"; }
 cpu_s() { awk '{print ($14 + $15) / 100}' "/proc/$PID/stat"; }
 echo "idle_rss_kb $(rss_kb)" >"$OUT/broker-resources.txt"

@@ -6,6 +6,7 @@ mod config;
 mod coordinator;
 mod handlers;
 mod metadata;
+mod metrics;
 mod net;
 mod protocol;
 mod runtime;
@@ -51,6 +52,16 @@ enum Command {
         #[command(subcommand)]
         command: admin::TopicCommand,
     },
+    /// A running broker at a glance: version, uptime, cores, partitions per
+    /// core, connections, throughput over the last minute.
+    Status {
+        /// The broker's metrics endpoint (its --metrics-listen).
+        #[arg(long, default_value = "127.0.0.1:9644")]
+        metrics_address: String,
+        /// Print the JSON the broker answered instead of a table.
+        #[arg(long)]
+        json: bool,
+    },
     /// Consumer groups of a running broker: list, describe with lag, reset offsets, delete.
     Group {
         /// Broker to talk to.
@@ -81,6 +92,10 @@ struct ServeArgs {
     /// One broker setting, KEY=VALUE; repeatable; overrides the file.
     #[arg(long = "set", value_name = "KEY=VALUE", value_parser = admin::parse_key_value)]
     set: Vec<(String, String)>,
+    /// Address of the HTTP endpoint for Prometheus (/metrics) and `ringlog
+    /// status` (/status); port 0 picks a free port.
+    #[arg(long, default_value = "127.0.0.1:9644")]
+    metrics_listen: SocketAddr,
     /// Log level when RUST_LOG is unset (error, warn, info, debug, trace).
     #[arg(long, default_value = "info")]
     log_level: String,
@@ -92,6 +107,7 @@ fn main() {
         Command::Serve(args) => serve(args),
         Command::Group { bootstrap, command } => admin::run_group_command(&bootstrap, command),
         Command::Topic { bootstrap, command } => admin::run_topic_command(&bootstrap, command),
+        Command::Status { metrics_address, json } => admin::status::run(&metrics_address, json),
     };
     if let Err(error) = result {
         eprintln!("ringlog: {error:#}");
@@ -138,6 +154,7 @@ fn advertised_address(args: &ServeArgs, bound: SocketAddr) -> anyhow::Result<(St
 }
 
 fn serve(args: ServeArgs) -> anyhow::Result<()> {
+    let started = std::time::Instant::now();
     init_logging(&args.log_level);
     let config = BrokerConfig::load(args.config.as_deref(), &args.set)?;
     std::fs::create_dir_all(&args.data_dir).with_context(|| format!("creating {}", args.data_dir.display()))?;
@@ -220,7 +237,12 @@ fn serve(args: ServeArgs) -> anyhow::Result<()> {
         data_dir = %args.data_dir.display(),
         "ringlog is serving"
     );
-    // One machine-readable line on stdout, for scripts and tests.
+    let metrics_bound = metrics::http::start(broker.clone(), args.metrics_listen, started)
+        .with_context(|| format!("serving metrics on {}", args.metrics_listen))?;
+    tracing::info!(%metrics_bound, "metrics endpoint is serving /metrics and /status");
+    // Machine-readable lines on stdout, for scripts and tests; the listening
+    // line comes last.
+    println!("ringlog metrics on {metrics_bound}");
     println!("ringlog listening on {bound}");
 
     wait_for_shutdown_signal()?;

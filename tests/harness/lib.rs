@@ -45,6 +45,7 @@ pub struct RunningBroker {
     settings: Vec<(String, String)>,
     advertised_listener: Option<String>,
     address: String,
+    metrics_address: String,
 }
 
 impl RunningBroker {
@@ -72,6 +73,7 @@ impl RunningBroker {
             settings,
             advertised_listener,
             address: String::new(),
+            metrics_address: String::new(),
         };
         broker.launch();
         broker
@@ -93,7 +95,8 @@ impl RunningBroker {
             .expect("broker log file");
         let mut command = Command::new(ringlog_binary());
         command
-            .args(["serve", "--listen", "127.0.0.1:0", "--cores", "2", "--data-dir"])
+            .args(["serve", "--listen", "127.0.0.1:0", "--metrics-listen", "127.0.0.1:0"])
+            .args(["--cores", "2", "--data-dir"])
             .arg(self.data_dir())
             .env(
                 "RUST_LOG",
@@ -109,16 +112,39 @@ impl RunningBroker {
         }
         let mut child = command.spawn().expect("spawning ringlog");
         let stdout = child.stdout.take().expect("piped stdout");
-        let mut line = String::new();
-        BufReader::new(stdout)
-            .read_line(&mut line)
-            .expect("reading broker stdout");
-        let Some(address) = line.trim().strip_prefix("ringlog listening on ") else {
-            let _ = child.kill();
-            panic!("broker did not start; log:\n{}", self.log());
+        let mut lines = BufReader::new(stdout).lines();
+        let mut metrics_address = None;
+        let address = loop {
+            let Some(Ok(line)) = lines.next() else {
+                let _ = child.kill();
+                panic!("broker did not start; log:\n{}", self.log());
+            };
+            if let Some(address) = line.strip_prefix("ringlog metrics on ") {
+                metrics_address = Some(address.to_string());
+            }
+            if let Some(address) = line.strip_prefix("ringlog listening on ") {
+                break address.to_string();
+            }
         };
-        self.address = address.to_string();
+        self.address = address;
+        self.metrics_address = metrics_address.expect("the broker prints its metrics address first");
         self.child = Some(child);
+    }
+
+    /// `host:port` of the `/metrics` and `/status` endpoint.
+    pub fn metrics_address(&self) -> &str {
+        &self.metrics_address
+    }
+
+    /// The body of `GET path` on the metrics endpoint.
+    pub fn http_get(&self, path: &str) -> String {
+        let mut stream = TcpStream::connect(&self.metrics_address).expect("connecting to the metrics endpoint");
+        write!(stream, "GET {path} HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n").expect("sending GET");
+        let mut response = String::new();
+        stream.read_to_string(&mut response).expect("reading the response");
+        let (head, body) = response.split_once("\r\n\r\n").expect("an HTTP response");
+        assert!(head.starts_with("HTTP/1.1 200"), "GET {path}: {head}");
+        body.to_string()
     }
 
     /// `host:port` for `bootstrap.servers`.
@@ -198,6 +224,10 @@ pub fn run_ok(command: &mut Command) -> String {
     stdout
 }
 
+pub fn topic_name(name: &str) -> kafka_protocol::messages::TopicName {
+    kafka_protocol::messages::TopicName(StrBytes::from_string(name.to_string()))
+}
+
 /// A plain TCP connection speaking Kafka frames, for exact-byte tests.
 pub struct RawConnection {
     stream: TcpStream,
@@ -265,6 +295,23 @@ impl RawConnection {
             .expect("response header");
         assert_eq!(header.correlation_id, correlation_id);
         R::Response::decode(&mut frame, version).expect("response body")
+    }
+
+    /// Produce v9 with acks=all of one record set to one partition; returns
+    /// the partition's `(error code, base offset)`.
+    pub fn produce(&mut self, topic: &str, partition: i32, records: Bytes) -> (i16, i64) {
+        use kafka_protocol::messages::produce_request::{PartitionProduceData, TopicProduceData};
+        let request = kafka_protocol::messages::ProduceRequest::default()
+            .with_acks(-1)
+            .with_timeout_ms(5000)
+            .with_topic_data(vec![TopicProduceData::default()
+                .with_name(topic_name(topic))
+                .with_partition_data(vec![PartitionProduceData::default()
+                    .with_index(partition)
+                    .with_records(Some(records))])]);
+        let response = self.request(9, &request);
+        let partition = &response.responses[0].partition_responses[0];
+        (partition.error_code, partition.base_offset)
     }
 
     /// True when the broker has closed this connection (EOF or reset).

@@ -7,7 +7,6 @@ use std::time::{Duration, Instant};
 use bytes::{Bytes, BytesMut};
 use kafka_protocol::messages::create_topics_request::CreatableTopic;
 use kafka_protocol::messages::list_offsets_request::{ListOffsetsPartition, ListOffsetsTopic};
-use kafka_protocol::messages::produce_request::{PartitionProduceData, TopicProduceData};
 use kafka_protocol::messages::*;
 use kafka_protocol::protocol::StrBytes;
 use rdkafka::config::ClientConfig;
@@ -17,7 +16,7 @@ use rdkafka::Message;
 use ringlog_engine::batch::{
     build_batch, compute_crc, BASE_SEQUENCE_POS, CRC_POS, PRODUCER_EPOCH_POS, PRODUCER_ID_POS,
 };
-use ringlog_tests::{assign_from_beginning, ChaosProxy, RawConnection, RunningBroker};
+use ringlog_tests::{assign_from_beginning, topic_name, ChaosProxy, RawConnection, RunningBroker};
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn idempotent_producer_through_a_connection_cutting_proxy_writes_each_message_once_in_order() {
@@ -109,10 +108,6 @@ async fn idempotent_producer_through_a_connection_cutting_proxy_writes_each_mess
     }
 }
 
-fn topic_name(name: &str) -> TopicName {
-    TopicName(StrBytes::from_string(name.to_string()))
-}
-
 /// An idempotent batch of `count` records from `producer_id` at `epoch`,
 /// starting at `sequence`.
 fn producer_batch(producer_id: i64, epoch: i16, sequence: i32, count: usize) -> Bytes {
@@ -128,17 +123,7 @@ fn producer_batch(producer_id: i64, epoch: i16, sequence: i32, count: usize) -> 
 }
 
 fn produce(connection: &mut RawConnection, records: Bytes) -> (i16, i64) {
-    let request = ProduceRequest::default()
-        .with_acks(-1)
-        .with_timeout_ms(5000)
-        .with_topic_data(vec![TopicProduceData::default()
-            .with_name(topic_name("dedupe"))
-            .with_partition_data(vec![PartitionProduceData::default()
-                .with_index(0)
-                .with_records(Some(records))])]);
-    let response = connection.request(9, &request);
-    let partition = &response.responses[0].partition_responses[0];
-    (partition.error_code, partition.base_offset)
+    connection.produce("dedupe", 0, records)
 }
 
 fn log_end(connection: &mut RawConnection) -> i64 {

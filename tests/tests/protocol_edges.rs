@@ -3,36 +3,16 @@
 
 use std::time::{Duration, Instant};
 
-use bytes::{BufMut, Bytes, BytesMut};
+use bytes::{BufMut, BytesMut};
 use kafka_protocol::messages::create_topics_request::CreatableTopic;
 use kafka_protocol::messages::fetch_request::{FetchPartition, FetchTopic};
 use kafka_protocol::messages::list_offsets_request::{ListOffsetsPartition, ListOffsetsTopic};
-use kafka_protocol::messages::produce_request::{PartitionProduceData, TopicProduceData};
 use kafka_protocol::messages::*;
-use kafka_protocol::protocol::StrBytes;
 use ringlog_engine::batch::build_batch;
-use ringlog_tests::{create_topic_raw, split_correlation_id, RawConnection, RunningBroker};
-
-fn topic_name(name: &str) -> TopicName {
-    TopicName(StrBytes::from_string(name.to_string()))
-}
+use ringlog_tests::{create_topic_raw, split_correlation_id, topic_name, RawConnection, RunningBroker};
 
 fn create_topic(connection: &mut RawConnection, name: &str, partitions: i32, configs: &[(&str, &str)]) -> i16 {
     create_topic_raw(connection.peer(), name, partitions, configs)
-}
-
-fn produce(connection: &mut RawConnection, topic: &str, partition: i32, records: Bytes) -> (i16, i64) {
-    let request = ProduceRequest::default()
-        .with_acks(-1)
-        .with_timeout_ms(5000)
-        .with_topic_data(vec![TopicProduceData::default()
-            .with_name(topic_name(topic))
-            .with_partition_data(vec![PartitionProduceData::default()
-                .with_index(partition)
-                .with_records(Some(records))])]);
-    let response = connection.request(9, &request);
-    let partition = &response.responses[0].partition_responses[0];
-    (partition.error_code, partition.base_offset)
 }
 
 fn fetch_request(topic: &str, offset: i64, max_wait_ms: i32) -> FetchRequest {
@@ -203,29 +183,17 @@ fn corrupt_or_oversized_batches_are_refused_and_nothing_is_appended() {
     let mut corrupt = build_batch(&[(Some(b"k"), Some(b"v"))], 1_000);
     let last = corrupt.len() - 1;
     corrupt[last] ^= 0xff;
-    assert_eq!(
-        produce(&mut connection, "edges", 0, corrupt.freeze()).0,
-        2,
-        "CORRUPT_MESSAGE"
-    );
+    assert_eq!(connection.produce("edges", 0, corrupt.freeze()).0, 2, "CORRUPT_MESSAGE");
     let big_value = vec![b'x'; 5000];
     let big = build_batch(&[(None, Some(&big_value))], 1_000);
-    assert_eq!(
-        produce(&mut connection, "edges", 0, big.freeze()).0,
-        10,
-        "MESSAGE_TOO_LARGE"
-    );
+    assert_eq!(connection.produce("edges", 0, big.freeze()).0, 10, "MESSAGE_TOO_LARGE");
     assert_eq!(latest_offset(&mut connection, "edges", -1), (0, 0), "nothing appended");
     let good = build_batch(&[(Some(b"k"), Some(b"v"))], 1_000);
-    assert_eq!(produce(&mut connection, "edges", 0, good.freeze()), (0, 0));
+    assert_eq!(connection.produce("edges", 0, good.freeze()), (0, 0));
     assert_eq!(
-        produce(
-            &mut connection,
-            "edges",
-            7,
-            build_batch(&[(None, Some(b"v"))], 1).freeze()
-        )
-        .0,
+        connection
+            .produce("edges", 7, build_batch(&[(None, Some(b"v"))], 1).freeze())
+            .0,
         3
     );
 }
@@ -285,7 +253,7 @@ fn fetch_out_of_range_and_list_offsets_by_time() {
     assert_eq!(create_topic(&mut connection, "times", 1, &[]), 0);
     for (i, timestamp) in [1_000i64, 2_000, 3_000].into_iter().enumerate() {
         let batch = build_batch(&[(None, Some(b"a")), (None, Some(b"b"))], timestamp);
-        assert_eq!(produce(&mut connection, "times", 0, batch.freeze()), (0, 2 * i as i64));
+        assert_eq!(connection.produce("times", 0, batch.freeze()), (0, 2 * i as i64));
     }
     assert_eq!(latest_offset(&mut connection, "times", -2), (0, 0));
     assert_eq!(latest_offset(&mut connection, "times", -1), (0, 6));
@@ -313,13 +281,9 @@ fn fetch_v13_reads_by_topic_id() {
     let mut connection = RawConnection::connect(broker.bootstrap());
     assert_eq!(create_topic(&mut connection, "by-id", 1, &[]), 0);
     assert_eq!(
-        produce(
-            &mut connection,
-            "by-id",
-            0,
-            build_batch(&[(None, Some(b"x"))], 1).freeze()
-        )
-        .0,
+        connection
+            .produce("by-id", 0, build_batch(&[(None, Some(b"x"))], 1).freeze())
+            .0,
         0
     );
     let metadata = connection.request(12, &MetadataRequest::default().with_topics(None));
@@ -353,13 +317,9 @@ fn long_poll_fetch_is_woken_by_an_append() {
     std::thread::sleep(Duration::from_millis(300));
     let mut producer = RawConnection::connect(broker.bootstrap());
     assert_eq!(
-        produce(
-            &mut producer,
-            "poll",
-            0,
-            build_batch(&[(None, Some(b"wake"))], 1).freeze()
-        )
-        .0,
+        producer
+            .produce("poll", 0, build_batch(&[(None, Some(b"wake"))], 1).freeze())
+            .0,
         0
     );
     let (correlation_id, _) = split_correlation_id(consumer.read_frame().expect("fetch response"));
@@ -384,7 +344,9 @@ fn long_poll_fetches_racing_appends_are_not_stranded() {
         let started = Instant::now();
         let fetch = consumer.send(12, &fetch_request("race", round, 20_000));
         assert_eq!(
-            produce(&mut producer, "race", 0, build_batch(&[(None, Some(b"r"))], 1).freeze()).0,
+            producer
+                .produce("race", 0, build_batch(&[(None, Some(b"r"))], 1).freeze())
+                .0,
             0
         );
         let (correlation_id, _) = split_correlation_id(consumer.read_frame().expect("fetch response"));

@@ -1,8 +1,10 @@
 //! Admin commands of the `ringlog` binary that talk to a running broker over
-//! the Kafka protocol (so they also work against other Kafka-compatible brokers).
+//! the Kafka protocol (so they also work against other Kafka-compatible
+//! brokers), and `status`, which reads ringlog's own metrics endpoint.
 
 pub mod client;
 pub mod group;
+pub mod status;
 pub mod topic;
 
 use clap::Subcommand;

@@ -128,6 +128,15 @@ impl GroupCoordinator {
         }
     }
 
+    /// Every committed offset of every group on this core.
+    pub fn all_committed(&self) -> impl Iterator<Item = (&str, &(String, i32), &CommittedOffset)> {
+        self.offsets.iter().flat_map(|(group, offsets)| {
+            offsets
+                .iter()
+                .map(move |(tp, committed)| (group.as_str(), tp, committed))
+        })
+    }
+
     pub fn committed(&self, group_id: &str) -> Option<&PartitionOffsets> {
         self.offsets.get(group_id)
     }

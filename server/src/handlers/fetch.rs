@@ -16,7 +16,7 @@
 use std::sync::Arc;
 use std::time::Duration;
 
-use kafka_protocol::messages::FetchRequest;
+use kafka_protocol::messages::{ApiKey, FetchRequest};
 use kafka_protocol::protocol::VersionRange;
 use kafka_protocol::ResponseError;
 use ringlog_engine::Isolation;
@@ -25,6 +25,7 @@ use tokio::time::Instant;
 
 use super::{check_leader_epoch, HandlerOutcome, RequestContext};
 use crate::broker::Broker;
+use crate::metrics;
 use crate::protocol::fetch_response::{self, FetchedPartition, FetchedTopic, FIRST_TOPIC_ID_VERSION};
 use crate::runtime::messages::{PartitionRead, PartitionResult, ShardRequest, TopicPartition};
 
@@ -250,6 +251,7 @@ fn assemble(
                         let fits = read.total_bytes <= remaining_bytes || !any_data;
                         let records = if fits { read.chunks } else { Vec::new() };
                         if fits && read.total_bytes > 0 {
+                            metrics::count_fetched(&wanted.tp.topic, read.total_bytes as u64);
                             any_data = true;
                             remaining_bytes = remaining_bytes.saturating_sub(read.total_bytes);
                         }
@@ -263,15 +265,18 @@ fn assemble(
                             records,
                         }
                     }
-                    Err(error) => FetchedPartition {
-                        partition: wanted.tp.partition,
-                        error_code: error.code(),
-                        high_watermark: -1,
-                        last_stable_offset: -1,
-                        log_start_offset: -1,
-                        aborted: Vec::new(),
-                        records: Vec::new(),
-                    },
+                    Err(error) => {
+                        metrics::count_error(ApiKey::Fetch as i16, error);
+                        FetchedPartition {
+                            partition: wanted.tp.partition,
+                            error_code: error.code(),
+                            high_watermark: -1,
+                            last_stable_offset: -1,
+                            log_start_offset: -1,
+                            aborted: Vec::new(),
+                            records: Vec::new(),
+                        }
+                    }
                 })
                 .collect(),
         })

@@ -10,7 +10,7 @@
 
 use bytes::{Bytes, BytesMut};
 use kafka_protocol::messages::produce_response::{PartitionProduceResponse, TopicProduceResponse};
-use kafka_protocol::messages::{ProduceRequest, ProduceResponse, TopicName};
+use kafka_protocol::messages::{ApiKey, ProduceRequest, ProduceResponse, TopicName};
 use kafka_protocol::protocol::{StrBytes, VersionRange};
 use kafka_protocol::ResponseError;
 use ringlog_engine::batch::{self, BatchError};
@@ -18,6 +18,7 @@ use tokio::sync::oneshot;
 
 use super::{HandlerOutcome, RequestContext, ResponseFuture};
 use crate::metadata::validate_topic_name;
+use crate::metrics;
 use crate::runtime::messages::{PartitionResult, ProduceOutcome, ShardRequest, TopicPartition};
 use crate::topic_config::TopicSettings;
 
@@ -27,13 +28,21 @@ type Refusal = (ResponseError, String);
 
 enum PartitionProgress {
     Done(i32, Refusal),
-    Appending(i32, oneshot::Receiver<PartitionResult<ProduceOutcome>>),
+    Appending(i32, oneshot::Receiver<PartitionResult<ProduceOutcome>>, BatchesSize),
+}
+
+/// What one partition's record set holds, counted for metrics once appended.
+#[derive(Debug, Clone, Copy, Default, PartialEq)]
+struct BatchesSize {
+    bytes: u64,
+    records: u64,
 }
 
 /// Splits a record set into checked batches, copied so the broker can stamp
 /// offsets into them.
-fn split_batches(records: &Bytes, max_message_bytes: usize) -> Result<Vec<BytesMut>, Refusal> {
+fn split_batches(records: &Bytes, max_message_bytes: usize) -> Result<(Vec<BytesMut>, BatchesSize), Refusal> {
     let mut batches = Vec::new();
+    let mut size = BatchesSize::default();
     let mut rest = &records[..];
     while !rest.is_empty() {
         let total_bytes = batch::batch_total_bytes(rest).map_err(batch_refusal)?;
@@ -56,6 +65,8 @@ fn split_batches(records: &Bytes, max_message_bytes: usize) -> Result<Vec<BytesM
                 "producers may not write control batches".into(),
             ));
         }
+        size.bytes += total_bytes as u64;
+        size.records += u64::try_from(header.records_count).unwrap_or(0);
         batches.push(BytesMut::from(&rest[..total_bytes]));
         rest = &rest[total_bytes..];
     }
@@ -65,7 +76,7 @@ fn split_batches(records: &Bytes, max_message_bytes: usize) -> Result<Vec<BytesM
             "produce request without record batches".into(),
         ));
     }
-    Ok(batches)
+    Ok((batches, size))
 }
 
 fn batch_refusal(error: BatchError) -> Refusal {
@@ -114,7 +125,7 @@ pub async fn dispatch(body: ProduceRequest, request: RequestContext) -> Response
             };
             partitions.push(match checked {
                 Err(refusal) => PartitionProgress::Done(index, refusal),
-                Ok(batches) => {
+                Ok((batches, size)) => {
                     let tp = TopicPartition {
                         topic: topic_name.clone(),
                         partition: index,
@@ -122,7 +133,7 @@ pub async fn dispatch(body: ProduceRequest, request: RequestContext) -> Response
                     let (reply, receiver) = oneshot::channel();
                     let core = broker.owner_core(&tp);
                     broker.send_to_core(core, ShardRequest::Produce { tp, batches, reply });
-                    PartitionProgress::Appending(index, receiver)
+                    PartitionProgress::Appending(index, receiver, size)
                 }
             });
         }
@@ -144,9 +155,12 @@ async fn respond(
         for progress in partitions {
             let (index, outcome) = match progress {
                 PartitionProgress::Done(index, refusal) => (index, Err(refusal)),
-                PartitionProgress::Appending(index, receiver) => {
+                PartitionProgress::Appending(index, receiver, size) => {
                     let outcome = match receiver.await {
-                        Ok(Ok(outcome)) => Ok(outcome),
+                        Ok(Ok(outcome)) => {
+                            metrics::count_produced(name.as_str(), size.bytes, size.records);
+                            Ok(outcome)
+                        }
                         Ok(Err(error)) => Err((error, error.to_string())),
                         Err(_) => Err((
                             ResponseError::NotLeaderOrFollower,
@@ -181,6 +195,7 @@ fn partition_response(version: i16, index: i32, outcome: Result<ProduceOutcome, 
             }
         }
         Err((error, message)) => {
+            metrics::count_error(ApiKey::Produce as i16, error);
             response.error_code = error.code();
             response.base_offset = -1;
             if version >= 8 {
@@ -203,7 +218,15 @@ mod tests {
         set.extend_from_slice(&one);
         set.extend_from_slice(&two);
         let set = set.freeze();
-        assert_eq!(split_batches(&set, 1 << 20).expect("valid").len(), 2);
+        let (batches, size) = split_batches(&set, 1 << 20).expect("valid");
+        assert_eq!(batches.len(), 2);
+        assert_eq!(
+            size,
+            BatchesSize {
+                bytes: set.len() as u64,
+                records: 3
+            }
+        );
         assert_eq!(
             split_batches(&set, 10).expect_err("must be refused").0,
             ResponseError::MessageTooLarge

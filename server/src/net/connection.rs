@@ -20,6 +20,7 @@ use std::io::{self, IoSlice};
 use std::net::SocketAddr;
 use std::rc::Rc;
 use std::sync::Arc;
+use std::time::Instant;
 
 use bytes::{Bytes, BytesMut};
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
@@ -30,6 +31,7 @@ use tokio::task::JoinHandle;
 
 use crate::broker::Broker;
 use crate::handlers::{self, HandlerError, HandlerOutcome};
+use crate::metrics;
 use crate::net::sendfile;
 use crate::protocol::{Response, ResponseChunk};
 
@@ -84,9 +86,19 @@ pub async fn serve(stream: TcpStream, peer: SocketAddr, broker: Arc<Broker>, cor
                 break;
             }
         };
+        let api_key = i16::from_be_bytes([frame[0], frame[1]]);
+        let started = Instant::now();
         let pending: JoinHandle<HandlerOutcome> = match handlers::dispatch(&context, frame).await {
-            Ok(response_future) => tokio::task::spawn_local(response_future),
+            Ok(response_future) => tokio::task::spawn_local(async move {
+                let outcome = response_future.await;
+                match outcome {
+                    Ok(_) => metrics::observe_request(api_key, started.elapsed()),
+                    Err(_) => metrics::count_connection_error(api_key),
+                }
+                outcome
+            }),
             Err(error) => {
+                metrics::count_connection_error(api_key);
                 tracing::warn!(%peer, %error, "closing connection after a bad request");
                 break;
             }

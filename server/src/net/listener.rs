@@ -9,6 +9,7 @@ use socket2::{Domain, Protocol, Socket, Type};
 use tokio::task::JoinHandle;
 
 use crate::broker::Broker;
+use crate::metrics;
 use crate::net::connection;
 
 const LISTEN_BACKLOG: i32 = 1024;
@@ -43,14 +44,17 @@ impl ConnectionSlot {
         let previous = broker.connections.fetch_add(1, Ordering::Relaxed);
         if previous >= broker.config.max_connections {
             broker.connections.fetch_sub(1, Ordering::Relaxed);
+            metrics::connection_refused();
             return None;
         }
+        metrics::connection_opened();
         Some(Self { broker: broker.clone() })
     }
 }
 
 impl Drop for ConnectionSlot {
     fn drop(&mut self) {
+        metrics::connection_closed();
         self.broker
             .connections
             .fetch_sub(1, std::sync::atomic::Ordering::Relaxed);

@@ -121,6 +121,10 @@ pub enum ShardRequest {
     PartitionSizes {
         reply: oneshot::Sender<Vec<(TopicPartition, u64)>>,
     },
+    /// A copy of the core's metrics and the state a scrape reports.
+    Metrics {
+        reply: oneshot::Sender<crate::metrics::CoreSnapshot>,
+    },
     /// Stop accepting, flush and seal every partition, then stop the core.
     Shutdown {
         reply: oneshot::Sender<()>,

@@ -147,6 +147,9 @@ async fn run_core_loop(startup: CoreStartup) {
             return;
         }
         match request {
+            ShardRequest::Metrics { reply } => {
+                let _ = reply.send(shard.borrow().metrics_snapshot(requests.len()));
+            }
             ShardRequest::Transaction {
                 transactional_id,
                 request,
@@ -515,7 +518,9 @@ impl Shard {
                     .collect();
                 let _ = reply.send(sizes);
             }
-            ShardRequest::Transaction { .. } => unreachable!("handled by the core loop"),
+            ShardRequest::Transaction { .. } | ShardRequest::Metrics { .. } => {
+                unreachable!("handled by the core loop")
+            }
             ShardRequest::Shutdown { .. } => unreachable!("handled by the core loop"),
         }
     }
@@ -948,6 +953,44 @@ impl Shard {
             }
             let _ = reply.send(Ok(()));
         });
+    }
+
+    fn metrics_snapshot(&self, queue_depth: usize) -> crate::metrics::CoreSnapshot {
+        use crate::metrics::{CommittedStats, PartitionStats};
+        let partitions = self
+            .partitions
+            .iter()
+            .map(|(tp, owned)| {
+                let log = owned.log.borrow();
+                let offsets = log.offsets();
+                PartitionStats {
+                    topic: tp.topic.clone(),
+                    partition: tp.partition,
+                    high_watermark: offsets.high_watermark,
+                    size_bytes: log.size_bytes(),
+                    segments: log.segment_count(),
+                }
+            })
+            .collect();
+        let committed = self
+            .groups
+            .borrow()
+            .all_committed()
+            .map(|(group, (topic, partition), committed)| CommittedStats {
+                group: group.to_string(),
+                topic: topic.clone(),
+                partition: *partition,
+                offset: committed.offset,
+            })
+            .collect();
+        crate::metrics::CoreSnapshot {
+            core_id: self.core_id,
+            counters: crate::metrics::core_counters(),
+            queue_depth,
+            busy_seconds: crate::metrics::thread_cpu_seconds(),
+            partitions,
+            committed,
+        }
     }
 
     fn delete_records(&mut self, tp: &TopicPartition, offset: i64) -> PartitionResult<i64> {

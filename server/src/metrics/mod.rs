@@ -1,0 +1,285 @@
+//! Broker metrics, counted per core and summed only when scraped.
+//!
+//! Each core counts into its own thread-local [`CoreMetrics`]: plain integers,
+//! no atomics and no locks on the request path. A scrape (the HTTP endpoint in
+//! [`http`]) asks every core for a [`CoreSnapshot`] by message
+//! (`ShardRequest::Metrics`), so it reads a core's numbers on that core.
+//!
+//! Invariants:
+//! - Only the core's own thread touches its `CoreMetrics` (it is thread-local).
+//! - Counters only grow; gauges (connections, queue depth) are read at scrape.
+//! - Records out are not counted: zero-copy fetch never parses what it sends
+//!   (Kafka likewise has bytes out but no messages out per topic).
+
+pub mod exposition;
+pub mod http;
+
+use std::cell::RefCell;
+use std::collections::{BTreeMap, HashMap};
+use std::sync::Arc;
+use std::time::Duration;
+
+use kafka_protocol::ResponseError;
+
+/// Upper bounds (seconds) of the request-latency histogram buckets.
+pub const LATENCY_BUCKETS_S: [f64; 16] = [
+    0.0001, 0.00025, 0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0,
+];
+/// API keys counted; Kafka's keys are below this.
+const API_KEYS_MAX: usize = 80;
+/// Not a Kafka error code: marks a request that closed its connection.
+pub const CONNECTION_CLOSED_CODE: i16 = i16::MIN;
+/// Seconds of traffic kept for `ringlog status` ("the last minute").
+pub const TRAFFIC_WINDOW_S: usize = 60;
+
+#[derive(Debug, Clone, Default)]
+pub struct ApiStats {
+    pub requests: u64,
+    /// Count per bucket of [`LATENCY_BUCKETS_S`] (not cumulative), then +Inf.
+    pub latency_buckets: [u64; LATENCY_BUCKETS_S.len() + 1],
+    pub latency_sum_s: f64,
+}
+
+impl ApiStats {
+    fn observe(&mut self, elapsed: Duration) {
+        let seconds = elapsed.as_secs_f64();
+        let bucket = LATENCY_BUCKETS_S.partition_point(|bound| *bound < seconds);
+        self.requests += 1;
+        self.latency_buckets[bucket] += 1;
+        self.latency_sum_s += seconds;
+    }
+}
+
+#[derive(Debug, Clone, Copy, Default)]
+pub struct TopicTraffic {
+    pub bytes_in: u64,
+    pub records_in: u64,
+    pub bytes_out: u64,
+}
+
+/// Traffic per second over the last [`TRAFFIC_WINDOW_S`] seconds: a ring of
+/// one-second slots, each stamped with the second it counts.
+#[derive(Debug, Clone)]
+pub struct TrafficWindow {
+    stamps_s: [u64; TRAFFIC_WINDOW_S],
+    slots: [TopicTraffic; TRAFFIC_WINDOW_S],
+}
+
+impl Default for TrafficWindow {
+    fn default() -> Self {
+        Self {
+            stamps_s: [0; TRAFFIC_WINDOW_S],
+            slots: [TopicTraffic::default(); TRAFFIC_WINDOW_S],
+        }
+    }
+}
+
+impl TrafficWindow {
+    fn slot(&mut self, now_s: u64) -> &mut TopicTraffic {
+        let index = (now_s % TRAFFIC_WINDOW_S as u64) as usize;
+        if self.stamps_s[index] != now_s {
+            self.stamps_s[index] = now_s;
+            self.slots[index] = TopicTraffic::default();
+        }
+        &mut self.slots[index]
+    }
+
+    /// Totals of the `TRAFFIC_WINDOW_S` whole seconds before `now_s`.
+    pub fn last_window(&self, now_s: u64) -> TopicTraffic {
+        let mut total = TopicTraffic::default();
+        for (stamp_s, slot) in self.stamps_s.iter().zip(&self.slots) {
+            if *stamp_s < now_s && now_s - stamp_s <= TRAFFIC_WINDOW_S as u64 {
+                total.bytes_in += slot.bytes_in;
+                total.records_in += slot.records_in;
+                total.bytes_out += slot.bytes_out;
+            }
+        }
+        total
+    }
+}
+
+/// What one core has counted since it started.
+#[derive(Debug, Clone)]
+pub struct CoreMetrics {
+    pub apis: Vec<ApiStats>,
+    /// `(api key, error code)` -> responses or partitions that carried it;
+    /// [`CONNECTION_CLOSED_CODE`] counts requests that closed their connection.
+    pub errors: BTreeMap<(i16, i16), u64>,
+    pub topics: HashMap<Arc<str>, TopicTraffic>,
+    pub window: TrafficWindow,
+    pub connections_open: u64,
+    pub connections_accepted: u64,
+    pub connections_refused: u64,
+}
+
+impl Default for CoreMetrics {
+    fn default() -> Self {
+        Self {
+            apis: vec![ApiStats::default(); API_KEYS_MAX],
+            errors: BTreeMap::new(),
+            topics: HashMap::new(),
+            window: TrafficWindow::default(),
+            connections_open: 0,
+            connections_accepted: 0,
+            connections_refused: 0,
+        }
+    }
+}
+
+thread_local! {
+    static CORE_METRICS: RefCell<CoreMetrics> = RefCell::new(CoreMetrics::default());
+}
+
+fn with_core<T>(update: impl FnOnce(&mut CoreMetrics) -> T) -> T {
+    CORE_METRICS.with(|metrics| update(&mut metrics.borrow_mut()))
+}
+
+fn now_s() -> u64 {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map_or(0, |d| d.as_secs())
+}
+
+/// A request of `api_key` took `elapsed` from its frame to its response.
+pub fn observe_request(api_key: i16, elapsed: Duration) {
+    with_core(|m| {
+        if let Some(stats) = usize::try_from(api_key).ok().and_then(|k| m.apis.get_mut(k)) {
+            stats.observe(elapsed);
+        }
+    });
+}
+
+/// A response (or one partition of it) carried `error`.
+pub fn count_error(api_key: i16, error: ResponseError) {
+    count_error_code(api_key, error.code());
+}
+
+/// A request closed its connection instead of getting a response.
+pub fn count_connection_error(api_key: i16) {
+    count_error_code(api_key, CONNECTION_CLOSED_CODE);
+}
+
+fn count_error_code(api_key: i16, code: i16) {
+    with_core(|m| *m.errors.entry((api_key, code)).or_default() += 1);
+}
+
+fn topic_entry<'a>(m: &'a mut CoreMetrics, topic: &str) -> &'a mut TopicTraffic {
+    if !m.topics.contains_key(topic) {
+        m.topics.insert(topic.into(), TopicTraffic::default());
+    }
+    m.topics.get_mut(topic).expect("inserted above")
+}
+
+pub fn count_produced(topic: &str, bytes: u64, records: u64) {
+    with_core(|m| {
+        let traffic = topic_entry(m, topic);
+        traffic.bytes_in += bytes;
+        traffic.records_in += records;
+        let slot = m.window.slot(now_s());
+        slot.bytes_in += bytes;
+        slot.records_in += records;
+    });
+}
+
+pub fn count_fetched(topic: &str, bytes: u64) {
+    with_core(|m| {
+        topic_entry(m, topic).bytes_out += bytes;
+        m.window.slot(now_s()).bytes_out += bytes;
+    });
+}
+
+pub fn connection_opened() {
+    with_core(|m| {
+        m.connections_open += 1;
+        m.connections_accepted += 1;
+    });
+}
+
+pub fn connection_closed() {
+    with_core(|m| m.connections_open = m.connections_open.saturating_sub(1));
+}
+
+pub fn connection_refused() {
+    with_core(|m| m.connections_refused += 1);
+}
+
+/// A copy of this core's counters, for a scrape.
+pub fn core_counters() -> CoreMetrics {
+    with_core(|m| m.clone())
+}
+
+/// One partition as a scrape sees it.
+#[derive(Debug, Clone)]
+pub struct PartitionStats {
+    pub topic: Arc<str>,
+    pub partition: i32,
+    pub high_watermark: i64,
+    pub size_bytes: u64,
+    pub segments: usize,
+}
+
+/// A group's committed offset for one partition.
+#[derive(Debug, Clone)]
+pub struct CommittedStats {
+    pub group: String,
+    pub topic: String,
+    pub partition: i32,
+    pub offset: i64,
+}
+
+/// Everything one core reports to a scrape.
+#[derive(Debug, Clone)]
+pub struct CoreSnapshot {
+    pub core_id: usize,
+    pub counters: CoreMetrics,
+    /// Messages from other cores waiting in this core's channel.
+    pub queue_depth: usize,
+    /// CPU time this core's thread has used (it never sleeps while busy).
+    pub busy_seconds: f64,
+    pub partitions: Vec<PartitionStats>,
+    pub committed: Vec<CommittedStats>,
+}
+
+/// CPU seconds used by the calling thread.
+pub fn thread_cpu_seconds() -> f64 {
+    let mut time = libc::timespec { tv_sec: 0, tv_nsec: 0 };
+    // SAFETY: clock_gettime writes into the timespec we own.
+    let status = unsafe { libc::clock_gettime(libc::CLOCK_THREAD_CPUTIME_ID, &mut time) };
+    if status != 0 {
+        return 0.0;
+    }
+    time.tv_sec as f64 + time.tv_nsec as f64 / 1e9
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn latency_lands_in_the_first_bucket_at_or_above_it() {
+        let mut stats = ApiStats::default();
+        stats.observe(Duration::from_micros(100));
+        stats.observe(Duration::from_micros(300));
+        stats.observe(Duration::from_secs(60));
+        assert_eq!(stats.latency_buckets[0], 1, "0.1 ms is <= the 0.1 ms bound");
+        assert_eq!(stats.latency_buckets[2], 1, "0.3 ms falls in (0.25, 0.5]");
+        assert_eq!(stats.latency_buckets[LATENCY_BUCKETS_S.len()], 1, "60 s is +Inf");
+        assert_eq!(stats.requests, 3);
+    }
+
+    #[test]
+    fn traffic_window_keeps_only_the_last_minute() {
+        let mut window = TrafficWindow::default();
+        window.slot(1_000).bytes_in += 10;
+        window.slot(1_030).bytes_in += 20;
+        window.slot(1_059).bytes_in += 40;
+        // The current second is still filling: left out.
+        window.slot(1_061).bytes_in += 80;
+        assert_eq!(window.last_window(1_061).bytes_in, 60);
+        // A minute later 1_030 has aged out.
+        assert_eq!(window.last_window(1_100).bytes_in, 80 + 40);
+        // A slot reused for a new second forgets its old count.
+        window.slot(1_090).bytes_in += 1; // same slot as 1_030
+        assert_eq!(window.last_window(1_091).bytes_in, 80 + 40 + 1);
+    }
+}
