@@ -17,7 +17,9 @@ pub enum LogError {
         log_start_offset: i64,
         high_watermark: i64,
     },
-    #[error("partition log {path} failed an earlier write and refuses appends until restart")]
+    #[error(
+        "partition log {path} failed an earlier write and refuses appends until it reopens (retried every second)"
+    )]
     Failed { path: PathBuf },
     #[error("partition log is closed")]
     Closed,

@@ -224,6 +224,26 @@ pub fn run_ok(command: &mut Command) -> String {
     stdout
 }
 
+/// An idempotent batch of `values` from `producer_id` at `epoch`, its first
+/// record at `sequence`.
+pub fn idempotent_batch(producer_id: i64, epoch: i16, sequence: i32, values: &[String]) -> Bytes {
+    use ringlog_engine::batch::{
+        build_batch, compute_crc, BASE_SEQUENCE_POS, CRC_POS, PRODUCER_EPOCH_POS, PRODUCER_ID_POS,
+    };
+    let records: Vec<_> = values.iter().map(|v| (None, Some(v.as_bytes()))).collect();
+    // Now, not a fixed time: retention by time must not see these as old.
+    let now_ms = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map_or(0, |d| d.as_millis() as i64);
+    let mut batch = build_batch(&records, now_ms);
+    batch[PRODUCER_ID_POS..PRODUCER_ID_POS + 8].copy_from_slice(&producer_id.to_be_bytes());
+    batch[PRODUCER_EPOCH_POS..PRODUCER_EPOCH_POS + 2].copy_from_slice(&epoch.to_be_bytes());
+    batch[BASE_SEQUENCE_POS..BASE_SEQUENCE_POS + 4].copy_from_slice(&sequence.to_be_bytes());
+    let crc = compute_crc(&batch);
+    batch[CRC_POS..CRC_POS + 4].copy_from_slice(&crc.to_be_bytes());
+    batch.freeze()
+}
+
 pub fn topic_name(name: &str) -> kafka_protocol::messages::TopicName {
     kafka_protocol::messages::TopicName(StrBytes::from_string(name.to_string()))
 }
@@ -237,15 +257,18 @@ pub struct RawConnection {
 
 impl RawConnection {
     pub fn connect(address: &str) -> Self {
-        let stream = TcpStream::connect(address).expect("connecting");
-        stream
-            .set_read_timeout(Some(Duration::from_secs(30)))
-            .expect("read timeout");
-        Self {
+        Self::try_connect(address).expect("connecting")
+    }
+
+    /// As [`Self::connect`], for tests where the broker may be down.
+    pub fn try_connect(address: &str) -> std::io::Result<Self> {
+        let stream = TcpStream::connect(address)?;
+        stream.set_read_timeout(Some(Duration::from_secs(30)))?;
+        Ok(Self {
             stream,
             next_correlation_id: 1,
             peer: address.to_string(),
-        }
+        })
     }
 
     /// The address this connection was opened to.
@@ -259,6 +282,11 @@ impl RawConnection {
 
     /// Frames and sends a request; returns its correlation id.
     pub fn send<R: Request>(&mut self, version: i16, body: &R) -> i32 {
+        self.try_send(version, body).expect("sending request")
+    }
+
+    /// As [`Self::send`], for tests where the broker may be killed.
+    pub fn try_send<R: Request>(&mut self, version: i16, body: &R) -> std::io::Result<i32> {
         let correlation_id = self.next_correlation_id;
         self.next_correlation_id += 1;
         let header = RequestHeader::default()
@@ -274,8 +302,19 @@ impl RawConnection {
         let mut frame = BytesMut::with_capacity(buf.len() + 4);
         frame.put_i32(buf.len() as i32);
         frame.extend_from_slice(&buf);
-        self.send_bytes(&frame).expect("sending request");
-        correlation_id
+        self.send_bytes(&frame)?;
+        Ok(correlation_id)
+    }
+
+    /// Reads the response to the oldest request not yet answered, which must
+    /// be `correlation_id` (Kafka answers in order on a connection).
+    pub fn try_receive<R: Request>(&mut self, version: i16, correlation_id: i32) -> std::io::Result<R::Response> {
+        let invalid = |reason: String| std::io::Error::new(std::io::ErrorKind::InvalidData, reason);
+        let mut frame = self.read_frame()?;
+        let header = ResponseHeader::decode(&mut frame, <R::Response as HeaderVersion>::header_version(version))
+            .map_err(|e| invalid(e.to_string()))?;
+        assert_eq!(header.correlation_id, correlation_id, "responses in request order");
+        R::Response::decode(&mut frame, version).map_err(|e| invalid(e.to_string()))
     }
 
     /// Reads one response frame (without its size prefix).
@@ -290,11 +329,8 @@ impl RawConnection {
     /// Sends a request and decodes its response.
     pub fn request<R: Request>(&mut self, version: i16, body: &R) -> R::Response {
         let correlation_id = self.send(version, body);
-        let mut frame = self.read_frame().expect("reading response");
-        let header = ResponseHeader::decode(&mut frame, <R::Response as HeaderVersion>::header_version(version))
-            .expect("response header");
-        assert_eq!(header.correlation_id, correlation_id);
-        R::Response::decode(&mut frame, version).expect("response body")
+        self.try_receive::<R>(version, correlation_id)
+            .expect("reading the response")
     }
 
     /// Produce v9 with acks=all of one record set to one partition; returns
@@ -312,6 +348,72 @@ impl RawConnection {
         let response = self.request(9, &request);
         let partition = &response.responses[0].partition_responses[0];
         (partition.error_code, partition.base_offset)
+    }
+
+    /// A new idempotent producer id (epoch 0).
+    pub fn init_producer_id(&mut self) -> i64 {
+        let request = kafka_protocol::messages::InitProducerIdRequest::default()
+            .with_transactional_id(None)
+            .with_transaction_timeout_ms(60_000);
+        let response = self.request(4, &request);
+        assert_eq!(response.error_code, 0, "InitProducerId");
+        assert_eq!(response.producer_epoch, 0);
+        response.producer_id.0
+    }
+
+    /// Every record of `topic`/`partition` from its log start to its high
+    /// watermark, as `(offset, value)`. Panics on a batch whose CRC-32C or
+    /// framing is wrong: a broker must never serve one.
+    pub fn read_partition(&mut self, topic: &str, partition: i32) -> Vec<(i64, Vec<u8>)> {
+        use kafka_protocol::messages::fetch_request::{FetchPartition, FetchTopic};
+        use ringlog_engine::batch::{batch_total_bytes, parse_records, validate_batch};
+        let mut records = Vec::new();
+        let mut offset = 0;
+        loop {
+            let request = kafka_protocol::messages::FetchRequest::default()
+                .with_max_wait_ms(0)
+                .with_min_bytes(0)
+                .with_max_bytes(4 << 20)
+                .with_topics(vec![FetchTopic::default()
+                    .with_topic(topic_name(topic))
+                    .with_partitions(vec![FetchPartition::default()
+                        .with_partition(partition)
+                        .with_fetch_offset(offset)
+                        .with_partition_max_bytes(1 << 20)])]);
+            let response = self.request(11, &request);
+            let data = &response.responses[0].partitions[0];
+            assert_eq!(
+                data.error_code, 0,
+                "fetching {topic}/{partition} at {offset} (log start {}, high watermark {})",
+                data.log_start_offset, data.high_watermark
+            );
+            let set = data.records.clone().unwrap_or_default();
+            let mut rest = &set[..];
+            // A response may end inside a batch (Kafka's max bytes): the
+            // next fetch starts at that batch.
+            while let Ok(total_bytes) = batch_total_bytes(rest) {
+                if total_bytes > rest.len() {
+                    break;
+                }
+                let batch = &rest[..total_bytes];
+                let header = validate_batch(batch)
+                    .unwrap_or_else(|e| panic!("corrupt batch served from {topic}/{partition}: {e}"));
+                if !header.is_control() {
+                    let parsed = parse_records(batch).expect("uncompressed records");
+                    records.extend(
+                        parsed
+                            .into_iter()
+                            .filter(|r| r.offset >= offset)
+                            .map(|r| (r.offset, r.value.unwrap_or_default().to_vec())),
+                    );
+                }
+                offset = offset.max(header.next_offset());
+                rest = &rest[total_bytes..];
+            }
+            if offset >= data.high_watermark {
+                return records;
+            }
+        }
     }
 
     /// True when the broker has closed this connection (EOF or reset).

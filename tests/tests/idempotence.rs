@@ -4,7 +4,7 @@
 use std::collections::BTreeMap;
 use std::time::{Duration, Instant};
 
-use bytes::{Bytes, BytesMut};
+use bytes::Bytes;
 use kafka_protocol::messages::create_topics_request::CreatableTopic;
 use kafka_protocol::messages::list_offsets_request::{ListOffsetsPartition, ListOffsetsTopic};
 use kafka_protocol::messages::*;
@@ -13,10 +13,7 @@ use rdkafka::config::ClientConfig;
 use rdkafka::consumer::BaseConsumer;
 use rdkafka::producer::{FutureProducer, FutureRecord};
 use rdkafka::Message;
-use ringlog_engine::batch::{
-    build_batch, compute_crc, BASE_SEQUENCE_POS, CRC_POS, PRODUCER_EPOCH_POS, PRODUCER_ID_POS,
-};
-use ringlog_tests::{assign_from_beginning, topic_name, ChaosProxy, RawConnection, RunningBroker};
+use ringlog_tests::{assign_from_beginning, idempotent_batch, topic_name, ChaosProxy, RawConnection, RunningBroker};
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn idempotent_producer_through_a_connection_cutting_proxy_writes_each_message_once_in_order() {
@@ -112,14 +109,7 @@ async fn idempotent_producer_through_a_connection_cutting_proxy_writes_each_mess
 /// starting at `sequence`.
 fn producer_batch(producer_id: i64, epoch: i16, sequence: i32, count: usize) -> Bytes {
     let values: Vec<String> = (0..count).map(|i| format!("s{}", sequence as usize + i)).collect();
-    let records: Vec<_> = values.iter().map(|v| (None, Some(v.as_bytes()))).collect();
-    let mut batch: BytesMut = build_batch(&records, 1_000);
-    batch[PRODUCER_ID_POS..PRODUCER_ID_POS + 8].copy_from_slice(&producer_id.to_be_bytes());
-    batch[PRODUCER_EPOCH_POS..PRODUCER_EPOCH_POS + 2].copy_from_slice(&epoch.to_be_bytes());
-    batch[BASE_SEQUENCE_POS..BASE_SEQUENCE_POS + 4].copy_from_slice(&sequence.to_be_bytes());
-    let crc = compute_crc(&batch);
-    batch[CRC_POS..CRC_POS + 4].copy_from_slice(&crc.to_be_bytes());
-    batch.freeze()
+    idempotent_batch(producer_id, epoch, sequence, &values)
 }
 
 fn produce(connection: &mut RawConnection, records: Bytes) -> (i16, i64) {
@@ -138,16 +128,6 @@ fn log_end(connection: &mut RawConnection) -> i64 {
     connection.request(6, &request).topics[0].partitions[0].offset
 }
 
-fn init_producer_id(connection: &mut RawConnection) -> i64 {
-    let request = InitProducerIdRequest::default()
-        .with_transactional_id(None)
-        .with_transaction_timeout_ms(60_000);
-    let response = connection.request(4, &request);
-    assert_eq!(response.error_code, 0);
-    assert_eq!(response.producer_epoch, 0);
-    response.producer_id.0
-}
-
 #[test]
 fn retried_batches_are_deduplicated_across_restarts_and_sequences_are_checked() {
     // Small segments, so rolls write producer snapshots and recovery uses them.
@@ -158,7 +138,7 @@ fn retried_batches_are_deduplicated_across_restarts_and_sequences_are_checked() 
         .with_num_partitions(1)
         .with_replication_factor(1)]);
     assert_eq!(connection.request(7, &create).topics[0].error_code, 0);
-    let producer_id = init_producer_id(&mut connection);
+    let producer_id = connection.init_producer_id();
 
     let mut sequence = 0;
     let mut expected_offset = 0;
@@ -202,7 +182,7 @@ fn retried_batches_are_deduplicated_across_restarts_and_sequences_are_checked() 
         );
         sequence += 2;
         expected_offset += 2;
-        let fresh = init_producer_id(&mut connection);
+        let fresh = connection.init_producer_id();
         assert_ne!(fresh, producer_id, "producer ids are never reused");
     }
     // A new epoch restarts the sequence; the old epoch is then fenced.

@@ -250,6 +250,16 @@ impl PartitionLog {
         self.config.leader_epoch
     }
 
+    pub fn key(&self) -> PartitionKey {
+        self.key
+    }
+
+    /// True after a write failed (disk full, I/O error): appends are refused
+    /// until the owner reopens the log from disk.
+    pub fn is_failed(&self) -> bool {
+        self.failure.is_some()
+    }
+
     pub fn segment_count(&self) -> usize {
         self.segments.len()
     }
@@ -750,7 +760,7 @@ impl PartitionLog {
     fn finish_write_job(&mut self, job: &WriteJob, outcome: std::io::Result<()>) {
         if let Err(error) = outcome {
             let failure = WriteFailed(format!("{}: {error}", self.dir.display()).into());
-            tracing::error!(%failure, "partition write failed; appends refused until restart");
+            tracing::error!(%failure, "partition write failed; appends refused until it is reopened");
             for (_, waiter) in self.durable_waiters.drain(..) {
                 let _ = waiter.send(Err(failure.clone()));
             }

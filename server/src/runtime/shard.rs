@@ -36,6 +36,8 @@ use crate::topic_config::{Compression, TopicSettings};
 
 /// How often group sessions and rebalance deadlines are checked.
 const GROUP_TICK_MS: u64 = 100;
+/// How often a partition whose write failed (disk full) tries to reopen.
+const FAILED_PARTITION_RETRY_MS: u64 = 1000;
 /// Read size when replaying `__consumer_offsets` at start.
 const OFFSETS_LOAD_CHUNK_BYTES: usize = 16 * 1024 * 1024;
 
@@ -136,6 +138,7 @@ async fn run_core_loop(startup: CoreStartup) {
         broker.config.log_retention_check_interval_ms,
     ));
     spawn_local(run_cleaner(shard.clone(), broker.config.log_cleaner_backoff_ms));
+    spawn_local(run_failed_partition_repair(shard.clone()));
     if let Some(interval_ms) = broker.config.log_flush_interval_ms {
         spawn_local(run_flush_timer(shard.clone(), interval_ms));
     }
@@ -250,6 +253,15 @@ async fn run_retention_timer(shard: Rc<RefCell<Shard>>, interval_ms: u64) {
     loop {
         ticks.tick().await;
         shard.borrow_mut().enforce_retention();
+    }
+}
+
+/// Writes resume by themselves once the disk has room again.
+async fn run_failed_partition_repair(shard: Rc<RefCell<Shard>>) {
+    let mut ticks = tokio::time::interval(Duration::from_millis(FAILED_PARTITION_RETRY_MS));
+    loop {
+        ticks.tick().await;
+        shard.borrow_mut().reopen_failed_partitions();
     }
 }
 
@@ -379,7 +391,8 @@ impl Shard {
                     partition: state.partition,
                 };
                 if self.broker.owner_core(&tp) == self.core_id {
-                    self.open_partition(&tp).map_err(|e| e.to_string())?;
+                    let log = self.open_log(&tp, self.clean_shutdown).map_err(|e| e.to_string())?;
+                    self.partitions.extend(log.map(|owned| (tp, owned)));
                     opened += 1;
                 }
             }
@@ -391,13 +404,15 @@ impl Shard {
         self.broker.data_dir.join(format!("{}-{}", tp.topic, tp.partition))
     }
 
-    fn open_partition(&mut self, tp: &TopicPartition) -> Result<(), LogError> {
+    /// Opens `tp`'s log from disk; `None` when metadata no longer knows it.
+    /// `trust_files`: the last shutdown was clean, so indexes can be trusted.
+    fn open_log(&mut self, tp: &TopicPartition, trust_files: bool) -> Result<Option<OwnedPartition>, LogError> {
         let metadata = self.broker.metadata();
         let Some(topic) = metadata.topics.get(&*tp.topic) else {
-            return Ok(());
+            return Ok(None);
         };
         let Some(state) = topic.partitions.get(tp.partition as usize) else {
-            return Ok(());
+            return Ok(None);
         };
         let config = &self.broker.config;
         let settings = TopicSettings::resolve(topic, config);
@@ -416,11 +431,38 @@ impl Shard {
             self.next_partition_key,
             log_config,
             self.cache.clone(),
-            self.clean_shutdown,
+            trust_files,
             now_ms(),
         )?;
-        self.partitions.insert(tp.clone(), OwnedPartition { log, settings });
-        Ok(())
+        Ok(Some(OwnedPartition { log, settings }))
+    }
+
+    /// Reopens from disk every partition whose write failed (disk full, I/O
+    /// error) and that no task still holds: recovery drops whatever was not
+    /// durable, and appends are accepted again. A log that cannot reopen yet
+    /// stays as it is (still serving reads) until the next try.
+    fn reopen_failed_partitions(&mut self) {
+        let failed: Vec<TopicPartition> = self
+            .partitions
+            .iter()
+            .filter(|(_, owned)| owned.log.borrow().is_failed() && Rc::strong_count(&owned.log) == 1)
+            .map(|(tp, _)| tp.clone())
+            .collect();
+        for tp in failed {
+            match self.open_log(&tp, false) {
+                Ok(Some(reopened)) => {
+                    if let Some(old) = self.partitions.insert(tp.clone(), reopened) {
+                        // Cached batches past the durable end must never be served.
+                        self.cache.borrow_mut().remove_partition(old.log.borrow().key());
+                    }
+                    tracing::info!(topic = %tp.topic, partition = tp.partition, "partition reopened after a failed write; accepting appends again");
+                }
+                Ok(None) => {}
+                Err(error) => {
+                    tracing::warn!(topic = %tp.topic, partition = tp.partition, %error, "failed partition cannot reopen yet");
+                }
+            }
+        }
     }
 
     /// The partition if this core owns it and metadata knows it; opened lazily.
@@ -435,7 +477,10 @@ impl Shard {
             if !known {
                 return Err(ResponseError::UnknownTopicOrPartition);
             }
-            self.open_partition(tp).map_err(|e| storage_error(tp, &e))?;
+            let opened = self
+                .open_log(tp, self.clean_shutdown)
+                .map_err(|e| storage_error(tp, &e))?;
+            self.partitions.extend(opened.map(|owned| (tp.clone(), owned)));
         }
         self.partitions.get(tp).ok_or(ResponseError::UnknownTopicOrPartition)
     }
