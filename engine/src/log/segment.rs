@@ -132,20 +132,21 @@ impl Segment {
                     relative_offset: 0,
                     position: 0,
                 });
-                let mut scan = scan_file(
+                let scan = scan_file(
                     &read_file,
                     &log_path,
                     base_offset,
                     u64::from(resume.position),
                     file_bytes,
                 )?;
-                // The tail scan rebuilt the entries from `resume` on; keep the loaded
-                // ones before it and the scanned ones after.
-                scan.offset_index = merge_offset_index(offset_index, scan.offset_index, resume);
-                scan.time_index = merge_time_index(time_index, scan.time_index, resume);
-                let indexed_max_ms = scan.time_index.entries().last().map_or(-1, |e| e.timestamp_ms);
-                scan.max_timestamp_ms = scan.max_timestamp_ms.max(indexed_max_ms);
-                scan
+                if tail_scan_agrees(&scan, resume, file_bytes) {
+                    merge_tail_scan(scan, offset_index, time_index, resume)
+                } else {
+                    // Never truncate on the word of an index: a well-formed but
+                    // wrong one would cut good batches. Rebuild from the start.
+                    tracing::warn!(segment = %log_path.display(), "index disagrees with the segment; rebuilding it");
+                    scan_file(&read_file, &log_path, base_offset, 0, file_bytes)?
+                }
             }
             None => scan_file(&read_file, &log_path, base_offset, 0, file_bytes)?,
         };
@@ -368,8 +369,14 @@ impl Segment {
 }
 
 fn load_indexes(dir: &Path, base_offset: i64, file_bytes: u64) -> Option<(OffsetIndex, TimeIndex)> {
-    let offset_bytes = std::fs::read(segment_path(dir, base_offset, OFFSET_INDEX_SUFFIX)).ok()?;
-    let time_bytes = std::fs::read(segment_path(dir, base_offset, TIME_INDEX_SUFFIX)).ok()?;
+    let read = |suffix: &str| {
+        let path = segment_path(dir, base_offset, suffix);
+        std::fs::read(&path)
+            .map_err(|error| tracing::warn!(index = %path.display(), %error, "index unreadable; rebuilding from the segment"))
+            .ok()
+    };
+    let offset_bytes = read(OFFSET_INDEX_SUFFIX)?;
+    let time_bytes = read(TIME_INDEX_SUFFIX)?;
     let offset_index = OffsetIndex::decode(&offset_bytes, file_bytes.max(1));
     let time_index = TimeIndex::decode(&time_bytes);
     match (offset_index, time_index) {
@@ -379,6 +386,30 @@ fn load_indexes(dir: &Path, base_offset: i64, file_bytes: u64) -> Option<(Offset
             None
         }
     }
+}
+
+/// A trusted (cleanly closed) segment's tail scan must find the batch the
+/// index's last entry names, and read on to the end of the file.
+fn tail_scan_agrees(scan: &ScanResult, resume: OffsetEntry, file_bytes: u64) -> bool {
+    // An empty index resumes at 0, where any first batch will do (compaction
+    // may have removed the segment's first offsets).
+    let names_a_batch = resume.position == 0 || scan.offset_index.entries().first() == Some(&resume);
+    names_a_batch && scan.valid_bytes == file_bytes
+}
+
+/// The tail scan rebuilt the entries from `resume` on; keep the loaded ones
+/// before it and the scanned ones after.
+fn merge_tail_scan(
+    mut scan: ScanResult,
+    offset_index: OffsetIndex,
+    time_index: TimeIndex,
+    resume: OffsetEntry,
+) -> ScanResult {
+    scan.offset_index = merge_offset_index(offset_index, scan.offset_index, resume);
+    scan.time_index = merge_time_index(time_index, scan.time_index, resume);
+    let indexed_max_ms = scan.time_index.entries().last().map_or(-1, |e| e.timestamp_ms);
+    scan.max_timestamp_ms = scan.max_timestamp_ms.max(indexed_max_ms);
+    scan
 }
 
 fn merge_offset_index(mut loaded: OffsetIndex, scanned: OffsetIndex, resume: OffsetEntry) -> OffsetIndex {
