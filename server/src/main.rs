@@ -19,7 +19,7 @@ use std::sync::Arc;
 use anyhow::Context;
 use clap::{Parser, Subcommand};
 use ringlog_engine::IoMode;
-use tokio::sync::{mpsc, oneshot};
+use tokio::sync::mpsc;
 
 use crate::broker::Broker;
 use crate::config::BrokerConfig;
@@ -246,6 +246,9 @@ fn serve(args: ServeArgs) -> anyhow::Result<()> {
     println!("ringlog listening on {bound}");
 
     wait_for_shutdown_signal()?;
+    tracing::info!("shutting down: finishing in-flight requests");
+    broker.begin_shutdown();
+    drain_cores(&broker);
     tracing::info!("shutting down: flushing and sealing partitions");
     let all_closed = shut_down_cores(&broker, core_count);
     for thread in threads {
@@ -308,23 +311,22 @@ fn wait_for_shutdown_signal() -> anyhow::Result<()> {
     })
 }
 
+/// Runs `future` on a small runtime of the main thread's own.
+fn block_on<F: std::future::Future>(future: F) -> Option<F::Output> {
+    let runtime = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .ok()?;
+    Some(runtime.block_on(future))
+}
+
+/// Asks every core to stop accepting and finish its connections' requests.
+fn drain_cores(broker: &Broker) {
+    block_on(broker.ask_every_core(|reply| ShardRequest::Drain { reply }));
+}
+
 /// Asks every core to close its partitions; true when all of them did.
 fn shut_down_cores(broker: &Broker, core_count: usize) -> bool {
-    let runtime = match tokio::runtime::Builder::new_current_thread().enable_all().build() {
-        Ok(runtime) => runtime,
-        Err(_) => return false,
-    };
-    runtime.block_on(async {
-        let mut replies = Vec::with_capacity(core_count);
-        for core in 0..core_count {
-            let (reply, receiver) = oneshot::channel();
-            broker.send_to_core(core, ShardRequest::Shutdown { reply });
-            replies.push(receiver);
-        }
-        let mut all_closed = true;
-        for reply in replies {
-            all_closed &= reply.await.is_ok();
-        }
-        all_closed
-    })
+    block_on(broker.ask_every_core(|reply| ShardRequest::Shutdown { reply }))
+        .is_some_and(|closed| closed.len() == core_count)
 }

@@ -168,6 +168,20 @@ impl RunningBroker {
         }
     }
 
+    /// Sends SIGTERM and returns at once; [`Self::wait_for_exit`] collects it.
+    pub fn request_stop(&self) {
+        if let Some(child) = &self.child {
+            // SAFETY: kill(2) on the PID of a child we spawned and still own.
+            unsafe { libc::kill(child.id() as libc::pid_t, libc::SIGTERM) };
+        }
+    }
+
+    /// Waits for the broker process to end; its exit status.
+    pub fn wait_for_exit(&mut self) -> std::process::ExitStatus {
+        let mut child = self.child.take().expect("a running broker");
+        child.wait().expect("waiting for the broker")
+    }
+
     /// Graceful stop (SIGTERM): flushes and writes the clean-shutdown marker.
     pub fn stop(&mut self) {
         self.signal_and_wait(libc::SIGTERM);

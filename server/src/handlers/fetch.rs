@@ -197,11 +197,13 @@ pub async fn handle(body: FetchRequest, request: RequestContext) -> HandlerOutco
     } else {
         usize::MAX
     };
+    let mut shutdown = broker.shutdown_signal();
     loop {
         let reads = read_all(broker, &topics, isolation).await;
         let available_bytes: usize = reads.iter().flatten().flatten().map(|r| r.total_bytes).sum();
         let any_error = reads.iter().flatten().any(Result::is_err);
-        if available_bytes >= min_bytes || any_error || Instant::now() >= deadline {
+        let shutting_down = *shutdown.borrow();
+        if available_bytes >= min_bytes || any_error || shutting_down || Instant::now() >= deadline {
             let fetched = assemble(topics, reads, response_max_bytes);
             return Ok(Some(fetch_response::encode(
                 version,
@@ -215,13 +217,20 @@ pub async fn handle(body: FetchRequest, request: RequestContext) -> HandlerOutco
         if !nothing_new_yet {
             continue; // data arrived between the read and the watch: read again now
         }
+        // A shutdown answers long polls at once, with what they have.
+        let stopping = shutdown.wait_for(|stopping| *stopping);
         if watchers.is_empty() {
-            tokio::time::sleep_until(deadline).await; // nothing to watch: wait out max_wait_ms
+            // Nothing to watch: wait out max_wait_ms.
+            tokio::select! {
+                _ = tokio::time::sleep_until(deadline) => {}
+                _ = stopping => {}
+            }
             continue;
         }
         tokio::select! {
             _ = futures_util::future::select_all(watchers) => {}
             _ = tokio::time::sleep_until(deadline) => {}
+            _ = stopping => {}
         }
     }
 }

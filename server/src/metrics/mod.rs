@@ -203,6 +203,11 @@ pub fn connection_refused() {
     with_core(|m| m.connections_refused += 1);
 }
 
+/// Client connections this core serves now.
+pub fn core_connections_open() -> u64 {
+    with_core(|m| m.connections_open)
+}
+
 /// A copy of this core's counters, for a scrape.
 pub fn core_counters() -> CoreMetrics {
     with_core(|m| m.clone())

@@ -12,6 +12,8 @@
 //!   with one log line; nothing from such a frame is ever appended.
 //! - At most [`INFLIGHT_REQUESTS_MAX`] requests of one connection are in flight;
 //!   past that the reader stops reading the socket.
+//! - At shutdown a connection reads no further request, writes the responses
+//!   to those it read, then closes.
 //! - A connection that sends nothing for `connections.max.idle.ms` is closed;
 //!   connections beyond `max.connections` are closed when accepted
 //!   (`net/listener.rs`).
@@ -68,8 +70,16 @@ pub async fn serve(stream: TcpStream, peer: SocketAddr, broker: Arc<Broker>, cor
     let (mut reader, writer) = stream.into_split();
     let (pending_sender, pending_receiver) = mpsc::channel(INFLIGHT_REQUESTS_MAX);
     let writer_task = tokio::task::spawn_local(write_responses(writer, pending_receiver, peer));
+    let mut shutdown = context.broker.shutdown_signal();
     loop {
-        let next = tokio::time::timeout(idle_timeout, read_frame(&mut reader, max_frame_bytes)).await;
+        let next = tokio::select! {
+            biased;
+            _ = shutdown.wait_for(|stopping| *stopping) => {
+                tracing::debug!(%peer, "broker shutting down: answering what was read, then closing");
+                break;
+            }
+            next = tokio::time::timeout(idle_timeout, read_frame(&mut reader, max_frame_bytes)) => next,
+        };
         let Ok(next) = next else {
             tracing::debug!(%peer, "closing idle connection (connections.max.idle.ms)");
             break;

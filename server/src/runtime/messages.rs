@@ -125,7 +125,13 @@ pub enum ShardRequest {
     Metrics {
         reply: oneshot::Sender<crate::metrics::CoreSnapshot>,
     },
-    /// Stop accepting, flush and seal every partition, then stop the core.
+    /// Shutdown, first step: stop accepting, let this core's connections
+    /// finish the requests they have read (they read no more), then reply.
+    Drain {
+        reply: oneshot::Sender<()>,
+    },
+    /// Shutdown, second step (once every core drained): flush and seal every
+    /// partition, then stop the core.
     Shutdown {
         reply: oneshot::Sender<()>,
     },

@@ -38,6 +38,8 @@ use crate::topic_config::{Compression, TopicSettings};
 const GROUP_TICK_MS: u64 = 100;
 /// How often a partition whose write failed (disk full) tries to reopen.
 const FAILED_PARTITION_RETRY_MS: u64 = 1000;
+/// How long a shutdown waits for connections to finish their requests.
+const DRAIN_TIMEOUT_MS: u64 = 10_000;
 /// Read size when replaying `__consumer_offsets` at start.
 const OFFSETS_LOAD_CHUNK_BYTES: usize = 16 * 1024 * 1024;
 
@@ -150,6 +152,13 @@ async fn run_core_loop(startup: CoreStartup) {
             return;
         }
         match request {
+            ShardRequest::Drain { reply } => {
+                accept_task.abort();
+                spawn_local(async move {
+                    wait_for_connections_to_close().await;
+                    let _ = reply.send(());
+                });
+            }
             ShardRequest::Metrics { reply } => {
                 let _ = reply.send(shard.borrow().metrics_snapshot(requests.len()));
             }
@@ -253,6 +262,22 @@ async fn run_retention_timer(shard: Rc<RefCell<Shard>>, interval_ms: u64) {
     loop {
         ticks.tick().await;
         shard.borrow_mut().enforce_retention();
+    }
+}
+
+/// Connections close once they have answered what they read (the broker's
+/// shutdown signal stops their reading); gives up after [`DRAIN_TIMEOUT_MS`].
+async fn wait_for_connections_to_close() {
+    let deadline = tokio::time::Instant::now() + Duration::from_millis(DRAIN_TIMEOUT_MS);
+    while crate::metrics::core_connections_open() > 0 {
+        if tokio::time::Instant::now() >= deadline {
+            tracing::warn!(
+                connections = crate::metrics::core_connections_open(),
+                "connections still busy at shutdown; closing them"
+            );
+            return;
+        }
+        tokio::time::sleep(Duration::from_millis(10)).await;
     }
 }
 
@@ -563,7 +588,7 @@ impl Shard {
                     .collect();
                 let _ = reply.send(sizes);
             }
-            ShardRequest::Transaction { .. } | ShardRequest::Metrics { .. } => {
+            ShardRequest::Transaction { .. } | ShardRequest::Metrics { .. } | ShardRequest::Drain { .. } => {
                 unreachable!("handled by the core loop")
             }
             ShardRequest::Shutdown { .. } => unreachable!("handled by the core loop"),
