@@ -126,6 +126,27 @@ fn init_logging(level: &str) {
         .init();
 }
 
+/// Partitions and connections each hold descriptors: raise the soft limit to
+/// the hard one (what Kafka's and Redpanda's service files ask for).
+fn raise_open_files_limit() {
+    let mut limit = libc::rlimit {
+        rlim_cur: 0,
+        rlim_max: 0,
+    };
+    // SAFETY: getrlimit/setrlimit read and write the struct we own.
+    let raised = unsafe {
+        libc::getrlimit(libc::RLIMIT_NOFILE, &mut limit) == 0 && {
+            limit.rlim_cur = limit.rlim_max;
+            libc::setrlimit(libc::RLIMIT_NOFILE, &limit) == 0
+        }
+    };
+    if raised {
+        tracing::debug!(open_files_max = limit.rlim_cur, "open files limit");
+    } else {
+        tracing::warn!(error = %std::io::Error::last_os_error(), "could not raise the open files limit");
+    }
+}
+
 /// Holds an exclusive lock on the data dir for the process's lifetime, so two
 /// brokers never write the same segments.
 fn lock_data_dir(data_dir: &Path) -> anyhow::Result<std::fs::File> {
@@ -156,6 +177,7 @@ fn advertised_address(args: &ServeArgs, bound: SocketAddr) -> anyhow::Result<(St
 fn serve(args: ServeArgs) -> anyhow::Result<()> {
     let started = std::time::Instant::now();
     init_logging(&args.log_level);
+    raise_open_files_limit();
     let config = BrokerConfig::load(args.config.as_deref(), &args.set)?;
     std::fs::create_dir_all(&args.data_dir).with_context(|| format!("creating {}", args.data_dir.display()))?;
     let _lock = lock_data_dir(&args.data_dir)?;
