@@ -49,6 +49,7 @@ pub const SETTINGS: &[Setting] = &[
     Setting { key: "group.max.session.timeout.ms", default: "1800000", description: "largest session.timeout.ms a consumer may ask for" },
     Setting { key: "group.initial.rebalance.delay.ms", default: "3000", description: "how long a new group waits for more members before its first rebalance" },
     Setting { key: "max.connections", default: "2147483647", description: "connections beyond this are closed at once" },
+    Setting { key: "connection.max.inflight.bytes", default: "67108864", description: "request bytes one connection may have read but not yet answered; past it the broker stops reading that socket (a larger single request goes alone); ringlog's own" },
     Setting { key: "connections.max.idle.ms", default: "600000", description: "close a connection that sends nothing for this long" },
     Setting { key: "fetch.max.wait.ms.max", default: "30000", description: "upper bound on a fetch's max_wait_ms" },
 ];
@@ -103,6 +104,7 @@ pub struct BrokerConfig {
     pub group_initial_rebalance_delay_ms: u64,
     pub log_retention_check_interval_ms: u64,
     pub max_connections: usize,
+    pub connection_max_inflight_bytes: usize,
     pub connections_max_idle_ms: u64,
     pub log_cleaner_backoff_ms: u64,
     /// Every setting's effective value, for topic-config defaults and DescribeConfigs.
@@ -189,6 +191,7 @@ impl BrokerConfig {
             group_initial_rebalance_delay_ms: parse(values, "group.initial.rebalance.delay.ms")?,
             log_retention_check_interval_ms: parse_positive(values, "log.retention.check.interval.ms")?,
             max_connections: parse_positive(values, "max.connections")?,
+            connection_max_inflight_bytes: parse_positive(values, "connection.max.inflight.bytes")?,
             connections_max_idle_ms: parse_positive(values, "connections.max.idle.ms")?,
             log_cleaner_backoff_ms: parse_positive(values, "log.cleaner.backoff.ms")?,
             values: BTreeMap::new(),

@@ -10,8 +10,11 @@
 //! - A frame larger than `socket.request.max.bytes`, a truncated frame, an
 //!   unknown API or a request that does not decode closes this connection only,
 //!   with one log line; nothing from such a frame is ever appended.
-//! - At most [`INFLIGHT_REQUESTS_MAX`] requests of one connection are in flight;
-//!   past that the reader stops reading the socket.
+//! - At most [`INFLIGHT_REQUESTS_MAX`] requests, and at most
+//!   `connection.max.inflight.bytes` of request bytes (a larger single request
+//!   alone), of one connection are read but not yet answered; past either the
+//!   reader stops reading the socket, so a client cannot make the broker
+//!   buffer without bound. The bytes are released once the response is written.
 //! - At shutdown a connection reads no further request, writes the responses
 //!   to those it read, then closes.
 //! - A connection that sends nothing for `connections.max.idle.ms` is closed;
@@ -28,7 +31,7 @@ use bytes::{Bytes, BytesMut};
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::tcp::{OwnedReadHalf, OwnedWriteHalf};
 use tokio::net::TcpStream;
-use tokio::sync::mpsc;
+use tokio::sync::{mpsc, OwnedSemaphorePermit, Semaphore};
 use tokio::task::JoinHandle;
 
 use crate::broker::Broker;
@@ -62,8 +65,13 @@ enum FrameError {
     Io(#[from] io::Error),
 }
 
+/// A response on its way, with the request bytes it holds of the budget.
+type PendingResponse = (JoinHandle<HandlerOutcome>, OwnedSemaphorePermit);
+
 pub async fn serve(stream: TcpStream, peer: SocketAddr, broker: Arc<Broker>, core_id: usize) {
     let max_frame_bytes = broker.config.socket_request_max_bytes;
+    let budget_bytes = broker.config.connection_max_inflight_bytes.min(u32::MAX as usize);
+    let budget = Arc::new(Semaphore::new(budget_bytes));
     let idle_timeout = std::time::Duration::from_millis(broker.config.connections_max_idle_ms);
     tracing::debug!(%peer, core = core_id, "connection accepted");
     let context = Rc::new(ConnectionContext { broker, peer });
@@ -78,14 +86,17 @@ pub async fn serve(stream: TcpStream, peer: SocketAddr, broker: Arc<Broker>, cor
                 tracing::debug!(%peer, "broker shutting down: answering what was read, then closing");
                 break;
             }
-            next = tokio::time::timeout(idle_timeout, read_frame(&mut reader, max_frame_bytes)) => next,
+            next = tokio::time::timeout(
+                idle_timeout,
+                read_frame(&mut reader, max_frame_bytes, &budget, budget_bytes),
+            ) => next,
         };
         let Ok(next) = next else {
             tracing::debug!(%peer, "closing idle connection (connections.max.idle.ms)");
             break;
         };
-        let frame = match next {
-            Ok(Some(frame)) => frame,
+        let (frame, permit) = match next {
+            Ok(Some(read)) => read,
             Ok(None) => break,
             Err(FrameError::Io(error)) => {
                 tracing::debug!(%peer, %error, "connection read failed");
@@ -113,7 +124,7 @@ pub async fn serve(stream: TcpStream, peer: SocketAddr, broker: Arc<Broker>, cor
                 break;
             }
         };
-        if pending_sender.send(pending).await.is_err() {
+        if pending_sender.send((pending, permit)).await.is_err() {
             break; // the writer stopped: the peer is gone
         }
     }
@@ -121,7 +132,14 @@ pub async fn serve(stream: TcpStream, peer: SocketAddr, broker: Arc<Broker>, cor
     let _ = writer_task.await;
 }
 
-async fn read_frame(reader: &mut OwnedReadHalf, max_bytes: usize) -> Result<Option<Bytes>, FrameError> {
+/// Reads one frame once the connection's budget has room for it (a frame
+/// larger than the whole budget waits for every other to be answered).
+async fn read_frame(
+    reader: &mut OwnedReadHalf,
+    max_bytes: usize,
+    budget: &Arc<Semaphore>,
+    budget_bytes: usize,
+) -> Result<Option<(Bytes, OwnedSemaphorePermit)>, FrameError> {
     let mut size_prefix = [0u8; 4];
     match reader.read_exact(&mut size_prefix).await {
         Ok(_) => {}
@@ -141,6 +159,12 @@ async fn read_frame(reader: &mut OwnedReadHalf, max_bytes: usize) -> Result<Opti
             size_bytes: size_bytes as i64,
         });
     }
+    let charge_bytes = size_bytes.min(budget_bytes) as u32;
+    let permit = budget
+        .clone()
+        .acquire_many_owned(charge_bytes)
+        .await
+        .map_err(|_| FrameError::Truncated)?; // the budget is never closed
     let mut frame = BytesMut::with_capacity(size_bytes);
     while frame.len() < size_bytes {
         let mut limited = (&mut *reader).take((size_bytes - frame.len()) as u64);
@@ -148,15 +172,12 @@ async fn read_frame(reader: &mut OwnedReadHalf, max_bytes: usize) -> Result<Opti
             return Err(FrameError::Truncated);
         }
     }
-    Ok(Some(frame.freeze()))
+    Ok(Some((frame.freeze(), permit)))
 }
 
-async fn write_responses(
-    mut writer: OwnedWriteHalf,
-    mut pending: mpsc::Receiver<JoinHandle<HandlerOutcome>>,
-    peer: SocketAddr,
-) {
-    while let Some(next) = pending.recv().await {
+async fn write_responses(mut writer: OwnedWriteHalf, mut pending: mpsc::Receiver<PendingResponse>, peer: SocketAddr) {
+    // The permit is dropped (its bytes returned) once the response is written.
+    while let Some((next, _permit)) = pending.recv().await {
         let response = match next.await {
             Ok(Ok(Some(response))) => response,
             Ok(Ok(None)) => continue, // acks=0 produce: no response
