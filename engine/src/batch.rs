@@ -426,8 +426,9 @@ pub fn parse_records(batch: &[u8]) -> Option<Vec<RecordView<'_>>> {
         let key = get_nullable_bytes(&mut record)?;
         let value = get_nullable_bytes(&mut record)?;
         records.push(RecordView {
-            offset: header.base_offset + offset_delta,
-            timestamp_ms: header.base_timestamp + timestamp_delta,
+            // Deltas come from the producer: a sum that overflows is malformed.
+            offset: header.base_offset.checked_add(offset_delta)?,
+            timestamp_ms: header.base_timestamp.checked_add(timestamp_delta)?,
             key,
             value,
         });

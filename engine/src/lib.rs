@@ -19,6 +19,7 @@ pub mod batch;
 pub mod cache;
 pub mod compression;
 pub mod error;
+pub mod fuzzing;
 pub mod io;
 pub mod limits;
 pub mod log;

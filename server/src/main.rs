@@ -1,17 +1,5 @@
 //! `ringlog`: the broker binary. `ringlog serve` starts a node.
 
-mod admin;
-mod broker;
-mod config;
-mod coordinator;
-mod handlers;
-mod metadata;
-mod metrics;
-mod net;
-mod protocol;
-mod runtime;
-mod topic_config;
-
 use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
@@ -21,11 +9,12 @@ use clap::{Parser, Subcommand};
 use ringlog_engine::IoMode;
 use tokio::sync::mpsc;
 
-use crate::broker::Broker;
-use crate::config::BrokerConfig;
-use crate::metadata::ClusterMetadata;
-use crate::runtime::messages::ShardRequest;
-use crate::runtime::shard::{run_core, CoreStartup};
+use ringlog_server::broker::Broker;
+use ringlog_server::config::BrokerConfig;
+use ringlog_server::metadata::ClusterMetadata;
+use ringlog_server::runtime::messages::ShardRequest;
+use ringlog_server::runtime::shard::{run_core, CoreStartup};
+use ringlog_server::{admin, metadata, metrics, net};
 
 /// Written at clean shutdown, removed at start: its presence lets recovery
 /// trust the segment indexes instead of scanning.
@@ -289,8 +278,8 @@ fn ensure_internal_topics(
     config: &BrokerConfig,
     data_dir: &Path,
 ) -> anyhow::Result<()> {
-    use crate::coordinator::offsets_log::OFFSETS_TOPIC;
-    use crate::coordinator::transaction::TRANSACTION_TOPIC;
+    use ringlog_server::coordinator::offsets_log::OFFSETS_TOPIC;
+    use ringlog_server::coordinator::transaction::TRANSACTION_TOPIC;
     let wanted = [
         (OFFSETS_TOPIC, config.offsets_topic_num_partitions),
         (TRANSACTION_TOPIC, config.transaction_state_log_num_partitions),

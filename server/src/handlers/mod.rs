@@ -67,6 +67,8 @@ pub enum HandlerError {
     UnsupportedVersion { api: ApiKey, version: i16 },
     #[error("malformed {api:?} v{version} request: {reason}")]
     Malformed { api: ApiKey, version: i16, reason: String },
+    #[error("request shorter than its fixed header")]
+    Truncated,
     #[error(transparent)]
     Encode(#[from] EncodeError),
 }
@@ -135,39 +137,125 @@ impl RequestContext {
             body,
         )?))
     }
+}
 
-    fn decode<T: Decodable>(&self, body: &mut Bytes) -> Result<T, HandlerError> {
-        T::decode(body, self.version).map_err(|e| HandlerError::Malformed {
-            api: self.api,
-            version: self.version,
-            reason: e.to_string(),
-        })
+/// Decodes a request body as `T` at `version`.
+fn decode_body<T: Decodable>(body: &mut Bytes, api: ApiKey, version: i16) -> Result<T, HandlerError> {
+    T::decode(body, version).map_err(|e| HandlerError::Malformed {
+        api,
+        version,
+        reason: e.to_string(),
+    })
+}
+
+/// Decodes a body as the request type `handler` takes (named by the handler,
+/// so the type is written once, in the handler's signature).
+fn decode_for<T: Decodable, C, F>(
+    _handler: impl FnOnce(T, C) -> F,
+    body: &mut Bytes,
+    api: ApiKey,
+    version: i16,
+) -> Result<T, HandlerError> {
+    decode_body(body, api, version)
+}
+
+/// What a frame's request header says; `frame` is left at the request body.
+struct FrameHead {
+    api: ApiKey,
+    version: i16,
+    correlation_id: i32,
+}
+
+/// Reads the fixed start of a request (api key, version, correlation id).
+/// `Ok(Err(head))` for an ApiVersions request of an unsupported version,
+/// which gets an answer rather than a closed connection.
+fn read_frame_head(frame: &Bytes) -> Result<Result<FrameHead, i32>, HandlerError> {
+    let fixed = frame.get(..8).ok_or(HandlerError::Truncated)?;
+    let api_key = i16::from_be_bytes([fixed[0], fixed[1]]);
+    let version = i16::from_be_bytes([fixed[2], fixed[3]]);
+    let correlation_id = i32::from_be_bytes([fixed[4], fixed[5], fixed[6], fixed[7]]);
+    let api = ApiKey::try_from(api_key).map_err(|_| HandlerError::UnknownApi(api_key))?;
+    if !is_supported(api, version) {
+        if api == ApiKey::ApiVersions {
+            return Ok(Err(correlation_id));
+        }
+        return Err(HandlerError::UnsupportedVersion { api, version });
     }
+    Ok(Ok(FrameHead {
+        api,
+        version,
+        correlation_id,
+    }))
+}
+
+fn decode_request_header(body: &mut Bytes, head: &FrameHead) -> Result<RequestHeader, HandlerError> {
+    RequestHeader::decode(body, head.api.request_header_version(head.version)).map_err(|e| HandlerError::Malformed {
+        api: head.api,
+        version: head.version,
+        reason: format!("request header: {e}"),
+    })
+}
+
+/// Every API whose handler module has `handle(request, context)`: expands to
+/// a match on `$api` calling `$on!(module)`. Produce and ApiVersions, whose
+/// handlers have other shapes, are matched by the callers first.
+macro_rules! route_api {
+    ($api:expr, $on:ident) => {
+        match $api {
+            ApiKey::Fetch => $on!(fetch),
+            ApiKey::ListOffsets => $on!(list_offsets),
+            ApiKey::Metadata => $on!(metadata),
+            ApiKey::CreateTopics => $on!(create_topics),
+            ApiKey::DeleteTopics => $on!(delete_topics),
+            ApiKey::OffsetForLeaderEpoch => $on!(offset_for_leader_epoch),
+            ApiKey::OffsetCommit => $on!(offset_commit),
+            ApiKey::OffsetFetch => $on!(offset_fetch),
+            ApiKey::FindCoordinator => $on!(find_coordinator),
+            ApiKey::JoinGroup => $on!(join_group),
+            ApiKey::Heartbeat => $on!(heartbeat),
+            ApiKey::LeaveGroup => $on!(leave_group),
+            ApiKey::SyncGroup => $on!(sync_group),
+            ApiKey::DescribeGroups => $on!(describe_groups),
+            ApiKey::ListGroups => $on!(list_groups),
+            ApiKey::DeleteGroups => $on!(delete_groups),
+            ApiKey::OffsetDelete => $on!(offset_delete),
+            ApiKey::InitProducerId => $on!(init_producer_id),
+            ApiKey::AddPartitionsToTxn => $on!(add_partitions_to_txn),
+            ApiKey::AddOffsetsToTxn => $on!(add_offsets_to_txn),
+            ApiKey::EndTxn => $on!(end_txn),
+            ApiKey::TxnOffsetCommit => $on!(txn_offset_commit),
+            ApiKey::DescribeTransactions => $on!(describe_transactions),
+            ApiKey::ListTransactions => $on!(list_transactions),
+            ApiKey::DescribeConfigs => $on!(describe_configs),
+            ApiKey::AlterConfigs => $on!(alter_configs),
+            ApiKey::IncrementalAlterConfigs => $on!(incremental_alter_configs),
+            ApiKey::CreatePartitions => $on!(create_partitions),
+            ApiKey::DeleteRecords => $on!(delete_records),
+            ApiKey::DescribeLogDirs => $on!(describe_log_dirs),
+            other => unreachable!("{other:?} is in SUPPORTED_APIS without a handler"),
+        }
+    };
 }
 
 /// Stage one of a request: parse it and start it. Returns the future that
 /// produces its response (stage two). Produce appends are handed to their
 /// partitions here, before the connection reads its next request.
 pub async fn dispatch(connection: &Rc<ConnectionContext>, frame: Bytes) -> Result<ResponseFuture, HandlerError> {
-    let api_key = i16::from_be_bytes([frame[0], frame[1]]);
-    let version = i16::from_be_bytes([frame[2], frame[3]]);
-    let correlation_id = i32::from_be_bytes([frame[4], frame[5], frame[6], frame[7]]);
-    let api = ApiKey::try_from(api_key).map_err(|_| HandlerError::UnknownApi(api_key))?;
-    if !is_supported(api, version) {
-        if api == ApiKey::ApiVersions {
+    let head = match read_frame_head(&frame)? {
+        Ok(head) => head,
+        Err(correlation_id) => {
             // Clients downgrade from the v0-format error; see api_versions.rs.
             let response = api_versions::unsupported_version_response(correlation_id);
             return Ok(Box::pin(async move { response }));
         }
-        return Err(HandlerError::UnsupportedVersion { api, version });
-    }
+    };
     let mut body = frame;
-    let header =
-        RequestHeader::decode(&mut body, api.request_header_version(version)).map_err(|e| HandlerError::Malformed {
-            api,
-            version,
-            reason: format!("request header: {e}"),
-        })?;
+    let header = decode_request_header(&mut body, &head)?;
+    let FrameHead {
+        api,
+        version,
+        correlation_id,
+    } = head;
     let request = RequestContext {
         connection: connection.clone(),
         api,
@@ -178,44 +266,38 @@ pub async fn dispatch(connection: &Rc<ConnectionContext>, frame: Bytes) -> Resul
     // Decodes the body as the API's request and starts its handler.
     macro_rules! start {
         ($handler:ident) => {
-            Box::pin($handler::handle(request.decode(&mut body)?, request))
+            Box::pin($handler::handle(decode_body(&mut body, api, version)?, request))
         };
     }
     Ok(match api {
-        ApiKey::Produce => produce::dispatch(request.decode(&mut body)?, request).await,
+        ApiKey::Produce => produce::dispatch(decode_body(&mut body, api, version)?, request).await,
         ApiKey::ApiVersions => Box::pin(api_versions::handle(request)),
-        ApiKey::Fetch => start!(fetch),
-        ApiKey::ListOffsets => start!(list_offsets),
-        ApiKey::Metadata => start!(metadata),
-        ApiKey::CreateTopics => start!(create_topics),
-        ApiKey::DeleteTopics => start!(delete_topics),
-        ApiKey::OffsetForLeaderEpoch => start!(offset_for_leader_epoch),
-        ApiKey::OffsetCommit => start!(offset_commit),
-        ApiKey::OffsetFetch => start!(offset_fetch),
-        ApiKey::FindCoordinator => start!(find_coordinator),
-        ApiKey::JoinGroup => start!(join_group),
-        ApiKey::Heartbeat => start!(heartbeat),
-        ApiKey::LeaveGroup => start!(leave_group),
-        ApiKey::SyncGroup => start!(sync_group),
-        ApiKey::DescribeGroups => start!(describe_groups),
-        ApiKey::ListGroups => start!(list_groups),
-        ApiKey::DeleteGroups => start!(delete_groups),
-        ApiKey::OffsetDelete => start!(offset_delete),
-        ApiKey::InitProducerId => start!(init_producer_id),
-        ApiKey::AddPartitionsToTxn => start!(add_partitions_to_txn),
-        ApiKey::AddOffsetsToTxn => start!(add_offsets_to_txn),
-        ApiKey::EndTxn => start!(end_txn),
-        ApiKey::TxnOffsetCommit => start!(txn_offset_commit),
-        ApiKey::DescribeTransactions => start!(describe_transactions),
-        ApiKey::ListTransactions => start!(list_transactions),
-        ApiKey::DescribeConfigs => start!(describe_configs),
-        ApiKey::AlterConfigs => start!(alter_configs),
-        ApiKey::IncrementalAlterConfigs => start!(incremental_alter_configs),
-        ApiKey::CreatePartitions => start!(create_partitions),
-        ApiKey::DeleteRecords => start!(delete_records),
-        ApiKey::DescribeLogDirs => start!(describe_log_dirs),
-        other => unreachable!("{other:?} is in SUPPORTED_APIS without a handler"),
+        other => route_api!(other, start),
     })
+}
+
+/// Decodes a whole request frame as [`dispatch`] would, without starting
+/// anything: what the fuzz target `request` drives. Errors, never panics, on
+/// any input.
+pub fn decode_request(frame: Bytes) -> Result<(), HandlerError> {
+    let Ok(head) = read_frame_head(&frame)? else {
+        return Ok(()); // an ApiVersions of an unknown version: answered, not decoded
+    };
+    let mut body = frame;
+    decode_request_header(&mut body, &head)?;
+    let (api, version) = (head.api, head.version);
+    macro_rules! decode {
+        ($handler:ident) => {
+            decode_for($handler::handle, &mut body, api, version).map(drop)
+        };
+    }
+    match api {
+        ApiKey::Produce => decode_for(produce::dispatch, &mut body, api, version).map(drop),
+        ApiKey::ApiVersions => {
+            decode_body::<kafka_protocol::messages::ApiVersionsRequest>(&mut body, api, version).map(drop)
+        }
+        other => route_api!(other, decode),
+    }
 }
 
 /// For requests about one partition: finds it in `metadata`, checks the
@@ -294,6 +376,35 @@ mod tests {
             round_trip(&R::default(), version);
             round_trip(&R::Response::default(), version);
         }
+    }
+
+    /// A frame of `api` at `version` with a client id and an empty body.
+    fn header_only_frame(api: ApiKey, version: i16) -> Bytes {
+        let header = RequestHeader::default()
+            .with_request_api_key(api as i16)
+            .with_request_api_version(version)
+            .with_client_id(Some(kafka_protocol::protocol::StrBytes::from_static_str("fuzz")));
+        let mut buf = bytes::BytesMut::new();
+        header
+            .encode(&mut buf, api.request_header_version(version))
+            .expect("encodes");
+        buf.freeze()
+    }
+
+    #[test]
+    fn every_supported_api_is_routed_and_bad_frames_are_errors() {
+        for (api, range) in SUPPORTED_APIS {
+            for version in range.min..=range.max {
+                // An empty body is an error or a request of defaults, never a panic.
+                let _ = decode_request(header_only_frame(*api, version));
+            }
+        }
+        assert!(matches!(
+            decode_request(Bytes::from_static(b"\x00")),
+            Err(HandlerError::Truncated)
+        ));
+        let unknown = Bytes::from_static(&[0x7f, 0x00, 0, 0, 0, 0, 0, 1, 0, 0]);
+        assert!(matches!(decode_request(unknown), Err(HandlerError::UnknownApi(0x7f00))));
     }
 
     #[test]

@@ -45,7 +45,7 @@ impl Drop for InFlight {
     }
 }
 
-pub async fn handle(shard: Rc<RefCell<Shard>>, transactional_id: String, request: TxnRequest) {
+pub(crate) async fn handle(shard: Rc<RefCell<Shard>>, transactional_id: String, request: TxnRequest) {
     match request {
         TxnRequest::InitProducerId {
             timeout_ms,
@@ -158,7 +158,7 @@ async fn end(
 
 /// Aborts a transaction past `transaction.timeout.ms` (with a bumped epoch,
 /// so the silent producer is fenced).
-pub async fn abort_expired(shard: Rc<RefCell<Shard>>, transactional_id: String, aborting: TxnMetadata) {
+pub(crate) async fn abort_expired(shard: Rc<RefCell<Shard>>, transactional_id: String, aborting: TxnMetadata) {
     let Ok(_in_flight) = InFlight::begin(&shard, &transactional_id) else {
         return;
     };
@@ -169,7 +169,7 @@ pub async fn abort_expired(shard: Rc<RefCell<Shard>>, transactional_id: String, 
 }
 
 /// Finishes a commit or abort decided before a restart.
-pub async fn complete_prepared(shard: Rc<RefCell<Shard>>, transactional_id: String, prepared: TxnMetadata) {
+pub(crate) async fn complete_prepared(shard: Rc<RefCell<Shard>>, transactional_id: String, prepared: TxnMetadata) {
     let Ok(_in_flight) = InFlight::begin(&shard, &transactional_id) else {
         return;
     };
