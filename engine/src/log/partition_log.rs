@@ -140,7 +140,8 @@ struct PendingWrite {
 }
 
 struct WriteJob {
-    writer: Option<Rc<SegmentWriter>>,
+    /// The segment's writer, or why it could not be opened.
+    writer: std::result::Result<Rc<SegmentWriter>, String>,
     segment_base: i64,
     position: u64,
     chunks: Vec<Bytes>,
@@ -169,6 +170,10 @@ pub struct PartitionLog {
     fsync_requested: bool,
     failure: Option<WriteFailed>,
     closing: bool,
+    /// A write job is running (its writer must not be reopened meanwhile).
+    write_in_flight: bool,
+    /// Last append or read, for closing the files of idle partitions.
+    last_used_ms: std::cell::Cell<i64>,
     durable_waiters: VecDeque<(i64, oneshot::Sender<Result<(), WriteFailed>>)>,
     data_waiters: Vec<oneshot::Sender<()>>,
     cache: Rc<RefCell<BatchCache>>,
@@ -199,7 +204,7 @@ impl PartitionLog {
                 now_ms,
             )?);
         } else if let Some(last) = segments.last_mut() {
-            last.reopen_for_append(config.io_mode)?;
+            last.reopen_for_append(config.io_mode);
         }
         let log_end_offset = segments.last().map_or(0, Segment::next_offset);
         let log_start_offset = read_log_start_checkpoint(dir)
@@ -227,6 +232,8 @@ impl PartitionLog {
             fsync_requested: false,
             failure: None,
             closing: false,
+            write_in_flight: false,
+            last_used_ms: std::cell::Cell::new(now_ms),
             durable_waiters: VecDeque::new(),
             data_waiters: Vec::new(),
             cache,
@@ -299,6 +306,7 @@ impl PartitionLog {
         log_append_time_ms: Option<i64>,
         now_ms: i64,
     ) -> Result<AppendResult> {
+        self.last_used_ms.set(now_ms);
         if let Some(failure) = &self.failure {
             tracing::debug!(%failure, "append refused");
             return Err(LogError::Failed { path: self.dir.clone() });
@@ -438,7 +446,7 @@ impl PartitionLog {
     fn seal_finished_segments(&mut self) {
         let active_index = self.segments.len() - 1;
         for segment in &mut self.segments[..active_index] {
-            if segment.writer().is_some() && segment.durable_bytes() == segment.assigned_bytes() {
+            if segment.is_unsealed() && segment.durable_bytes() == segment.assigned_bytes() {
                 if let Err(error) = segment.seal() {
                     tracing::error!(%error, "sealing segment failed");
                 }
@@ -459,7 +467,7 @@ impl PartitionLog {
         let mut total_bytes = self.size_bytes();
         let mut deletable = 0;
         for segment in &self.segments[..self.segments.len() - 1] {
-            if segment.writer().is_some() {
+            if segment.is_unsealed() {
                 break; // rolled but not yet sealed: writes in flight
             }
             let expired = retention_ms >= 0 && segment.max_timestamp_ms() < now_ms.saturating_sub(retention_ms);
@@ -518,7 +526,7 @@ impl PartitionLog {
         let active_index = self.segments.len() - 1;
         let gone = self.segments[..active_index]
             .iter()
-            .take_while(|s| s.writer().is_none() && s.next_offset() <= new_start)
+            .take_while(|s| !s.is_unsealed() && s.next_offset() <= new_start)
             .count();
         for segment in self.segments.drain(..gone) {
             tracing::debug!(dir = %self.dir.display(), base_offset = segment.base_offset, "deleting segment");
@@ -539,7 +547,7 @@ impl PartitionLog {
         let cleanable: Vec<&Segment> = self.segments[..active_index]
             .iter()
             .take_while(|s| {
-                s.writer().is_none()
+                !s.is_unsealed()
                     && s.max_timestamp_ms() < now_ms.saturating_sub(policy.min_compaction_lag_ms)
                     && s.next_offset() <= self.offsets.last_stable_offset
             })
@@ -585,7 +593,7 @@ impl PartitionLog {
         let Some(index) = self.segments.iter().position(|s| s.base_offset == base_offset) else {
             return Ok(CleanStats::default()); // deleted by retention meanwhile
         };
-        if index + 1 == self.segments.len() || self.segments[index].writer().is_some() {
+        if index + 1 == self.segments.len() || self.segments[index].is_unsealed() {
             return Ok(CleanStats::default());
         }
         let log_path = self.segments[index].log_path().to_path_buf();
@@ -648,6 +656,20 @@ impl PartitionLog {
         }
     }
 
+    /// Closes the descriptors of a partition unused for `idle_ms` (they reopen
+    /// on its next read or write); true when it did. Never while a write is
+    /// queued or running.
+    pub fn release_idle_files(&mut self, now_ms: i64, idle_ms: i64) -> bool {
+        let idle = now_ms.saturating_sub(self.last_used_ms.get()) >= idle_ms;
+        if !idle || self.write_in_flight || !self.pending.is_empty() {
+            return false;
+        }
+        for segment in &mut self.segments {
+            segment.release_files();
+        }
+        true
+    }
+
     /// A receiver that completes once `next_offset` is durable (or the write failed).
     pub fn wait_durable(&mut self, next_offset: i64) -> oneshot::Receiver<Result<(), WriteFailed>> {
         let (sender, receiver) = oneshot::channel();
@@ -687,6 +709,12 @@ impl PartitionLog {
     }
 
     fn next_writer_step(&mut self) -> WriterStep {
+        let step = self.plan_writer_step();
+        self.write_in_flight = matches!(step, WriterStep::Run(_));
+        step
+    }
+
+    fn plan_writer_step(&mut self) -> WriterStep {
         if self.failure.is_some() {
             return WriterStep::Stop;
         }
@@ -695,7 +723,7 @@ impl PartitionLog {
                 self.fsync_requested = false;
                 let active = self.active_segment_mut();
                 return WriterStep::Run(WriteJob {
-                    writer: active.writer(),
+                    writer: active.writer().map_err(|e| e.to_string()),
                     segment_base: active.base_offset,
                     position: active.durable_bytes(),
                     chunks: Vec::new(),
@@ -714,7 +742,10 @@ impl PartitionLog {
         let segment_base = first.segment_base;
         let position = first.position;
         let mut job = WriteJob {
-            writer: self.segment(segment_base).and_then(Segment::writer),
+            writer: self
+                .segment_mut(segment_base)
+                .ok_or_else(|| format!("no segment at offset {segment_base}"))
+                .and_then(|segment| segment.writer().map_err(|e| e.to_string())),
             segment_base,
             position,
             chunks: Vec::new(),
@@ -747,17 +778,13 @@ impl PartitionLog {
         WriterStep::Run(job)
     }
 
-    fn segment(&self, base_offset: i64) -> Option<&Segment> {
-        let index = self.segments.partition_point(|s| s.base_offset <= base_offset);
-        index.checked_sub(1).map(|i| &self.segments[i])
-    }
-
     fn segment_mut(&mut self, base_offset: i64) -> Option<&mut Segment> {
         let index = self.segments.partition_point(|s| s.base_offset <= base_offset);
         index.checked_sub(1).map(|i| &mut self.segments[i])
     }
 
     fn finish_write_job(&mut self, job: &WriteJob, outcome: std::io::Result<()>) {
+        self.write_in_flight = false;
         if let Err(error) = outcome {
             let failure = WriteFailed(format!("{}: {error}", self.dir.display()).into());
             tracing::error!(%failure, "partition write failed; appends refused until it is reopened");
@@ -825,6 +852,7 @@ impl PartitionLog {
                 high_watermark,
             });
         }
+        self.last_used_ms.set(wall_clock_ms());
         let visible_end = match isolation {
             Isolation::ReadUncommitted => high_watermark,
             Isolation::ReadCommitted => last_stable_offset,
@@ -893,7 +921,7 @@ impl PartitionLog {
             }
             return Ok(ReadResult {
                 chunks: vec![ReadChunk::File(FileRegion {
-                    file: segment.read_file().clone(),
+                    file: segment.read_file()?,
                     position: location.position,
                     len,
                 })],
@@ -1016,9 +1044,10 @@ async fn run_writer(log: SharedLog, wake: Rc<LocalNotify>) {
 }
 
 async fn run_write_job(job: &WriteJob) -> std::io::Result<()> {
-    let Some(writer) = &job.writer else {
-        return Err(std::io::Error::other("segment has no writer"));
-    };
+    let writer = job
+        .writer
+        .as_ref()
+        .map_err(|reason| std::io::Error::other(reason.clone()))?;
     if !job.chunks.is_empty() {
         writer.write(job.position, job.chunks.clone()).await?;
     }
@@ -1026,6 +1055,12 @@ async fn run_write_job(job: &WriteJob) -> std::io::Result<()> {
         writer.sync().await?;
     }
     Ok(())
+}
+
+fn wall_clock_ms() -> i64 {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map_or(0, |d| d.as_millis() as i64)
 }
 
 /// Where the log starts when that is inside a segment (DeleteRecords).

@@ -9,6 +9,7 @@
 //! - Only the active segment has a writer; a sealed segment's file length is its
 //!   logical length (no O_DIRECT padding) and its indexes are on disk.
 
+use std::cell::RefCell;
 use std::fs::File;
 use std::io::{BufReader, Read};
 use std::os::unix::fs::FileExt;
@@ -48,7 +49,15 @@ pub struct BatchLocation {
 pub struct Segment {
     pub base_offset: i64,
     log_path: PathBuf,
-    read_file: Arc<File>,
+    /// Opened at the first read, dropped when the partition idles
+    /// ([`Self::release_files`]): thousands of partitions need not hold
+    /// thousands of descriptors.
+    read_file: RefCell<Option<Arc<File>>>,
+    /// Set while the segment takes appends (active, or rolled with writes
+    /// pending); sealed segments are read-only.
+    unsealed: bool,
+    io_mode: IoMode,
+    /// Opened at the first write after start or idling, like `read_file`.
     writer: Option<Rc<SegmentWriter>>,
     /// Bytes handed out to appends, written or not.
     assigned_bytes: u64,
@@ -84,13 +93,15 @@ impl Segment {
         now_ms: i64,
     ) -> Result<Self> {
         let log_path = segment_path(dir, base_offset, LOG_SUFFIX);
+        // Created now (its first append follows at once), read lazily.
         let writer =
             SegmentWriter::open(&log_path, io_mode, 0).map_err(|e| LogError::io("creating segment", &log_path, e))?;
-        let read_file = File::open(&log_path).map_err(|e| LogError::io("opening segment", &log_path, e))?;
         Ok(Self {
             base_offset,
             log_path,
-            read_file: Arc::new(read_file),
+            read_file: RefCell::new(None),
+            unsealed: true,
+            io_mode,
             writer: Some(Rc::new(writer)),
             assigned_bytes: 0,
             durable_bytes: 0,
@@ -163,7 +174,9 @@ impl Segment {
         Ok(Self {
             base_offset,
             log_path,
-            read_file: Arc::new(read_file),
+            read_file: RefCell::new(None),
+            unsealed: false,
+            io_mode: IoMode::Buffered,
             writer: None,
             assigned_bytes: scan.valid_bytes,
             durable_bytes: scan.valid_bytes,
@@ -177,20 +190,50 @@ impl Segment {
         })
     }
 
-    /// Makes this (last) segment writable again after a restart.
-    pub fn reopen_for_append(&mut self, io_mode: IoMode) -> Result<()> {
-        let writer = SegmentWriter::open(&self.log_path, io_mode, self.assigned_bytes)
-            .map_err(|e| LogError::io("reopening segment", &self.log_path, e))?;
-        self.writer = Some(Rc::new(writer));
-        Ok(())
+    /// Makes this (last) segment writable again after a restart; its writer
+    /// opens at the first write.
+    pub fn reopen_for_append(&mut self, io_mode: IoMode) {
+        self.unsealed = true;
+        self.io_mode = io_mode;
     }
 
-    pub fn writer(&self) -> Option<Rc<SegmentWriter>> {
-        self.writer.clone()
+    /// True while the segment takes appends or has writes pending.
+    pub fn is_unsealed(&self) -> bool {
+        self.unsealed
     }
 
-    pub fn read_file(&self) -> &Arc<File> {
-        &self.read_file
+    /// The writer, opened if it was released. Only for unsealed segments, and
+    /// only when no write is in flight (an O_DIRECT writer re-reads the tail
+    /// block from disk when it opens).
+    pub fn writer(&mut self) -> Result<Rc<SegmentWriter>> {
+        assert!(self.unsealed, "writing to a sealed segment");
+        if let Some(writer) = &self.writer {
+            return Ok(writer.clone());
+        }
+        let writer = SegmentWriter::open(&self.log_path, self.io_mode, self.durable_bytes)
+            .map_err(|e| LogError::io("opening segment for writing", &self.log_path, e))?;
+        let writer = Rc::new(writer);
+        self.writer = Some(writer.clone());
+        Ok(writer)
+    }
+
+    /// The file for reads and `sendfile`, opened if it was released.
+    pub fn read_file(&self) -> Result<Arc<File>> {
+        let mut cached = self.read_file.borrow_mut();
+        if let Some(file) = &*cached {
+            return Ok(file.clone());
+        }
+        let file =
+            Arc::new(File::open(&self.log_path).map_err(|e| LogError::io("opening segment", &self.log_path, e))?);
+        *cached = Some(file.clone());
+        Ok(file)
+    }
+
+    /// Closes this segment's descriptors (reads and writes in flight keep
+    /// their own handles). The caller guarantees no write is in flight.
+    pub fn release_files(&mut self) {
+        self.read_file.borrow_mut().take();
+        self.writer = None;
     }
 
     pub fn log_path(&self) -> &Path {
@@ -254,6 +297,7 @@ impl Segment {
     pub fn seal(&mut self) -> Result<()> {
         assert_eq!(self.durable_bytes, self.assigned_bytes, "sealing with writes pending");
         self.writer = None;
+        self.unsealed = false;
         io::truncate_file(&self.log_path, self.durable_bytes)
             .map_err(|e| LogError::io("sealing segment", &self.log_path, e))?;
         self.write_indexes()
@@ -272,7 +316,7 @@ impl Segment {
     /// Reads the header of the batch at `position`.
     pub fn read_header(&self, position: u64) -> Result<BatchHeader> {
         let mut buf = [0u8; BATCH_HEADER_BYTES];
-        self.read_file
+        self.read_file()?
             .read_exact_at(&mut buf, position)
             .map_err(|e| LogError::io("reading batch header", &self.log_path, e))?;
         BatchHeader::parse(&buf).map_err(|e| {
@@ -346,7 +390,7 @@ impl Segment {
     /// Reads a whole batch's bytes (for timestamp searches inside a batch).
     pub fn read_batch(&self, location: &BatchLocation) -> Result<Vec<u8>> {
         let mut buf = vec![0u8; location.header.total_bytes()];
-        self.read_file
+        self.read_file()?
             .read_exact_at(&mut buf, location.position)
             .map_err(|e| LogError::io("reading batch", &self.log_path, e))?;
         Ok(buf)
@@ -354,7 +398,7 @@ impl Segment {
 
     /// Writes indexes at clean shutdown; drops O_DIRECT padding.
     pub fn close_clean(&mut self) -> Result<()> {
-        if self.writer.is_some() {
+        if self.unsealed {
             self.seal()?;
         }
         Ok(())

@@ -38,6 +38,11 @@ use crate::topic_config::{Compression, TopicSettings};
 const GROUP_TICK_MS: u64 = 100;
 /// How often a partition whose write failed (disk full) tries to reopen.
 const FAILED_PARTITION_RETRY_MS: u64 = 1000;
+/// A partition unused this long closes its files (they reopen on use), so
+/// thousands of partitions do not hold thousands of descriptors.
+const IDLE_FILES_CLOSE_MS: i64 = 60_000;
+/// How often each core looks for idle partitions.
+const IDLE_FILES_SWEEP_MS: u64 = 10_000;
 /// How long a shutdown waits for connections to finish their requests.
 const DRAIN_TIMEOUT_MS: u64 = 10_000;
 /// Read size when replaying `__consumer_offsets` at start.
@@ -141,6 +146,7 @@ async fn run_core_loop(startup: CoreStartup) {
     ));
     spawn_local(run_cleaner(shard.clone(), broker.config.log_cleaner_backoff_ms));
     spawn_local(run_failed_partition_repair(shard.clone()));
+    spawn_local(run_idle_files_sweep(shard.clone()));
     if let Some(interval_ms) = broker.config.log_flush_interval_ms {
         spawn_local(run_flush_timer(shard.clone(), interval_ms));
     }
@@ -278,6 +284,21 @@ async fn wait_for_connections_to_close() {
             return;
         }
         tokio::time::sleep(Duration::from_millis(10)).await;
+    }
+}
+
+async fn run_idle_files_sweep(shard: Rc<RefCell<Shard>>) {
+    let mut ticks = tokio::time::interval(Duration::from_millis(IDLE_FILES_SWEEP_MS));
+    loop {
+        ticks.tick().await;
+        let now = now_ms();
+        let closed = shard
+            .borrow()
+            .partitions
+            .values()
+            .filter(|owned| owned.log.borrow_mut().release_idle_files(now, IDLE_FILES_CLOSE_MS))
+            .count();
+        tracing::trace!(closed, "idle partitions' files closed");
     }
 }
 
