@@ -75,6 +75,13 @@ pub struct Params {
     /// none, sequential or random.
     #[arg(long, default_value = "none")]
     pub key_distribution: String,
+    /// produce: this many extra connections, each producing one 100-byte
+    /// record every --background-interval-ms (slow clients); not counted in
+    /// the results, reported on their own line.
+    #[arg(long, default_value_t = 0)]
+    pub background_connections: usize,
+    #[arg(long, default_value_t = 1000)]
+    pub background_interval_ms: u64,
     #[arg(long)]
     pub json: Option<PathBuf>,
 }

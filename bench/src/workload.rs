@@ -315,8 +315,80 @@ fn merge(results: Vec<anyhow::Result<Totals>>, elapsed_s: f64) -> anyhow::Result
     Ok(merged)
 }
 
+/// Record size of the background (slow) producers.
+const BACKGROUND_RECORD_BYTES: usize = 100;
+/// Background connections opened at once (the broker's accept backlog is finite).
+const BACKGROUND_CONNECTS_AT_ONCE: usize = 64;
+
+/// One slow client: a record every `interval` until `until`; its acked records.
+async fn background_producer(
+    params: Arc<Params>,
+    connection: Connection,
+    index: usize,
+    until: Instant,
+) -> anyhow::Result<u64> {
+    let mut connection = connection;
+    let interval = Duration::from_millis(params.background_interval_ms.max(1));
+    let batch = build_batch(1, BACKGROUND_RECORD_BYTES, "none", Codec::None, &[])?;
+    let partition = (index % params.partitions.max(1) as usize) as i32;
+    // Spread the clients over the interval instead of sending in waves.
+    let phase = interval.mul_f64(index as f64 / params.background_connections.max(1) as f64);
+    let mut next = Instant::now() + phase;
+    let mut acked = 0;
+    while next < until {
+        tokio::time::sleep_until(next.into()).await;
+        let response = connection
+            .call(9, &produce_request(&params, partition, batch.clone(), 1))
+            .await?;
+        let failed = response
+            .responses
+            .iter()
+            .flat_map(|t| t.partition_responses.iter())
+            .any(|p| p.error_code != 0);
+        acked += u64::from(!failed);
+        next += interval;
+    }
+    Ok(acked)
+}
+
+/// Opens `--background-connections` connections (a few at a time) and starts
+/// their slow producers.
+async fn start_background_producers(
+    params: &Arc<Params>,
+    until: Instant,
+) -> anyhow::Result<Vec<tokio::task::JoinHandle<anyhow::Result<u64>>>> {
+    let mut tasks = Vec::with_capacity(params.background_connections);
+    let indexes: Vec<usize> = (0..params.background_connections).collect();
+    for group in indexes.chunks(BACKGROUND_CONNECTS_AT_ONCE) {
+        let connects: Vec<_> = group
+            .iter()
+            .map(|_| {
+                let bootstrap = params.bootstrap.clone();
+                tokio::spawn(async move { Connection::connect(&bootstrap, 1).await })
+            })
+            .collect();
+        for (index, connect) in group.iter().zip(connects) {
+            let connection = connect.await??;
+            tasks.push(tokio::spawn(background_producer(
+                params.clone(),
+                connection,
+                *index,
+                until,
+            )));
+        }
+    }
+    Ok(tasks)
+}
+
 pub async fn produce(params: Arc<Params>) -> anyhow::Result<Totals> {
     ensure_topic(&params).await?;
+    let background_until = Instant::now()
+        + Duration::from_secs_f64(params.warmup_s + params.duration_s)
+        + Duration::from_millis(params.background_interval_ms);
+    let background = start_background_producers(&params, background_until).await?;
+    if !background.is_empty() {
+        eprintln!("ringlog-bench: {} background connections open", background.len());
+    }
     let progress = Arc::new(Progress::default());
     let printer = progress.spawn_printer("produce");
     let measure_from = Instant::now() + Duration::from_secs_f64(params.warmup_s);
@@ -335,7 +407,22 @@ pub async fn produce(params: Arc<Params>) -> anyhow::Result<Totals> {
         .collect();
     let totals = join(tasks, measure_from).await;
     printer.abort();
+    report_background(background).await;
     totals
+}
+
+async fn report_background(tasks: Vec<tokio::task::JoinHandle<anyhow::Result<u64>>>) {
+    if tasks.is_empty() {
+        return;
+    }
+    let (connections, mut acked, mut failed) = (tasks.len(), 0, 0);
+    for task in tasks {
+        match task.await {
+            Ok(Ok(records)) => acked += records,
+            _ => failed += 1,
+        }
+    }
+    eprintln!("ringlog-bench: background: {connections} connections, {acked} records acknowledged, {failed} connections failed");
 }
 
 /// ListOffsets at `timestamp` (-2 earliest, -1 latest) for every partition.

@@ -670,6 +670,16 @@ impl PartitionLog {
         true
     }
 
+    /// Descriptors the partition's segments hold now.
+    pub fn open_files(&self) -> usize {
+        self.segments.iter().map(Segment::open_files).sum()
+    }
+
+    /// When the partition was last appended to or read (wall clock, ms).
+    pub fn last_used_ms(&self) -> i64 {
+        self.last_used_ms.get()
+    }
+
     /// A receiver that completes once `next_offset` is durable (or the write failed).
     pub fn wait_durable(&mut self, next_offset: i64) -> oneshot::Receiver<Result<(), WriteFailed>> {
         let (sender, receiver) = oneshot::channel();

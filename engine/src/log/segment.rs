@@ -93,16 +93,21 @@ impl Segment {
         now_ms: i64,
     ) -> Result<Self> {
         let log_path = segment_path(dir, base_offset, LOG_SUFFIX);
-        // Created now (its first append follows at once), read lazily.
-        let writer =
-            SegmentWriter::open(&log_path, io_mode, 0).map_err(|e| LogError::io("creating segment", &log_path, e))?;
+        // The file exists from now on; its descriptors open on first use (a
+        // topic of thousands of partitions must not open thousands of files).
+        std::fs::OpenOptions::new()
+            .write(true)
+            .create(true)
+            .truncate(false)
+            .open(&log_path)
+            .map_err(|e| LogError::io("creating segment", &log_path, e))?;
         Ok(Self {
             base_offset,
             log_path,
             read_file: RefCell::new(None),
             unsealed: true,
             io_mode,
-            writer: Some(Rc::new(writer)),
+            writer: None,
             assigned_bytes: 0,
             durable_bytes: 0,
             next_offset: base_offset,
@@ -234,6 +239,11 @@ impl Segment {
     pub fn release_files(&mut self) {
         self.read_file.borrow_mut().take();
         self.writer = None;
+    }
+
+    /// Descriptors this segment holds now.
+    pub fn open_files(&self) -> usize {
+        usize::from(self.read_file.borrow().is_some()) + usize::from(self.writer.is_some())
     }
 
     pub fn log_path(&self) -> &Path {

@@ -41,8 +41,8 @@ const FAILED_PARTITION_RETRY_MS: u64 = 1000;
 /// A partition unused this long closes its files (they reopen on use), so
 /// thousands of partitions do not hold thousands of descriptors.
 const IDLE_FILES_CLOSE_MS: i64 = 60_000;
-/// How often each core looks for idle partitions.
-const IDLE_FILES_SWEEP_MS: u64 = 10_000;
+/// How often each core looks for idle partitions and checks its budget.
+const IDLE_FILES_SWEEP_MS: u64 = 1_000;
 /// How long a shutdown waits for connections to finish their requests.
 const DRAIN_TIMEOUT_MS: u64 = 10_000;
 /// Read size when replaying `__consumer_offsets` at start.
@@ -146,7 +146,7 @@ async fn run_core_loop(startup: CoreStartup) {
     ));
     spawn_local(run_cleaner(shard.clone(), broker.config.log_cleaner_backoff_ms));
     spawn_local(run_failed_partition_repair(shard.clone()));
-    spawn_local(run_idle_files_sweep(shard.clone()));
+    spawn_local(run_idle_files_sweep(shard.clone(), broker.core_count()));
     if let Some(interval_ms) = broker.config.log_flush_interval_ms {
         spawn_local(run_flush_timer(shard.clone(), interval_ms));
     }
@@ -287,18 +287,52 @@ async fn wait_for_connections_to_close() {
     }
 }
 
-async fn run_idle_files_sweep(shard: Rc<RefCell<Shard>>) {
+/// Segment descriptors one core may hold: half the process's open-files limit
+/// (the rest is for connections), shared by the cores.
+fn segment_files_budget(cores: usize) -> usize {
+    let mut limit = libc::rlimit {
+        rlim_cur: 0,
+        rlim_max: 0,
+    };
+    // SAFETY: getrlimit writes the struct we own.
+    let known = unsafe { libc::getrlimit(libc::RLIMIT_NOFILE, &mut limit) } == 0;
+    let open_files_max = if known { limit.rlim_cur as usize } else { 1024 };
+    (open_files_max / 2 / cores.max(1)).max(16)
+}
+
+/// Closes the files of partitions idle for [`IDLE_FILES_CLOSE_MS`], and of
+/// the least recently used ones while the core holds more than its budget, so
+/// the number of partitions is bounded by memory, not descriptors (those in
+/// use at once still need theirs).
+async fn run_idle_files_sweep(shard: Rc<RefCell<Shard>>, cores: usize) {
+    let budget = segment_files_budget(cores);
     let mut ticks = tokio::time::interval(Duration::from_millis(IDLE_FILES_SWEEP_MS));
     loop {
         ticks.tick().await;
         let now = now_ms();
-        let closed = shard
-            .borrow()
-            .partitions
-            .values()
-            .filter(|owned| owned.log.borrow_mut().release_idle_files(now, IDLE_FILES_CLOSE_MS))
-            .count();
-        tracing::trace!(closed, "idle partitions' files closed");
+        let shard = shard.borrow();
+        let mut open: Vec<(i64, &SharedLog, usize)> = Vec::new();
+        for owned in shard.partitions.values() {
+            let mut log = owned.log.borrow_mut();
+            if log.open_files() > 0 && !log.release_idle_files(now, IDLE_FILES_CLOSE_MS) {
+                open.push((log.last_used_ms(), &owned.log, log.open_files()));
+            }
+        }
+        let mut held: usize = open.iter().map(|(_, _, files)| files).sum();
+        if held <= budget {
+            continue;
+        }
+        open.sort_unstable_by_key(|(last_used_ms, _, _)| *last_used_ms);
+        let target = budget * 9 / 10;
+        for (_, log, files) in open {
+            if held <= target {
+                break;
+            }
+            if log.borrow_mut().release_idle_files(now, 0) {
+                held -= files;
+            }
+        }
+        tracing::debug!(held, budget, "closed least recently used partitions' files");
     }
 }
 
