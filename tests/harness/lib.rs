@@ -590,6 +590,17 @@ pub fn create_topic_raw(bootstrap: &str, name: &str, partitions: i32, configs: &
         .error_code
 }
 
+/// librdkafka consumer settings for tests that assign partitions or commit
+/// by hand: `group.id` set, auto-commit off. Callers add what they need.
+pub fn manual_consumer_config(bootstrap: &str, group: &str) -> rdkafka::config::ClientConfig {
+    let mut config = rdkafka::config::ClientConfig::new();
+    config
+        .set("bootstrap.servers", bootstrap)
+        .set("group.id", group)
+        .set("enable.auto.commit", "false");
+    config
+}
+
 /// Assigns `consumer` partitions `0..partitions` of `topic`, each from its
 /// first offset (explicit assignment: no group rebalance involved).
 pub fn assign_from_beginning(consumer: &impl rdkafka::consumer::Consumer, topic: &str, partitions: i32) {

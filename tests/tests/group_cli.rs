@@ -8,7 +8,7 @@ use rdkafka::config::ClientConfig;
 use rdkafka::consumer::{BaseConsumer, CommitMode, Consumer};
 use rdkafka::producer::{FutureProducer, FutureRecord};
 use rdkafka::{Offset, TopicPartitionList};
-use ringlog_tests::{ringlog_binary, RunningBroker};
+use ringlog_tests::{manual_consumer_config, ringlog_binary, RunningBroker};
 
 /// Record i of partition p has timestamp BASE_MS + i seconds.
 const BASE_MS: i64 = 1_600_000_000_000;
@@ -66,10 +66,7 @@ async fn produce_timed(broker: &RunningBroker, topic: &str, partitions: i32, per
 }
 
 fn commit(broker: &RunningBroker, group: &str, topic: &str, offsets: &[(i32, i64)]) {
-    let consumer: BaseConsumer = ClientConfig::new()
-        .set("bootstrap.servers", broker.bootstrap())
-        .set("group.id", group)
-        .set("enable.auto.commit", "false")
+    let consumer: BaseConsumer = manual_consumer_config(broker.bootstrap(), group)
         .create()
         .expect("consumer");
     let mut list = TopicPartitionList::new();

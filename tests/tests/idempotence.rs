@@ -13,7 +13,10 @@ use rdkafka::config::ClientConfig;
 use rdkafka::consumer::BaseConsumer;
 use rdkafka::producer::{FutureProducer, FutureRecord};
 use rdkafka::Message;
-use ringlog_tests::{assign_from_beginning, idempotent_batch, topic_name, ChaosProxy, RawConnection, RunningBroker};
+use ringlog_tests::{
+    assign_from_beginning, idempotent_batch, manual_consumer_config, topic_name, ChaosProxy, RawConnection,
+    RunningBroker,
+};
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn idempotent_producer_through_a_connection_cutting_proxy_writes_each_message_once_in_order() {
@@ -63,10 +66,7 @@ async fn idempotent_producer_through_a_connection_cutting_proxy_writes_each_mess
 
     // Read everything back: each message exactly once, dense offsets, and per
     // key the production order.
-    let consumer: BaseConsumer = ClientConfig::new()
-        .set("bootstrap.servers", proxy.address())
-        .set("group.id", "idempotence-check")
-        .set("enable.auto.commit", "false")
+    let consumer: BaseConsumer = manual_consumer_config(proxy.address(), "idempotence-check")
         .create()
         .expect("consumer");
     assign_from_beginning(&consumer, "flaky", 4);

@@ -9,7 +9,9 @@ use rdkafka::config::ClientConfig;
 use rdkafka::consumer::{BaseConsumer, CommitMode, Consumer};
 use rdkafka::producer::{FutureProducer, FutureRecord};
 use rdkafka::{Offset, TopicPartitionList};
-use ringlog_tests::{assign_from_beginning, create_topic, ringlog_binary, run_ok, RawConnection, RunningBroker};
+use ringlog_tests::{
+    assign_from_beginning, create_topic, manual_consumer_config, ringlog_binary, run_ok, RawConnection, RunningBroker,
+};
 
 const TOPIC: &str = "metered";
 const RECORDS_PER_PARTITION: i64 = 50;
@@ -61,10 +63,7 @@ async fn produce_aged(broker: &RunningBroker) -> u64 {
 }
 
 fn consume_all_and_commit(broker: &RunningBroker, group: &str, committed: i64) {
-    let consumer: BaseConsumer = ClientConfig::new()
-        .set("bootstrap.servers", broker.bootstrap())
-        .set("group.id", group)
-        .set("enable.auto.commit", "false")
+    let consumer: BaseConsumer = manual_consumer_config(broker.bootstrap(), group)
         .create()
         .expect("consumer");
     assign_from_beginning(&consumer, TOPIC, PARTITIONS);
@@ -177,18 +176,22 @@ async fn metrics_count_traffic_requests_errors_and_lag() {
     }
 }
 
-#[tokio::test(flavor = "multi_thread")]
-async fn status_reports_the_running_broker() {
-    let broker = RunningBroker::start(&[]);
-    create_topic(broker.bootstrap(), TOPIC, PARTITIONS).await;
-    produce_aged(&broker).await;
+fn status_json(broker: &RunningBroker) -> serde_json::Value {
     let json = run_ok(Command::new(ringlog_binary()).args([
         "status",
         "--json",
         "--metrics-address",
         broker.metrics_address(),
     ]));
-    let status: serde_json::Value = serde_json::from_str(&json).expect("status --json is JSON");
+    serde_json::from_str(&json).expect("status --json is JSON")
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn status_reports_the_running_broker() {
+    let broker = RunningBroker::start(&[]);
+    create_topic(broker.bootstrap(), TOPIC, PARTITIONS).await;
+    produce_aged(&broker).await;
+    let status = status_json(&broker);
     assert_eq!(status["cores"], 2);
     assert_eq!(status["version"], env!("CARGO_PKG_VERSION"));
     let per_core: i64 = status["partitions_per_core"]
@@ -201,13 +204,7 @@ async fn status_reports_the_running_broker() {
     // The records were produced less than a minute ago, in whole seconds that
     // may not all have ended yet: wait for them to close.
     std::thread::sleep(Duration::from_millis(1100));
-    let json = run_ok(Command::new(ringlog_binary()).args([
-        "status",
-        "--json",
-        "--metrics-address",
-        broker.metrics_address(),
-    ]));
-    let status: serde_json::Value = serde_json::from_str(&json).expect("status --json is JSON");
+    let status = status_json(&broker);
     let records_per_s = status["last_minute"]["records_in_per_s"].as_f64().expect("rate");
     assert!(records_per_s > 0.0, "{status}");
     let table = run_ok(Command::new(ringlog_binary()).args(["status", "--metrics-address", broker.metrics_address()]));

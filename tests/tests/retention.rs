@@ -11,7 +11,9 @@ use rdkafka::config::ClientConfig;
 use rdkafka::consumer::{BaseConsumer, Consumer};
 use rdkafka::producer::{FutureProducer, FutureRecord};
 use rdkafka::{Message, Offset, TopicPartitionList};
-use ringlog_tests::{create_topic_raw, python_script, python_venv, run_ok, RawConnection, RunningBroker};
+use ringlog_tests::{
+    create_topic_raw, manual_consumer_config, python_script, python_venv, run_ok, RawConnection, RunningBroker,
+};
 
 fn create_topic_with(broker: &RunningBroker, name: &str, configs: &[(&str, &str)]) {
     assert_eq!(create_topic_raw(broker.bootstrap(), name, 1, configs), 0);
@@ -72,10 +74,7 @@ fn wait_for_start_to_move(broker: &RunningBroker, topic: &str) -> (i64, i64) {
 
 /// librdkafka from offset 0: out of range, reset to the earliest, reads the rest.
 fn librdkafka_reads_from_reset(broker: &RunningBroker, topic: &str, start: i64, end: i64) {
-    let consumer: BaseConsumer = ClientConfig::new()
-        .set("bootstrap.servers", broker.bootstrap())
-        .set("group.id", "retention-readers")
-        .set("enable.auto.commit", "false")
+    let consumer: BaseConsumer = manual_consumer_config(broker.bootstrap(), "retention-readers")
         .set("auto.offset.reset", "earliest")
         .create()
         .expect("consumer");

@@ -7,7 +7,7 @@ use rdkafka::config::ClientConfig;
 use rdkafka::consumer::{BaseConsumer, Consumer};
 use rdkafka::producer::{FutureProducer, FutureRecord};
 use rdkafka::Message;
-use ringlog_tests::{assign_from_beginning, RunningBroker};
+use ringlog_tests::{assign_from_beginning, manual_consumer_config, RunningBroker};
 
 async fn produce_and_consume(broker: &RunningBroker, topic: &str, count: usize) -> Vec<rdkafka::Timestamp> {
     let producer: FutureProducer = ClientConfig::new()
@@ -23,10 +23,7 @@ async fn produce_and_consume(broker: &RunningBroker, topic: &str, count: usize) 
             .await
             .expect("delivered");
     }
-    let consumer: BaseConsumer = ClientConfig::new()
-        .set("bootstrap.servers", broker.bootstrap())
-        .set("group.id", "storage-modes")
-        .set("enable.auto.commit", "false")
+    let consumer: BaseConsumer = manual_consumer_config(broker.bootstrap(), "storage-modes")
         .create()
         .expect("consumer");
     assign_from_beginning(&consumer, topic, 1);

@@ -10,7 +10,7 @@ use rdkafka::config::ClientConfig;
 use rdkafka::consumer::{BaseConsumer, CommitMode, Consumer};
 use rdkafka::producer::{BaseRecord, DefaultProducerContext, Producer, ThreadedProducer};
 use rdkafka::{Message, Offset, TopicPartitionList};
-use ringlog_tests::{assign_from_beginning, create_topic, RunningBroker};
+use ringlog_tests::{assign_from_beginning, create_topic, manual_consumer_config, RunningBroker};
 
 const TIMEOUT: Duration = Duration::from_secs(30);
 
@@ -56,10 +56,7 @@ fn send(producer: &ThreadedProducer<DefaultProducerContext>, topic: &str, values
 
 /// Everything a reader at `isolation` sees of `topic` (all partitions).
 fn read_all(bootstrap: &str, topic: &str, partitions: i32, isolation: &str) -> Vec<String> {
-    let consumer: BaseConsumer = ClientConfig::new()
-        .set("bootstrap.servers", bootstrap)
-        .set("group.id", format!("reader-{isolation}"))
-        .set("enable.auto.commit", "false")
+    let consumer: BaseConsumer = manual_consumer_config(bootstrap, &format!("reader-{isolation}"))
         .set("isolation.level", isolation)
         .set("enable.partition.eof", "true")
         .create()
@@ -165,10 +162,7 @@ async fn consume_transform_produce_commits_outputs_and_input_offsets_together() 
     send(&plain, "input", numbered("in", 0..400));
     plain.flush(TIMEOUT).expect("flush");
 
-    let consumer: BaseConsumer = ClientConfig::new()
-        .set("bootstrap.servers", broker.bootstrap())
-        .set("group.id", "transformers")
-        .set("enable.auto.commit", "false")
+    let consumer: BaseConsumer = manual_consumer_config(broker.bootstrap(), "transformers")
         .set("auto.offset.reset", "earliest")
         .set("session.timeout.ms", "6000")
         .create()

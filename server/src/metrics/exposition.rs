@@ -24,8 +24,8 @@ pub struct GroupLag {
     pub time_lag_s: f64,
 }
 
-/// A per-topic counter: name, help, the field it reads.
-type TopicFamily = (&'static str, &'static str, fn(&TopicTraffic) -> u64);
+/// A metric family read from each `T`: name, help, the value it reads.
+type Described<T, V> = (&'static str, &'static str, fn(&T) -> V);
 /// A per-core metric: name, type, help, the value it reads.
 type CoreFamily = (&'static str, &'static str, &'static str, fn(&CoreSnapshot) -> f64);
 
@@ -151,7 +151,7 @@ fn render_topics(out: &mut String, scrape: &Scrape) {
             total.bytes_out += traffic.bytes_out;
         }
     }
-    let families: [TopicFamily; 3] = [
+    let families: [Described<TopicTraffic, u64>; 3] = [
         (
             "ringlog_topic_bytes_in_total",
             "Record batch bytes produced to the topic.",
@@ -312,31 +312,27 @@ fn render_storage(out: &mut String, scrape: &Scrape) {
 }
 
 fn render_groups(out: &mut String, scrape: &Scrape) {
-    let mut family = Family::new(
-        out,
-        "ringlog_group_offset_lag",
-        "gauge",
-        "Records between a group's committed offset and the high watermark.",
-    );
-    for lag in &scrape.lags {
-        let partition = lag.partition.to_string();
-        family.sample(
-            &[("group", &lag.group), ("topic", &lag.topic), ("partition", &partition)],
-            lag.offset_lag as f64,
-        );
-    }
-    let mut family = Family::new(
-        out,
-        "ringlog_group_time_lag_seconds",
-        "gauge",
-        "Age of the oldest record a group has not consumed (its batch's first timestamp).",
-    );
-    for lag in &scrape.lags {
-        let partition = lag.partition.to_string();
-        family.sample(
-            &[("group", &lag.group), ("topic", &lag.topic), ("partition", &partition)],
-            lag.time_lag_s,
-        );
+    let families: [Described<GroupLag, f64>; 2] = [
+        (
+            "ringlog_group_offset_lag",
+            "Records between a group's committed offset and the high watermark.",
+            |lag| lag.offset_lag as f64,
+        ),
+        (
+            "ringlog_group_time_lag_seconds",
+            "Age of the oldest record a group has not consumed (its batch's first timestamp).",
+            |lag| lag.time_lag_s,
+        ),
+    ];
+    for (name, help, value) in families {
+        let mut family = Family::new(out, name, "gauge", help);
+        for lag in &scrape.lags {
+            let partition = lag.partition.to_string();
+            family.sample(
+                &[("group", &lag.group), ("topic", &lag.topic), ("partition", &partition)],
+                value(lag),
+            );
+        }
     }
 }
 
