@@ -20,12 +20,17 @@ pub struct LeaderEpochCache {
 }
 
 impl LeaderEpochCache {
-    pub fn load_or_create(dir: &Path, current_epoch: i32, log_start_offset: i64) -> Result<Self> {
+    /// Loads the checkpoint, adding `current_epoch` when it is new. An empty
+    /// log without a checkpoint gets none written: its only entry is derived
+    /// the same way at every start, and new partitions (thousands at once for
+    /// a large topic) then cost no fsyncs.
+    pub fn load_or_create(dir: &Path, current_epoch: i32, log_start_offset: i64, log_is_empty: bool) -> Result<Self> {
         let path = dir.join(CHECKPOINT_FILE_NAME);
         let entries = std::fs::read_to_string(&path)
             .ok()
             .and_then(|text| parse_checkpoint(&text))
             .unwrap_or_default();
+        let derivable = entries.is_empty() && log_is_empty;
         let mut cache = Self { path, entries };
         if cache.entries.last().is_none_or(|&(epoch, _)| epoch < current_epoch) {
             let start = cache
@@ -33,7 +38,9 @@ impl LeaderEpochCache {
                 .last()
                 .map_or(log_start_offset, |&(_, s)| s.max(log_start_offset));
             cache.entries.push((current_epoch, start));
-            cache.persist()?;
+            if !derivable {
+                cache.persist()?;
+            }
         }
         Ok(cache)
     }
@@ -82,11 +89,25 @@ mod tests {
     #[test]
     fn creates_and_reloads_checkpoint() {
         let dir = tempfile::tempdir().expect("tempdir");
-        let cache = LeaderEpochCache::load_or_create(dir.path(), 0, 0).expect("create");
+        let cache = LeaderEpochCache::load_or_create(dir.path(), 0, 0, false).expect("create");
         assert_eq!(cache.end_offset_for(0, 50), (0, 50));
         assert_eq!(cache.end_offset_for(3, 50), (0, 50));
-        let reloaded = LeaderEpochCache::load_or_create(dir.path(), 2, 0).expect("reload");
+        let reloaded = LeaderEpochCache::load_or_create(dir.path(), 2, 0, false).expect("reload");
         assert_eq!(reloaded.entries, vec![(0, 0), (2, 0)]);
         assert_eq!(reloaded.end_offset_for(-1, 50), (-1, -1));
+    }
+
+    #[test]
+    fn an_empty_log_needs_no_checkpoint_file() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let fresh = LeaderEpochCache::load_or_create(dir.path(), 0, 0, true).expect("create");
+        assert_eq!(fresh.entries, vec![(0, 0)]);
+        assert!(!dir.path().join(CHECKPOINT_FILE_NAME).exists());
+        let with_data = LeaderEpochCache::load_or_create(dir.path(), 0, 0, false).expect("reopen");
+        assert_eq!(with_data.entries, vec![(0, 0)]);
+        assert!(
+            dir.path().join(CHECKPOINT_FILE_NAME).exists(),
+            "written once the log has data"
+        );
     }
 }

@@ -211,7 +211,12 @@ impl PartitionLog {
             .unwrap_or(0)
             .max(segments.first().map_or(0, |s| s.base_offset))
             .min(log_end_offset);
-        let epochs = LeaderEpochCache::load_or_create(dir, config.leader_epoch, log_start_offset)?;
+        let epochs = LeaderEpochCache::load_or_create(
+            dir,
+            config.leader_epoch,
+            log_start_offset,
+            log_end_offset == log_start_offset,
+        )?;
         let producers = rebuild_producer_state(dir, &segments, log_start_offset, log_end_offset)?;
         let wake_writer = Rc::new(LocalNotify::default());
         let log = Self {

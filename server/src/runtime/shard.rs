@@ -168,6 +168,9 @@ async fn run_core_loop(startup: CoreStartup) {
             ShardRequest::Metrics { reply } => {
                 let _ = reply.send(shard.borrow().metrics_snapshot(requests.len()));
             }
+            ShardRequest::OpenPartitions { partitions, reply } => {
+                spawn_local(open_partitions_in_steps(shard.clone(), partitions, reply));
+            }
             ShardRequest::Transaction {
                 transactional_id,
                 request,
@@ -334,6 +337,24 @@ async fn run_idle_files_sweep(shard: Rc<RefCell<Shard>>, cores: usize) {
         }
         tracing::debug!(held, budget, "closed least recently used partitions' files");
     }
+}
+
+/// Partitions opened between yields when a topic is created: a topic of
+/// thousands of partitions must not hold up the core's other work.
+const PARTITIONS_OPENED_PER_STEP: usize = 64;
+
+async fn open_partitions_in_steps(
+    shard: Rc<RefCell<Shard>>,
+    partitions: Vec<TopicPartition>,
+    reply: tokio::sync::oneshot::Sender<()>,
+) {
+    for step in partitions.chunks(PARTITIONS_OPENED_PER_STEP) {
+        for tp in step {
+            shard.borrow_mut().open_new_partition(tp);
+        }
+        tokio::task::yield_now().await;
+    }
+    let _ = reply.send(());
 }
 
 /// Writes resume by themselves once the disk has room again.
@@ -594,14 +615,6 @@ impl Shard {
                 let result = self.partition(&tp).map(|p| p.log.borrow().end_offset_for_epoch(epoch));
                 let _ = reply.send(result);
             }
-            ShardRequest::OpenPartitions { partitions, reply } => {
-                for tp in partitions {
-                    if let Err(error) = self.partition(&tp) {
-                        tracing::error!(topic = %tp.topic, partition = tp.partition, ?error, "cannot open new partition");
-                    }
-                }
-                let _ = reply.send(());
-            }
             ShardRequest::DeletePartitions { partitions, reply } => {
                 for tp in partitions {
                     self.delete_partition(&tp);
@@ -643,7 +656,10 @@ impl Shard {
                     .collect();
                 let _ = reply.send(sizes);
             }
-            ShardRequest::Transaction { .. } | ShardRequest::Metrics { .. } | ShardRequest::Drain { .. } => {
+            ShardRequest::Transaction { .. }
+            | ShardRequest::Metrics { .. }
+            | ShardRequest::Drain { .. }
+            | ShardRequest::OpenPartitions { .. } => {
                 unreachable!("handled by the core loop")
             }
             ShardRequest::Shutdown { .. } => unreachable!("handled by the core loop"),
@@ -1078,6 +1094,12 @@ impl Shard {
             }
             let _ = reply.send(Ok(()));
         });
+    }
+
+    fn open_new_partition(&mut self, tp: &TopicPartition) {
+        if let Err(error) = self.partition(tp) {
+            tracing::error!(topic = %tp.topic, partition = tp.partition, ?error, "cannot open new partition");
+        }
     }
 
     fn metrics_snapshot(&self, queue_depth: usize) -> crate::metrics::CoreSnapshot {
