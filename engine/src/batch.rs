@@ -8,7 +8,7 @@
 //!   recomputed after stamping `maxTimestamp` and the timestamp-type attribute.
 //! - Batch bytes are otherwise stored and served verbatim, whatever the codec.
 
-use bytes::{Buf, BytesMut};
+use bytes::{Buf, Bytes, BytesMut};
 
 /// All multi-byte fields are big-endian.
 pub const BASE_OFFSET_POS: usize = 0;
@@ -231,6 +231,74 @@ pub fn stamp_batch(
         batch[MAX_TIMESTAMP_POS..MAX_TIMESTAMP_POS + 8].copy_from_slice(&now_ms.to_be_bytes());
         let crc = compute_crc(batch);
         batch[CRC_POS..CRC_POS + 4].copy_from_slice(&crc.to_be_bytes());
+    }
+}
+
+/// Bytes of a batch's start that the broker stamps: base offset, batch length
+/// and partition leader epoch, all before the CRC-covered part.
+pub const STAMPED_PREFIX_BYTES: usize = MAGIC_POS;
+const _: () = assert!(PARTITION_LEADER_EPOCH_POS + 4 == STAMPED_PREFIX_BYTES && STAMPED_PREFIX_BYTES < CRC_POS);
+
+/// A batch as the log stores it: `head` holds what the broker stamped, `rest`
+/// the producer's bytes as they arrived (a slice of the request frame), so
+/// appending never copies a batch to change 16 of its bytes. When stamping
+/// changes CRC-covered bytes (LogAppendTime), `head` is the whole batch and
+/// `rest` is empty.
+#[derive(Debug, Clone)]
+pub struct StoredBatch {
+    pub head: Bytes,
+    pub rest: Bytes,
+}
+
+impl StoredBatch {
+    pub fn len(&self) -> usize {
+        self.head.len() + self.rest.len()
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.len() == 0
+    }
+
+    /// The pieces to write or send, in order (no empty ones).
+    pub fn chunks(&self) -> impl Iterator<Item = &Bytes> {
+        [&self.head, &self.rest].into_iter().filter(|chunk| !chunk.is_empty())
+    }
+
+    /// The batch's header as stored.
+    pub fn header(&self) -> Result<BatchHeader, BatchError> {
+        let mut header = [0u8; BATCH_HEADER_BYTES];
+        let from_head = self.head.len().min(BATCH_HEADER_BYTES);
+        header[..from_head].copy_from_slice(&self.head[..from_head]);
+        let from_rest = (BATCH_HEADER_BYTES - from_head).min(self.rest.len());
+        header[from_head..from_head + from_rest].copy_from_slice(&self.rest[..from_rest]);
+        BatchHeader::parse(&header[..from_head + from_rest])
+    }
+}
+
+/// Stamps a validated batch for the log (see [`stamp_batch`]), copying only
+/// its first [`STAMPED_PREFIX_BYTES`] unless LogAppendTime rewrites more.
+pub fn stamp(
+    batch: Bytes,
+    base_offset: i64,
+    partition_leader_epoch: i32,
+    log_append_time_ms: Option<i64>,
+) -> StoredBatch {
+    debug_assert!(batch.len() >= BATCH_HEADER_BYTES);
+    if log_append_time_ms.is_some() {
+        let mut whole = BytesMut::from(&batch[..]);
+        stamp_batch(&mut whole, base_offset, partition_leader_epoch, log_append_time_ms);
+        return StoredBatch {
+            head: whole.freeze(),
+            rest: Bytes::new(),
+        };
+    }
+    let mut head = BytesMut::from(&batch[..STAMPED_PREFIX_BYTES]);
+    head[BASE_OFFSET_POS..BASE_OFFSET_POS + 8].copy_from_slice(&base_offset.to_be_bytes());
+    head[PARTITION_LEADER_EPOCH_POS..PARTITION_LEADER_EPOCH_POS + 4]
+        .copy_from_slice(&partition_leader_epoch.to_be_bytes());
+    StoredBatch {
+        head: head.freeze(),
+        rest: batch.slice(STAMPED_PREFIX_BYTES..),
     }
 }
 

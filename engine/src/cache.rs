@@ -11,6 +11,8 @@ use std::collections::{HashMap, VecDeque};
 
 use bytes::Bytes;
 
+use crate::batch::StoredBatch;
+
 /// Identifies a partition within a core; assigned by the owner.
 pub type PartitionKey = u64;
 
@@ -18,7 +20,7 @@ pub type PartitionKey = u64;
 pub struct CachedBatch {
     pub base_offset: i64,
     pub next_offset: i64,
-    pub bytes: Bytes,
+    pub bytes: StoredBatch,
 }
 
 #[derive(Debug)]
@@ -125,7 +127,7 @@ impl BatchCache {
                 break;
             }
             total_bytes += batch.bytes.len();
-            chunks.push(batch.bytes.clone());
+            chunks.extend(batch.bytes.chunks().cloned());
         }
         Some(chunks)
     }
@@ -139,7 +141,10 @@ mod tests {
         CachedBatch {
             base_offset,
             next_offset: base_offset + count,
-            bytes: Bytes::from(vec![0u8; len]),
+            bytes: StoredBatch {
+                head: Bytes::new(),
+                rest: Bytes::from(vec![0u8; len]),
+            },
         }
     }
 

@@ -18,10 +18,10 @@ use std::path::{Path, PathBuf};
 use std::rc::Rc;
 use std::sync::Arc;
 
-use bytes::{Bytes, BytesMut};
+use bytes::Bytes;
 use tokio::sync::oneshot;
 
-use crate::batch::{self, BatchHeader};
+use crate::batch::{self, BatchHeader, StoredBatch};
 use crate::cache::{BatchCache, CachedBatch, PartitionKey};
 use crate::error::{LogError, Result};
 use crate::io::{self, IoMode, SegmentWriter};
@@ -134,7 +134,7 @@ pub struct WriteFailed(pub Arc<str>);
 struct PendingWrite {
     segment_base: i64,
     position: u64,
-    bytes: Bytes,
+    bytes: StoredBatch,
     next_offset: i64,
     records: u64,
 }
@@ -307,7 +307,7 @@ impl PartitionLog {
     /// `log_append_time_ms` is `Some` for LogAppendTime topics.
     pub fn append(
         &mut self,
-        batches: Vec<BytesMut>,
+        batches: Vec<impl Into<Bytes>>,
         log_append_time_ms: Option<i64>,
         now_ms: i64,
     ) -> Result<AppendResult> {
@@ -319,6 +319,7 @@ impl PartitionLog {
         if self.closing {
             return Err(LogError::Closed);
         }
+        let batches: Vec<Bytes> = batches.into_iter().map(Into::into).collect();
         let headers: Vec<BatchHeader> = batches
             .iter()
             .map(|bytes| match BatchHeader::parse(bytes) {
@@ -336,10 +337,10 @@ impl PartitionLog {
             });
         }
         let base_offset = self.offsets.log_end_offset;
-        for mut bytes in batches {
+        for bytes in batches {
             let offset = self.offsets.log_end_offset;
-            batch::stamp_batch(&mut bytes, offset, self.config.leader_epoch, log_append_time_ms);
-            let header = match BatchHeader::parse(&bytes) {
+            let bytes = batch::stamp(bytes, offset, self.config.leader_epoch, log_append_time_ms);
+            let header = match bytes.header() {
                 Ok(header) => header,
                 Err(error) => panic!("append given an unvalidated batch: {error}"),
             };
@@ -349,7 +350,6 @@ impl PartitionLog {
             let active = self.active_segment_mut();
             let position = active.assign(&header);
             let segment_base = active.base_offset;
-            let bytes = bytes.freeze();
             self.cache.borrow_mut().insert(
                 self.key,
                 CachedBatch {
@@ -783,7 +783,7 @@ impl PartitionLog {
             job.end_position += next.bytes.len() as u64;
             job.next_offset = next.next_offset;
             job.records += next.records;
-            job.chunks.push(next.bytes);
+            job.chunks.extend(next.bytes.chunks().cloned());
         }
         job.fsync = self.fsync_requested
             || self.unflushed_records.saturating_add(job.records) >= self.config.flush_interval_messages;

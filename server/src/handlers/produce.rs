@@ -8,7 +8,7 @@
 //! the connection's in-flight bound holds it back); acks=1 and acks=-1 (all, which on one node is the
 //! leader alone) are answered once the append is durable under the flush policy.
 
-use bytes::{Bytes, BytesMut};
+use bytes::Bytes;
 use kafka_protocol::messages::produce_response::{PartitionProduceResponse, TopicProduceResponse};
 use kafka_protocol::messages::{ApiKey, ProduceRequest, ProduceResponse, TopicName};
 use kafka_protocol::protocol::{StrBytes, VersionRange};
@@ -38,9 +38,9 @@ struct BatchesSize {
     records: u64,
 }
 
-/// Splits a record set into checked batches, copied so the broker can stamp
-/// offsets into them.
-fn split_batches(records: &Bytes, max_message_bytes: usize) -> Result<(Vec<BytesMut>, BatchesSize), Refusal> {
+/// Splits a record set into checked batches: slices of the request frame, not
+/// copies (the log stamps a separate 16-byte prefix).
+fn split_batches(records: &Bytes, max_message_bytes: usize) -> Result<(Vec<Bytes>, BatchesSize), Refusal> {
     let mut batches = Vec::new();
     let mut size = BatchesSize::default();
     let mut rest = &records[..];
@@ -67,7 +67,8 @@ fn split_batches(records: &Bytes, max_message_bytes: usize) -> Result<(Vec<Bytes
         }
         size.bytes += total_bytes as u64;
         size.records += u64::try_from(header.records_count).unwrap_or(0);
-        batches.push(BytesMut::from(&rest[..total_bytes]));
+        let start = records.len() - rest.len();
+        batches.push(records.slice(start..start + total_bytes));
         rest = &rest[total_bytes..];
     }
     if batches.is_empty() {
@@ -209,6 +210,7 @@ fn partition_response(version: i16, index: i32, outcome: Result<ProduceOutcome, 
 #[cfg(test)]
 mod tests {
     use super::*;
+    use bytes::BytesMut;
 
     #[test]
     fn splits_concatenated_batches_and_refuses_bad_ones() {

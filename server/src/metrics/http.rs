@@ -212,12 +212,22 @@ async fn first_timestamp_at(broker: &Broker, tp: TopicPartition, offset: i64) ->
         })
         .await?
         .ok()?;
-    let mut header = [0u8; BATCH_HEADER_BYTES];
-    match read.chunks.first()? {
-        ReadChunk::Memory(bytes) => header.copy_from_slice(bytes.get(..BATCH_HEADER_BYTES)?),
-        ReadChunk::File(region) => {
-            use std::os::unix::fs::FileExt;
-            region.file.read_exact_at(&mut header, region.position).ok()?;
+    // A cached batch comes as its stamped prefix and the rest: gather the
+    // header across chunks.
+    let mut header = Vec::with_capacity(BATCH_HEADER_BYTES);
+    for chunk in &read.chunks {
+        let wanted = BATCH_HEADER_BYTES - header.len();
+        match chunk {
+            ReadChunk::Memory(bytes) => header.extend_from_slice(&bytes[..wanted.min(bytes.len())]),
+            ReadChunk::File(region) => {
+                use std::os::unix::fs::FileExt;
+                let mut from_file = vec![0u8; wanted.min(region.len as usize)];
+                region.file.read_exact_at(&mut from_file, region.position).ok()?;
+                header.extend_from_slice(&from_file);
+            }
+        }
+        if header.len() == BATCH_HEADER_BYTES {
+            break;
         }
     }
     BatchHeader::parse(&header).ok().map(|h| h.base_timestamp)

@@ -5,7 +5,7 @@
 use std::collections::BTreeMap;
 use std::sync::Arc;
 
-use bytes::BytesMut;
+use bytes::Bytes;
 use kafka_protocol::ResponseError;
 use ringlog_engine::{AppendResult, Isolation, LogOffsets, ReadChunk};
 use tokio::sync::oneshot;
@@ -44,7 +44,8 @@ pub enum ShardRequest {
     /// for acks=0, so a connection's in-flight bound is its backpressure.
     Produce {
         tp: TopicPartition,
-        batches: Vec<BytesMut>,
+        /// Slices of the request frame, never copied before the log stamps them.
+        batches: Vec<Bytes>,
         reply: oneshot::Sender<PartitionResult<ProduceOutcome>>,
     },
     Read {

@@ -448,10 +448,10 @@ fn all_records_keyed(batch: &[u8], limit_bytes: usize) -> bool {
 /// Storage-side compression: batches whose codec differs from the topic's
 /// `compression.type` are recompressed here, on the owning core.
 fn recompress(
-    batches: Vec<bytes::BytesMut>,
+    batches: Vec<bytes::Bytes>,
     compression: Compression,
     limit_bytes: usize,
-) -> Result<Vec<bytes::BytesMut>, ringlog_engine::compression::CompressionError> {
+) -> Result<Vec<bytes::Bytes>, ringlog_engine::compression::CompressionError> {
     use ringlog_engine::batch::Codec;
     let target = match compression {
         Compression::Producer => return Ok(batches),
@@ -463,7 +463,10 @@ fn recompress(
     };
     batches
         .into_iter()
-        .map(|batch| Ok(ringlog_engine::compression::recompress_batch(&batch, target, limit_bytes)?.unwrap_or(batch)))
+        .map(|batch| {
+            let recompressed = ringlog_engine::compression::recompress_batch(&batch, target, limit_bytes)?;
+            Ok(recompressed.map_or(batch, bytes::BytesMut::freeze))
+        })
         .collect()
 }
 
@@ -669,7 +672,7 @@ impl Shard {
     fn produce(
         &mut self,
         tp: TopicPartition,
-        batches: Vec<bytes::BytesMut>,
+        batches: Vec<bytes::Bytes>,
         reply: tokio::sync::oneshot::Sender<PartitionResult<ProduceOutcome>>,
     ) {
         let limit_bytes = self.broker.config.socket_request_max_bytes;
