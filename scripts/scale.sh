@@ -28,6 +28,12 @@ start_broker() { # sets PID, ADDR, METRICS and STARTUP_S (seconds until it serve
   ADDR=$(awk '/listening on/ {print $4}' "$DATA/broker.out")
   METRICS=$(awk '/metrics on/ {print $4}' "$DATA/broker.out")
 }
+stop_broker() { # SIGTERM; sets STOP_S (seconds until the process is gone)
+  local started; started=$(date +%s.%N)
+  kill -TERM "$PID"; wait "$PID" || true
+  STOP_S=$(awk -v s="$started" -v e="$(date +%s.%N)" 'BEGIN {printf "%.2f", e - s}')
+  PID=
+}
 report() { # label
   echo "$1 rss_mib $(awk '/VmRSS/ {printf "%.1f", $2 / 1024}' "/proc/$PID/status") open_fds $(ls "/proc/$PID/fd" | wc -l)"
 }
@@ -40,8 +46,10 @@ report loaded
 curl -s "$METRICS/metrics" | grep -E "^ringlog_core_(partitions|segments)" || true
 echo "broker_warnings $(grep -cE " (WARN|ERROR) " "$DATA/broker.log" || true)"
 grep -E " (WARN|ERROR) " "$DATA/broker.log" | sed -E 's/^[^ ]+ +//; s/(path|dir|segment|failure|error)=[^ ]+/\1=…/g' | sort | uniq -c | sort -rn | head -5 || true
-kill -TERM "$PID"; wait "$PID" || true
+stop_broker
+echo "clean_shutdown_s $STOP_S"
 start_broker
 echo "restart_s $STARTUP_S"
 report restarted
-kill -TERM "$PID"; wait "$PID" || true
+stop_broker
+echo "second_clean_shutdown_s $STOP_S"

@@ -270,6 +270,29 @@ pub fn truncate_file(path: &Path, length_bytes: u64) -> io::Result<()> {
     file.sync_all()
 }
 
+/// As [`truncate_file`] without the fsync, for dropping O_DIRECT padding when
+/// a segment is sealed: if a machine crash undoes it, recovery finds the
+/// padding after the last batch and cuts it again.
+pub fn truncate_file_lazily(path: &Path, length_bytes: u64) -> io::Result<()> {
+    std::fs::OpenOptions::new()
+        .write(true)
+        .open(path)?
+        .set_len(length_bytes)
+}
+
+/// Flushes every file of the filesystem holding `path` (one call instead of
+/// an fsync per file), as a clean shutdown does before its marker.
+pub fn sync_filesystem(path: &Path) -> io::Result<()> {
+    use std::os::fd::AsRawFd;
+    let directory = std::fs::File::open(path)?;
+    // SAFETY: syncfs on a descriptor we own for the duration of the call.
+    if unsafe { libc::syncfs(directory.as_raw_fd()) } == 0 {
+        Ok(())
+    } else {
+        Err(io::Error::last_os_error())
+    }
+}
+
 /// Writes `contents` to a new file at `path` and fsyncs it.
 pub fn write_file_durably(path: &Path, contents: &[u8]) -> io::Result<()> {
     use std::io::Write;
@@ -289,15 +312,28 @@ pub fn rename_durably(from: &Path, to: &Path) -> io::Result<()> {
 
 /// Writes `contents` to `path` atomically: temp file, fsync, rename, fsync dir.
 pub fn write_file_atomically(path: &Path, contents: &[u8]) -> io::Result<()> {
+    replace_file(path, contents, true)
+}
+
+/// As [`write_file_atomically`] without the fsyncs: readers see the old or
+/// the new contents, but a machine crash may leave neither. Only for files
+/// that are derived again when missing.
+pub fn write_file_lazily(path: &Path, contents: &[u8]) -> io::Result<()> {
+    replace_file(path, contents, false)
+}
+
+fn replace_file(path: &Path, contents: &[u8], durable: bool) -> io::Result<()> {
     use std::io::Write;
     let temp_path = path.with_extension("tmp");
     {
         let mut file = std::fs::File::create(&temp_path)?;
         file.write_all(contents)?;
-        file.sync_all()?;
+        if durable {
+            file.sync_all()?;
+        }
     }
     std::fs::rename(&temp_path, path)?;
-    if let Some(parent) = path.parent() {
+    if let (true, Some(parent)) = (durable, path.parent()) {
         std::fs::File::open(parent)?.sync_all()?;
     }
     Ok(())

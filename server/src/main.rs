@@ -266,7 +266,12 @@ fn serve(args: ServeArgs) -> anyhow::Result<()> {
         let _ = thread.join();
     }
     if all_closed {
-        std::fs::write(&clean_marker, b"").with_context(|| format!("writing {}", clean_marker.display()))?;
+        // Indexes and snapshots were written without fsyncs: one syncfs makes
+        // them durable before the marker says they can be trusted.
+        ringlog_engine::io::sync_filesystem(&args.data_dir)
+            .with_context(|| format!("syncing {}", args.data_dir.display()))?;
+        ringlog_engine::io::write_file_durably(&clean_marker, b"")
+            .with_context(|| format!("writing {}", clean_marker.display()))?;
     }
     tracing::info!(clean = all_closed, "stopped");
     Ok(())

@@ -20,17 +20,18 @@ pub struct LeaderEpochCache {
 }
 
 impl LeaderEpochCache {
-    /// Loads the checkpoint, adding `current_epoch` when it is new. An empty
-    /// log without a checkpoint gets none written: its only entry is derived
-    /// the same way at every start, and new partitions (thousands at once for
-    /// a large topic) then cost no fsyncs.
-    pub fn load_or_create(dir: &Path, current_epoch: i32, log_start_offset: i64, log_is_empty: bool) -> Result<Self> {
+    /// Loads the checkpoint, adding `current_epoch` when it is new. A first
+    /// checkpoint (a single epoch, derived the same way at every start) is
+    /// written without fsyncs, so new partitions (thousands at once for a
+    /// large topic) cost none; once there is history to keep (a second
+    /// epoch) it is written durably.
+    pub fn load_or_create(dir: &Path, current_epoch: i32, log_start_offset: i64) -> Result<Self> {
         let path = dir.join(CHECKPOINT_FILE_NAME);
         let entries = std::fs::read_to_string(&path)
             .ok()
             .and_then(|text| parse_checkpoint(&text))
             .unwrap_or_default();
-        let derivable = entries.is_empty() && log_is_empty;
+        let derivable = entries.is_empty();
         let mut cache = Self { path, entries };
         if cache.entries.last().is_none_or(|&(epoch, _)| epoch < current_epoch) {
             let start = cache
@@ -38,20 +39,22 @@ impl LeaderEpochCache {
                 .last()
                 .map_or(log_start_offset, |&(_, s)| s.max(log_start_offset));
             cache.entries.push((current_epoch, start));
-            if !derivable {
-                cache.persist()?;
-            }
+            cache.persist(!derivable)?;
         }
         Ok(cache)
     }
 
-    fn persist(&self) -> Result<()> {
+    fn persist(&self, durable: bool) -> Result<()> {
         let mut text = format!("0\n{}\n", self.entries.len());
         for (epoch, start) in &self.entries {
             text.push_str(&format!("{epoch} {start}\n"));
         }
-        io::write_file_atomically(&self.path, text.as_bytes())
-            .map_err(|e| LogError::io("writing leader epoch checkpoint", &self.path, e))
+        let written = if durable {
+            io::write_file_atomically(&self.path, text.as_bytes())
+        } else {
+            io::write_file_lazily(&self.path, text.as_bytes())
+        };
+        written.map_err(|e| LogError::io("writing leader epoch checkpoint", &self.path, e))
     }
 
     /// Kafka's OffsetForLeaderEpoch answer: the largest epoch `<= requested` and
@@ -86,28 +89,16 @@ fn parse_checkpoint(text: &str) -> Option<Vec<(i32, i64)>> {
 mod tests {
     use super::*;
 
+    /// The first epoch's checkpoint is written lazily, the second durably;
+    /// both are read back.
     #[test]
     fn creates_and_reloads_checkpoint() {
         let dir = tempfile::tempdir().expect("tempdir");
-        let cache = LeaderEpochCache::load_or_create(dir.path(), 0, 0, false).expect("create");
+        let cache = LeaderEpochCache::load_or_create(dir.path(), 0, 0).expect("create");
         assert_eq!(cache.end_offset_for(0, 50), (0, 50));
         assert_eq!(cache.end_offset_for(3, 50), (0, 50));
-        let reloaded = LeaderEpochCache::load_or_create(dir.path(), 2, 0, false).expect("reload");
+        let reloaded = LeaderEpochCache::load_or_create(dir.path(), 2, 0).expect("reload");
         assert_eq!(reloaded.entries, vec![(0, 0), (2, 0)]);
         assert_eq!(reloaded.end_offset_for(-1, 50), (-1, -1));
-    }
-
-    #[test]
-    fn an_empty_log_needs_no_checkpoint_file() {
-        let dir = tempfile::tempdir().expect("tempdir");
-        let fresh = LeaderEpochCache::load_or_create(dir.path(), 0, 0, true).expect("create");
-        assert_eq!(fresh.entries, vec![(0, 0)]);
-        assert!(!dir.path().join(CHECKPOINT_FILE_NAME).exists());
-        let with_data = LeaderEpochCache::load_or_create(dir.path(), 0, 0, false).expect("reopen");
-        assert_eq!(with_data.entries, vec![(0, 0)]);
-        assert!(
-            dir.path().join(CHECKPOINT_FILE_NAME).exists(),
-            "written once the log has data"
-        );
     }
 }

@@ -170,6 +170,10 @@ pub struct PartitionLog {
     fsync_requested: bool,
     failure: Option<WriteFailed>,
     closing: bool,
+    /// Opened from a clean shutdown's files and not appended to since: a
+    /// clean close has nothing to write (thousands of idle partitions then
+    /// close without an fsync each).
+    unchanged_since_clean_open: bool,
     /// A write job is running (its writer must not be reopened meanwhile).
     write_in_flight: bool,
     /// Last append or read, for closing the files of idle partitions.
@@ -211,12 +215,7 @@ impl PartitionLog {
             .unwrap_or(0)
             .max(segments.first().map_or(0, |s| s.base_offset))
             .min(log_end_offset);
-        let epochs = LeaderEpochCache::load_or_create(
-            dir,
-            config.leader_epoch,
-            log_start_offset,
-            log_end_offset == log_start_offset,
-        )?;
+        let epochs = LeaderEpochCache::load_or_create(dir, config.leader_epoch, log_start_offset)?;
         let producers = rebuild_producer_state(dir, &segments, log_start_offset, log_end_offset)?;
         let wake_writer = Rc::new(LocalNotify::default());
         let log = Self {
@@ -237,6 +236,7 @@ impl PartitionLog {
             fsync_requested: false,
             failure: None,
             closing: false,
+            unchanged_since_clean_open: clean_shutdown,
             write_in_flight: false,
             last_used_ms: std::cell::Cell::new(now_ms),
             durable_waiters: VecDeque::new(),
@@ -312,6 +312,7 @@ impl PartitionLog {
         now_ms: i64,
     ) -> Result<AppendResult> {
         self.last_used_ms.set(now_ms);
+        self.unchanged_since_clean_open = false;
         if let Some(failure) = &self.failure {
             tracing::debug!(%failure, "append refused");
             return Err(LogError::Failed { path: self.dir.clone() });
@@ -516,6 +517,7 @@ impl PartitionLog {
     /// Moves the log start forward, persists it, drops the sealed segments
     /// wholly below it and the aborted transactions that ended below it.
     fn move_log_start(&mut self, new_start: i64) -> Result<()> {
+        self.unchanged_since_clean_open = false;
         assert!(
             new_start >= self.offsets.log_start_offset,
             "log start only moves forward"
@@ -632,6 +634,7 @@ impl PartitionLog {
 
     /// Records that the plan's range is clean.
     pub fn finish_compaction(&mut self, plan: &CompactionPlan) -> Result<()> {
+        self.unchanged_since_clean_open = false;
         let path = self.dir.join(CLEANER_CHECKPOINT_FILE_NAME);
         io::write_file_atomically(&path, plan.clean_upto.to_string().as_bytes())
             .map_err(|e| LogError::io("writing cleaner checkpoint", &path, e))
@@ -649,7 +652,9 @@ impl PartitionLog {
     fn write_producer_snapshot(&self, offset: i64) {
         debug_assert_eq!(offset, self.offsets.log_end_offset, "snapshot at the log end");
         let path = segment::segment_path(&self.dir, offset, SNAPSHOT_SUFFIX);
-        if let Err(error) = io::write_file_atomically(&path, &self.producers.encode_snapshot(offset)) {
+        // Lazily: a snapshot is a shortcut, rebuilt from batch headers when it
+        // is missing or damaged; a clean shutdown syncs it with the rest.
+        if let Err(error) = io::write_file_lazily(&path, &self.producers.encode_snapshot(offset)) {
             tracing::warn!(path = %path.display(), %error, "writing producer snapshot failed");
             return;
         }
@@ -1024,7 +1029,7 @@ impl PartitionLog {
         log.wake_writer.notify();
         let key = log.key;
         log.cache.borrow_mut().remove_partition(key);
-        if log.failure.is_some() {
+        if log.failure.is_some() || log.unchanged_since_clean_open {
             return Ok(());
         }
         let log_end_offset = log.offsets.log_end_offset;

@@ -308,18 +308,21 @@ impl Segment {
         assert_eq!(self.durable_bytes, self.assigned_bytes, "sealing with writes pending");
         self.writer = None;
         self.unsealed = false;
-        io::truncate_file(&self.log_path, self.durable_bytes)
+        io::truncate_file_lazily(&self.log_path, self.durable_bytes)
             .map_err(|e| LogError::io("sealing segment", &self.log_path, e))?;
         self.write_indexes()
     }
 
+    /// Writes the indexes without fsyncs: they are derived data that
+    /// recovery checks against the segment (and rebuilds) before trusting;
+    /// a clean shutdown makes them durable with one `syncfs`.
     pub fn write_indexes(&self) -> Result<()> {
         let dir = self.log_path.parent().unwrap_or(Path::new("."));
         let offset_path = segment_path(dir, self.base_offset, OFFSET_INDEX_SUFFIX);
-        io::write_file_atomically(&offset_path, &self.offset_index.encode())
+        io::write_file_lazily(&offset_path, &self.offset_index.encode())
             .map_err(|e| LogError::io("writing offset index", &offset_path, e))?;
         let time_path = segment_path(dir, self.base_offset, TIME_INDEX_SUFFIX);
-        io::write_file_atomically(&time_path, &self.time_index.encode())
+        io::write_file_lazily(&time_path, &self.time_index.encode())
             .map_err(|e| LogError::io("writing time index", &time_path, e))
     }
 
@@ -423,6 +426,9 @@ impl Segment {
 }
 
 fn load_indexes(dir: &Path, base_offset: i64, file_bytes: u64) -> Option<(OffsetIndex, TimeIndex)> {
+    if file_bytes == 0 {
+        return Some((OffsetIndex::default(), TimeIndex::default())); // nothing to index
+    }
     let read = |suffix: &str| {
         let path = segment_path(dir, base_offset, suffix);
         std::fs::read(&path)
