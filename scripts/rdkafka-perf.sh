@@ -1,0 +1,39 @@
+#!/usr/bin/env bash
+# librdkafka's own load generator (rdkafka_performance, from the librdkafka
+# tree the rdkafka-sys crate builds) against a fresh release broker, so the
+# figures do not rest on ringlog-bench alone. Same workload as scripts/bench.sh:
+# 1 KiB records, 8 partitions, acks=1.
+# Usage: scripts/rdkafka-perf.sh [RECORDS]   (default 15,000,000 produced)
+set -euo pipefail
+cd "$(dirname "$0")/.."
+RECORDS=${1:-15000000}
+cargo build --release --locked -p ringlog-server --bin ringlog
+# rdkafka-sys's configured librdkafka tree and static libraries come with the tests' build.
+cargo build --release --locked -p ringlog-tests --test crash_durability >/dev/null 2>&1
+OUT=$(dirname "$(find target/release/build -path '*rdkafka-sys-*/out/config.h' | head -1)")
+ZSTD=$(find target/release/build -name libzstd.a | head -1)
+PERF=target/release/rdkafka_performance
+(cd "$OUT/examples" && gcc -O2 -o "$OLDPWD/$PERF" rdkafka_performance.c -I../src ../src/librdkafka.a \
+  "$OLDPWD/$ZSTD" -lz -lpthread -lm -ldl -lrt)
+DATA=$(mktemp -d /work/rdkafka-perf-XXXX 2>/dev/null || mktemp -d)
+PID=
+trap 'if [[ -n "$PID" ]]; then kill "$PID" 2>/dev/null || true; wait "$PID" 2>/dev/null || true; fi; rm -rf "$DATA"' EXIT
+target/release/ringlog serve --listen 127.0.0.1:0 --metrics-listen 127.0.0.1:0 --data-dir "$DATA/data" \
+  --log-level warn --set log.segment.bytes=268435456 --set log.retention.bytes=1073741824 \
+  --set log.retention.check.interval.ms=1000 >"$DATA/out" 2>"$DATA/log" &
+PID=$!
+until grep -q "listening on" "$DATA/out" 2>/dev/null; do sleep 0.05; done
+ADDR=$(awk '/listening on/ {print $4}' "$DATA/out")
+target/release/ringlog topic create perf --partitions 8 --bootstrap "$ADDR" >/dev/null
+cpu_s() { awk '{print ($14 + $15) / 100}' "/proc/$PID/stat"; }
+echo "== produce: $RECORDS x 1 KiB"
+before=$(cpu_s)
+"$PERF" -P -t perf -b "$ADDR" -s 1024 -c "$RECORDS" -a 1 -X linger.ms=5 -X batch.size=1000000 \
+  -X queue.buffering.max.kbytes=1048576 -u 2>&1 | tail -1
+echo "broker_cpu_s $(awk -v a="$(cpu_s)" -v b="$before" 'BEGIN {print a - b}')"
+echo "== consume, group consumer, 8 partitions from the beginning"
+"$PERF" -C -t perf -G perf-readers -b "$ADDR" -c $((RECORDS / 2)) -o beginning -u \
+  -X fetch.message.max.bytes=4194304 -X fetch.max.bytes=52428800 2>&1 | grep -v "^%" | tail -1
+echo "== consume, one partition (simple consumer)"
+"$PERF" -C -t perf -p 0 -b "$ADDR" -c 1000000 -o beginning -u -X fetch.message.max.bytes=4194304 2>&1 \
+  | grep -v "^%" | tail -1
