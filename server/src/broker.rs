@@ -31,8 +31,6 @@ pub struct Broker {
     pub transaction_partitions: i32,
     /// Open client connections, all cores together (for `max.connections`).
     pub connections: std::sync::atomic::AtomicUsize,
-    /// Turns true once at shutdown: connections stop reading requests.
-    shutting_down: tokio::sync::watch::Sender<bool>,
     metadata: ArcSwap<ClusterMetadata>,
     cores: Vec<mpsc::UnboundedSender<ShardRequest>>,
     controller: mpsc::UnboundedSender<ControlRequest>,
@@ -67,20 +65,10 @@ impl Broker {
             advertised_host,
             advertised_port,
             connections: std::sync::atomic::AtomicUsize::new(0),
-            shutting_down: tokio::sync::watch::Sender::new(false),
             metadata: ArcSwap::from_pointee(metadata),
             cores,
             controller,
         }
-    }
-
-    /// Resolves once the broker starts shutting down.
-    pub fn shutdown_signal(&self) -> tokio::sync::watch::Receiver<bool> {
-        self.shutting_down.subscribe()
-    }
-
-    pub fn begin_shutdown(&self) {
-        self.shutting_down.send_replace(true);
     }
 
     pub fn metadata(&self) -> MetadataSnapshot {

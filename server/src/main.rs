@@ -258,7 +258,6 @@ fn serve(args: ServeArgs) -> anyhow::Result<()> {
 
     wait_for_shutdown_signal()?;
     tracing::info!("shutting down: finishing in-flight requests");
-    broker.begin_shutdown();
     drain_cores(&broker);
     tracing::info!("shutting down: flushing and sealing partitions");
     let all_closed = shut_down_cores(&broker, core_count);

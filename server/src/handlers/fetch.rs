@@ -27,6 +27,7 @@ use super::{check_leader_epoch, HandlerOutcome, RequestContext};
 use crate::broker::Broker;
 use crate::metrics;
 use crate::protocol::fetch_response::{self, FetchedPartition, FetchedTopic, FIRST_TOPIC_ID_VERSION};
+use crate::runtime::drain;
 use crate::runtime::messages::{PartitionRead, PartitionResult, ShardRequest, TopicPartition};
 
 pub const VERSIONS: VersionRange = VersionRange { min: 4, max: 13 };
@@ -197,13 +198,12 @@ pub async fn handle(body: FetchRequest, request: RequestContext) -> HandlerOutco
     } else {
         usize::MAX
     };
-    let mut shutdown = broker.shutdown_signal();
     loop {
         let reads = read_all(broker, &topics, isolation).await;
         let available_bytes: usize = reads.iter().flatten().flatten().map(|r| r.total_bytes).sum();
         let any_error = reads.iter().flatten().any(Result::is_err);
-        let shutting_down = *shutdown.borrow();
-        if available_bytes >= min_bytes || any_error || shutting_down || Instant::now() >= deadline {
+        let draining = drain::is_draining();
+        if available_bytes >= min_bytes || any_error || draining || Instant::now() >= deadline {
             let fetched = assemble(topics, reads, response_max_bytes);
             return Ok(Some(fetch_response::encode(
                 version,
@@ -218,7 +218,7 @@ pub async fn handle(body: FetchRequest, request: RequestContext) -> HandlerOutco
             continue; // data arrived between the read and the watch: read again now
         }
         // A shutdown answers long polls at once, with what they have.
-        let stopping = shutdown.wait_for(|stopping| *stopping);
+        let stopping = drain::drained();
         if watchers.is_empty() {
             // Nothing to watch: wait out max_wait_ms.
             tokio::select! {

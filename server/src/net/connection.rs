@@ -39,6 +39,7 @@ use crate::handlers::{self, HandlerError, HandlerOutcome};
 use crate::metrics;
 use crate::net::sendfile;
 use crate::protocol::{Response, ResponseChunk};
+use crate::runtime::drain;
 
 /// Requests of one connection dispatched but not yet answered.
 pub const INFLIGHT_REQUESTS_MAX: usize = 128;
@@ -78,11 +79,13 @@ pub async fn serve(stream: TcpStream, peer: SocketAddr, broker: Arc<Broker>, cor
     let (mut reader, writer) = stream.into_split();
     let (pending_sender, pending_receiver) = mpsc::channel(INFLIGHT_REQUESTS_MAX);
     let writer_task = tokio::task::spawn_local(write_responses(writer, pending_receiver, peer));
-    let mut shutdown = context.broker.shutdown_signal();
+    // One waiter for the connection's life, polled with every read.
+    let draining = drain::drained();
+    tokio::pin!(draining);
     loop {
         let next = tokio::select! {
             biased;
-            _ = shutdown.wait_for(|stopping| *stopping) => {
+            _ = &mut draining => {
                 tracing::debug!(%peer, "broker shutting down: answering what was read, then closing");
                 break;
             }

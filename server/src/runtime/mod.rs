@@ -2,6 +2,7 @@
 //! io_uring event loop; cores exchange only the messages in [`messages`].
 
 pub mod controller;
+pub mod drain;
 pub mod messages;
 pub mod router;
 pub mod shard;

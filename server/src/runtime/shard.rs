@@ -160,6 +160,7 @@ async fn run_core_loop(startup: CoreStartup) {
         match request {
             ShardRequest::Drain { reply } => {
                 accept_task.abort();
+                crate::runtime::drain::begin();
                 spawn_local(async move {
                     wait_for_connections_to_close().await;
                     let _ = reply.send(());
@@ -274,8 +275,8 @@ async fn run_retention_timer(shard: Rc<RefCell<Shard>>, interval_ms: u64) {
     }
 }
 
-/// Connections close once they have answered what they read (the broker's
-/// shutdown signal stops their reading); gives up after [`DRAIN_TIMEOUT_MS`].
+/// Connections close once they have answered what they read (the core's
+/// drain signal stops their reading); gives up after [`DRAIN_TIMEOUT_MS`].
 async fn wait_for_connections_to_close() {
     let deadline = tokio::time::Instant::now() + Duration::from_millis(DRAIN_TIMEOUT_MS);
     while crate::metrics::core_connections_open() > 0 {
