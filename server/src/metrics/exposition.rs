@@ -145,10 +145,7 @@ fn render_topics(out: &mut String, scrape: &Scrape) {
     let mut topics: BTreeMap<&str, TopicTraffic> = BTreeMap::new();
     for core in &scrape.cores {
         for (topic, traffic) in &core.counters.topics {
-            let total = topics.entry(topic).or_default();
-            total.bytes_in += traffic.bytes_in;
-            total.records_in += traffic.records_in;
-            total.bytes_out += traffic.bytes_out;
+            *topics.entry(topic).or_default() += *traffic;
         }
     }
     let families: [Described<TopicTraffic, u64>; 3] = [

@@ -126,13 +126,7 @@ fn status(cores: &[CoreSnapshot], uptime_s: f64) -> Status {
     let now_s = std::time::SystemTime::now()
         .duration_since(std::time::UNIX_EPOCH)
         .map_or(0, |d| d.as_secs());
-    let mut minute = TopicTraffic::default();
-    for core in cores {
-        let window = core.counters.window.last_window(now_s);
-        minute.bytes_in += window.bytes_in;
-        minute.records_in += window.records_in;
-        minute.bytes_out += window.bytes_out;
-    }
+    let minute: TopicTraffic = cores.iter().map(|core| core.counters.window.last_window(now_s)).sum();
     // A broker younger than a minute averages over its age.
     let seconds = uptime_s.clamp(1.0, TRAFFIC_WINDOW_S as f64);
     Status {

@@ -57,6 +57,23 @@ pub struct TopicTraffic {
     pub bytes_out: u64,
 }
 
+impl std::ops::AddAssign for TopicTraffic {
+    fn add_assign(&mut self, other: Self) {
+        self.bytes_in += other.bytes_in;
+        self.records_in += other.records_in;
+        self.bytes_out += other.bytes_out;
+    }
+}
+
+impl std::iter::Sum for TopicTraffic {
+    fn sum<I: Iterator<Item = Self>>(traffic: I) -> Self {
+        traffic.fold(Self::default(), |mut total, one| {
+            total += one;
+            total
+        })
+    }
+}
+
 /// Traffic per second over the last [`TRAFFIC_WINDOW_S`] seconds: a ring of
 /// one-second slots, each stamped with the second it counts.
 #[derive(Debug, Clone)]
@@ -86,15 +103,12 @@ impl TrafficWindow {
 
     /// Totals of the `TRAFFIC_WINDOW_S` whole seconds before `now_s`.
     pub fn last_window(&self, now_s: u64) -> TopicTraffic {
-        let mut total = TopicTraffic::default();
-        for (stamp_s, slot) in self.stamps_s.iter().zip(&self.slots) {
-            if *stamp_s < now_s && now_s - stamp_s <= TRAFFIC_WINDOW_S as u64 {
-                total.bytes_in += slot.bytes_in;
-                total.records_in += slot.records_in;
-                total.bytes_out += slot.bytes_out;
-            }
-        }
-        total
+        self.stamps_s
+            .iter()
+            .zip(&self.slots)
+            .filter(|(stamp_s, _)| **stamp_s < now_s && now_s - **stamp_s <= TRAFFIC_WINDOW_S as u64)
+            .map(|(_, slot)| *slot)
+            .sum()
     }
 }
 
