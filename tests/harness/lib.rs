@@ -238,6 +238,19 @@ pub fn run_ok(command: &mut Command) -> String {
     stdout
 }
 
+/// A Produce request (acks=all) of one record set to one partition.
+pub fn produce_request(topic: &str, partition: i32, records: Bytes) -> kafka_protocol::messages::ProduceRequest {
+    use kafka_protocol::messages::produce_request::{PartitionProduceData, TopicProduceData};
+    kafka_protocol::messages::ProduceRequest::default()
+        .with_acks(-1)
+        .with_timeout_ms(10_000)
+        .with_topic_data(vec![TopicProduceData::default()
+            .with_name(topic_name(topic))
+            .with_partition_data(vec![PartitionProduceData::default()
+                .with_index(partition)
+                .with_records(Some(records))])])
+}
+
 /// An idempotent batch of `values` from `producer_id` at `epoch`, its first
 /// record at `sequence`.
 pub fn idempotent_batch(producer_id: i64, epoch: i16, sequence: i32, values: &[String]) -> Bytes {
@@ -350,16 +363,7 @@ impl RawConnection {
     /// Produce v9 with acks=all of one record set to one partition; returns
     /// the partition's `(error code, base offset)`.
     pub fn produce(&mut self, topic: &str, partition: i32, records: Bytes) -> (i16, i64) {
-        use kafka_protocol::messages::produce_request::{PartitionProduceData, TopicProduceData};
-        let request = kafka_protocol::messages::ProduceRequest::default()
-            .with_acks(-1)
-            .with_timeout_ms(5000)
-            .with_topic_data(vec![TopicProduceData::default()
-                .with_name(topic_name(topic))
-                .with_partition_data(vec![PartitionProduceData::default()
-                    .with_index(partition)
-                    .with_records(Some(records))])]);
-        let response = self.request(9, &request);
+        let response = self.request(9, &produce_request(topic, partition, records));
         let partition = &response.responses[0].partition_responses[0];
         (partition.error_code, partition.base_offset)
     }

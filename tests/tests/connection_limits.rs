@@ -42,24 +42,19 @@ fn idle_connections_are_closed() {
 
 #[test]
 fn a_connection_over_its_inflight_budget_is_paused_not_dropped() {
-    use kafka_protocol::messages::produce_request::{PartitionProduceData, TopicProduceData};
     use kafka_protocol::messages::ProduceRequest;
-    use ringlog_tests::{create_topic_raw, idempotent_batch, topic_name};
+    use ringlog_tests::{create_topic_raw, idempotent_batch, produce_request};
     // Room for one 40 KiB request at a time: the rest wait in the socket.
     let broker = RunningBroker::start(&[("connection.max.inflight.bytes", "65536")]);
     assert_eq!(create_topic_raw(broker.bootstrap(), "budget", 1, &[]), 0);
     let mut connection = RawConnection::connect(broker.bootstrap());
     let producer_id = connection.init_producer_id();
     let request = |sequence: i32, value_bytes: usize| {
-        let batch = idempotent_batch(producer_id, 0, sequence, &["b".repeat(value_bytes)]);
-        ProduceRequest::default()
-            .with_acks(-1)
-            .with_timeout_ms(10_000)
-            .with_topic_data(vec![TopicProduceData::default()
-                .with_name(topic_name("budget"))
-                .with_partition_data(vec![PartitionProduceData::default()
-                    .with_index(0)
-                    .with_records(Some(batch))])])
+        produce_request(
+            "budget",
+            0,
+            idempotent_batch(producer_id, 0, sequence, &["b".repeat(value_bytes)]),
+        )
     };
     // 20 pipelined requests of 40 KiB, then one of 200 KiB (over the budget).
     let mut ids: Vec<i32> = (0..20)

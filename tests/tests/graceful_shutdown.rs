@@ -5,23 +5,15 @@
 use std::time::{Duration, Instant};
 
 use kafka_protocol::messages::fetch_request::{FetchPartition, FetchTopic};
-use kafka_protocol::messages::produce_request::{PartitionProduceData, TopicProduceData};
 use kafka_protocol::messages::{FetchRequest, ProduceRequest};
-use ringlog_tests::{create_topic_raw, idempotent_batch, topic_name, RawConnection, RunningBroker};
+use ringlog_tests::{create_topic_raw, idempotent_batch, produce_request, topic_name, RawConnection, RunningBroker};
 
 const TOPIC: &str = "graceful";
 const PIPELINED_REQUESTS: i32 = 40;
 
-fn produce_request(producer_id: i64, number: i32) -> ProduceRequest {
+fn numbered_record(producer_id: i64, number: i32) -> ProduceRequest {
     let batch = idempotent_batch(producer_id, 0, number, &[format!("record-{number}")]);
-    ProduceRequest::default()
-        .with_acks(-1)
-        .with_timeout_ms(10_000)
-        .with_topic_data(vec![TopicProduceData::default()
-            .with_name(topic_name(TOPIC))
-            .with_partition_data(vec![PartitionProduceData::default()
-                .with_index(0)
-                .with_records(Some(batch))])])
+    produce_request(TOPIC, 0, batch)
 }
 
 #[test]
@@ -45,7 +37,7 @@ fn sigterm_answers_in_flight_requests_and_shuts_down_clean() {
     let mut producer = RawConnection::connect(broker.bootstrap());
     let producer_id = producer.init_producer_id();
     let produce_ids: Vec<i32> = (0..PIPELINED_REQUESTS)
-        .map(|number| producer.send(9, &produce_request(producer_id, number)))
+        .map(|number| producer.send(9, &numbered_record(producer_id, number)))
         .collect();
     std::thread::sleep(Duration::from_millis(200));
 
