@@ -57,18 +57,26 @@ async fn produce(broker: &RunningBroker, topic: &str, count: usize, timestamp_ms
     }
 }
 
-fn wait_for_start_to_move(broker: &RunningBroker, topic: &str) -> (i64, i64) {
+/// Waits until retention has moved the log start and then left it alone for a
+/// while: a check that ran mid-produce may move it once more after the last
+/// segment rolls, so the first moved value is not yet the final one.
+fn wait_for_start_to_settle(broker: &RunningBroker, topic: &str) -> (i64, i64) {
+    const UNCHANGED_POLLS: usize = 5; // 5 x 100 ms, each spanning a retention check
     let started = Instant::now();
+    let mut last = offsets(broker, topic);
+    let mut unchanged = 0;
     loop {
-        let (start, end) = offsets(broker, topic);
-        if start > 0 {
-            return (start, end);
+        std::thread::sleep(Duration::from_millis(100));
+        let current = offsets(broker, topic);
+        unchanged = if current == last { unchanged + 1 } else { 0 };
+        last = current;
+        if last.0 > 0 && unchanged >= UNCHANGED_POLLS {
+            return last;
         }
         assert!(
             started.elapsed() < Duration::from_secs(30),
-            "retention never ran on {topic}"
+            "retention never settled on {topic}: {last:?}"
         );
-        std::thread::sleep(Duration::from_millis(100));
     }
 }
 
@@ -104,7 +112,7 @@ async fn retention_by_bytes_moves_the_log_start_and_consumers_reset() {
         &[("segment.bytes", "4096"), ("retention.bytes", "8192")],
     );
     produce(&broker, "by-bytes", 400, None).await;
-    let (start, end) = wait_for_start_to_move(&broker, "by-bytes");
+    let (start, end) = wait_for_start_to_settle(&broker, "by-bytes");
     assert_eq!(end, 400);
     librdkafka_reads_from_reset(&broker, "by-bytes", start, end);
     let output = run_ok(
@@ -129,12 +137,11 @@ async fn retention_by_time_deletes_old_segments_but_never_the_active_one() {
         .as_millis() as i64
         - 3_600_000;
     produce(&broker, "by-time", 200, Some(an_hour_ago)).await;
-    let (start, end) = wait_for_start_to_move(&broker, "by-time");
+    let (start, end) = wait_for_start_to_settle(&broker, "by-time");
     assert!(start < end, "the active segment stays: {start} < {end}");
     // Recent records are kept.
     produce(&broker, "by-time", 50, None).await;
-    std::thread::sleep(Duration::from_millis(500));
-    let (_, end_after) = offsets(&broker, "by-time");
+    let (start_after, end_after) = wait_for_start_to_settle(&broker, "by-time");
     assert_eq!(end_after, 250);
-    librdkafka_reads_from_reset(&broker, "by-time", offsets(&broker, "by-time").0, 250);
+    librdkafka_reads_from_reset(&broker, "by-time", start_after, end_after);
 }
