@@ -57,20 +57,7 @@ impl Connection {
     fn frame<R: Request>(&mut self, version: i16, body: &R) -> anyhow::Result<(Bytes, i32)> {
         let correlation_id = self.next_correlation_id;
         self.next_correlation_id = self.next_correlation_id.wrapping_add(1);
-        let header = RequestHeader::default()
-            .with_request_api_key(R::KEY)
-            .with_request_api_version(version)
-            .with_correlation_id(correlation_id)
-            .with_client_id(Some(StrBytes::from_static_str("ringlog-bench")));
-        let mut frame = BytesMut::new();
-        frame.put_i32(0);
-        header
-            .encode(&mut frame, R::header_version(version))
-            .map_err(anyhow::Error::msg)?;
-        body.encode(&mut frame, version).map_err(anyhow::Error::msg)?;
-        let size = (frame.len() - 4) as i32;
-        frame[..4].copy_from_slice(&size.to_be_bytes());
-        Ok((frame.freeze(), correlation_id))
+        Ok((encode_request(version, correlation_id, body)?, correlation_id))
     }
 
     /// Sends a request that gets no response (acks=0 produce).
@@ -95,11 +82,8 @@ impl Connection {
             .await
             .map_err(|_| anyhow::anyhow!("connection closed"))?;
         Ok(async move {
-            let mut frame = receiver.await.map_err(|_| anyhow::anyhow!("connection closed"))??;
-            let header = ResponseHeader::decode(&mut frame, <R::Response as HeaderVersion>::header_version(version))
-                .map_err(anyhow::Error::msg)?;
-            anyhow::ensure!(header.correlation_id == correlation_id, "response out of order");
-            R::Response::decode(&mut frame, version).map_err(anyhow::Error::msg)
+            let frame = receiver.await.map_err(|_| anyhow::anyhow!("connection closed"))??;
+            decode_response::<R>(frame, version, correlation_id)
         })
     }
 
@@ -109,15 +93,97 @@ impl Connection {
     }
 }
 
-async fn read_frame(reader: &mut tokio::net::tcp::OwnedReadHalf) -> anyhow::Result<Bytes> {
-    let size = reader.read_i32().await?;
+/// A size-prefixed request frame with its header.
+fn encode_request<R: Request>(version: i16, correlation_id: i32, body: &R) -> anyhow::Result<Bytes> {
+    let header = RequestHeader::default()
+        .with_request_api_key(R::KEY)
+        .with_request_api_version(version)
+        .with_correlation_id(correlation_id)
+        .with_client_id(Some(StrBytes::from_static_str("ringlog-bench")));
+    let mut frame = BytesMut::new();
+    frame.put_i32(0);
+    header
+        .encode(&mut frame, R::header_version(version))
+        .map_err(anyhow::Error::msg)?;
+    body.encode(&mut frame, version).map_err(anyhow::Error::msg)?;
+    let size = (frame.len() - 4) as i32;
+    frame[..4].copy_from_slice(&size.to_be_bytes());
+    Ok(frame.freeze())
+}
+
+/// Decodes a response frame (size prefix already stripped) to request `R`.
+fn decode_response<R: Request>(mut frame: Bytes, version: i16, correlation_id: i32) -> anyhow::Result<R::Response> {
+    let header = ResponseHeader::decode(&mut frame, <R::Response as HeaderVersion>::header_version(version))
+        .map_err(anyhow::Error::msg)?;
+    anyhow::ensure!(header.correlation_id == correlation_id, "response out of order");
+    R::Response::decode(&mut frame, version).map_err(anyhow::Error::msg)
+}
+
+fn check_response_size(size: i32) -> anyhow::Result<usize> {
     anyhow::ensure!(
         size >= 0 && (size as usize) <= RESPONSE_BYTES_MAX,
         "response size {size}"
     );
-    let mut frame = BytesMut::zeroed(size as usize);
+    Ok(size as usize)
+}
+
+async fn read_frame(reader: &mut tokio::net::tcp::OwnedReadHalf) -> anyhow::Result<Bytes> {
+    let size = check_response_size(reader.read_i32().await?)?;
+    let mut frame = BytesMut::zeroed(size);
     reader.read_exact(&mut frame).await?;
     Ok(frame.freeze())
+}
+
+/// A connection on blocking sockets, for latency measurements: the calling
+/// thread wakes the moment a response arrives, with no runtime hand-off.
+/// `try_clone` gives a second handle, so one thread may send while another
+/// reads the responses (which come back in request order).
+pub struct BlockingConnection {
+    stream: std::net::TcpStream,
+    next_correlation_id: i32,
+}
+
+impl BlockingConnection {
+    pub fn connect(address: &str) -> anyhow::Result<Self> {
+        let stream = std::net::TcpStream::connect(address)?;
+        stream.set_nodelay(true)?;
+        Ok(Self {
+            stream,
+            next_correlation_id: 1,
+        })
+    }
+
+    /// A handle on the same socket, for reading responses on another thread.
+    pub fn try_clone(&self) -> anyhow::Result<Self> {
+        Ok(Self {
+            stream: self.stream.try_clone()?,
+            next_correlation_id: 1,
+        })
+    }
+
+    /// Writes a request; returns its correlation id.
+    pub fn send<R: Request>(&mut self, version: i16, body: &R) -> anyhow::Result<i32> {
+        use std::io::Write;
+        let correlation_id = self.next_correlation_id;
+        self.next_correlation_id = self.next_correlation_id.wrapping_add(1);
+        self.stream.write_all(&encode_request(version, correlation_id, body)?)?;
+        Ok(correlation_id)
+    }
+
+    /// Reads the next response, which must answer `correlation_id`.
+    pub fn receive<R: Request>(&mut self, version: i16, correlation_id: i32) -> anyhow::Result<R::Response> {
+        use std::io::Read;
+        let mut size = [0u8; 4];
+        self.stream.read_exact(&mut size)?;
+        let mut frame = BytesMut::zeroed(check_response_size(i32::from_be_bytes(size))?);
+        self.stream.read_exact(&mut frame)?;
+        decode_response::<R>(frame.freeze(), version, correlation_id)
+    }
+
+    pub fn call<R: Request>(&mut self, version: i16, body: &R) -> anyhow::Result<R::Response> {
+        let correlation_id = self.send(version, body)?;
+        self.receive::<R>(version, correlation_id)
+    }
 }
 
 /// Counts records and bytes of the whole batches in a fetched record set.

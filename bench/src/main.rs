@@ -5,6 +5,7 @@
 
 mod client;
 mod compare;
+mod e2e;
 mod report;
 mod workload;
 
@@ -69,6 +70,10 @@ pub struct Params {
     /// Kafka's default max.message.bytes, 1048588).
     #[arg(long, default_value_t = 1_000_000)]
     pub batch_bytes: usize,
+    /// e2e: the producer wakes this often and sends every record due in one
+    /// batch (a client's linger).
+    #[arg(long, default_value_t = 100)]
+    pub linger_us: u64,
     /// Requests in flight per connection.
     #[arg(long, default_value_t = 8)]
     pub in_flight: usize,
@@ -142,7 +147,7 @@ fn run(workload: &'static str, params: Params) -> anyhow::Result<i32> {
         match workload {
             "produce" => workload::produce(params.clone()).await,
             "consume" => workload::consume(params.clone()).await,
-            _ => workload::e2e(params.clone()).await,
+            _ => e2e::e2e(params.clone()).await,
         }
     })?;
     let report = report::Report::new(

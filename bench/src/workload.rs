@@ -85,7 +85,7 @@ pub async fn ensure_topic(params: &Params) -> anyhow::Result<()> {
     Ok(())
 }
 
-fn codec(name: &str) -> anyhow::Result<Codec> {
+pub(crate) fn codec(name: &str) -> anyhow::Result<Codec> {
     Ok(match name {
         "none" => Codec::None,
         "gzip" => Codec::Gzip,
@@ -107,7 +107,13 @@ pub fn acks(text: &str) -> anyhow::Result<i16> {
 
 /// One batch of `records` records of `record_bytes` (values; keys per the
 /// distribution), in `codec`. The first 8 value bytes carry `stamp`.
-fn build_batch(records: usize, record_bytes: usize, keys: &str, codec: Codec, stamps: &[u64]) -> anyhow::Result<Bytes> {
+pub(crate) fn build_batch(
+    records: usize,
+    record_bytes: usize,
+    keys: &str,
+    codec: Codec,
+    stamps: &[u64],
+) -> anyhow::Result<Bytes> {
     let mut values: Vec<Vec<u8>> = Vec::with_capacity(records);
     for i in 0..records {
         let mut value = vec![b'x'; record_bytes.max(8)];
@@ -138,7 +144,15 @@ fn now_ms() -> i64 {
         .map_or(0, |d| d.as_millis() as i64)
 }
 
-fn produce_request(params: &Params, partition: i32, batch: Bytes, acks: i16) -> ProduceRequest {
+/// Records per batch so that a batch stays under --batch-bytes: each record
+/// adds a few bytes of framing (length, attributes, deltas, key and header
+/// counts) to its value.
+pub(crate) fn records_per_batch(params: &Params) -> u64 {
+    const RECORD_OVERHEAD_BYTES: usize = 16;
+    (params.batch_bytes / (params.record_bytes.max(1) + RECORD_OVERHEAD_BYTES)).max(1) as u64
+}
+
+pub(crate) fn produce_request(params: &Params, partition: i32, batch: Bytes, acks: i16) -> ProduceRequest {
     ProduceRequest::default()
         .with_acks(acks)
         .with_timeout_ms(30_000)
@@ -159,7 +173,7 @@ pub struct Totals {
 }
 
 impl Totals {
-    fn empty() -> Self {
+    pub(crate) fn empty() -> Self {
         Self::empty_over(0.0)
     }
 
@@ -184,10 +198,7 @@ async fn producer_task(
     progress: Arc<Progress>,
 ) -> anyhow::Result<Totals> {
     let acks = acks(&params.acks)?;
-    // Each record adds a few bytes of framing (length, attributes, deltas, key
-    // and header counts): count them so the batch stays under --batch-bytes.
-    const RECORD_OVERHEAD_BYTES: usize = 16;
-    let records_per_batch = (params.batch_bytes / (params.record_bytes.max(1) + RECORD_OVERHEAD_BYTES)).max(1);
+    let records_per_batch = records_per_batch(&params) as usize;
     let batch = build_batch(
         records_per_batch,
         params.record_bytes,
@@ -426,7 +437,7 @@ async fn report_background(tasks: Vec<tokio::task::JoinHandle<anyhow::Result<u64
 }
 
 /// ListOffsets at `timestamp` (-2 earliest, -1 latest) for every partition.
-async fn offsets(params: &Params, timestamp: i64) -> anyhow::Result<Vec<i64>> {
+pub(crate) async fn offsets(params: &Params, timestamp: i64) -> anyhow::Result<Vec<i64>> {
     let mut connection = Connection::connect(&params.bootstrap, 1).await?;
     let request = ListOffsetsRequest::default()
         .with_replica_id(BrokerId(-1))
@@ -452,7 +463,7 @@ async fn offsets(params: &Params, timestamp: i64) -> anyhow::Result<Vec<i64>> {
     Ok(offsets)
 }
 
-fn fetch_request(params: &Params, positions: &[(i32, i64)], max_wait_ms: i32) -> FetchRequest {
+pub(crate) fn fetch_request(params: &Params, positions: &[(i32, i64)], max_wait_ms: i32) -> FetchRequest {
     FetchRequest::default()
         .with_replica_id(BrokerId(-1))
         .with_max_wait_ms(max_wait_ms)
@@ -476,7 +487,7 @@ fn fetch_request(params: &Params, positions: &[(i32, i64)], max_wait_ms: i32) ->
 }
 
 /// The offset after the last whole batch in `records`.
-fn next_offset(mut records: &[u8], current: i64) -> i64 {
+pub(crate) fn next_offset(mut records: &[u8], current: i64) -> i64 {
     let mut next = current;
     while let Ok(total) = batch::batch_total_bytes(records) {
         let Some(whole) = records.get(..total) else { break };
@@ -487,6 +498,8 @@ fn next_offset(mut records: &[u8], current: i64) -> i64 {
     }
     next
 }
+
+const OFFSET_OUT_OF_RANGE: i16 = 1;
 
 async fn consumer_task(
     params: Arc<Params>,
@@ -502,6 +515,14 @@ async fn consumer_task(
         let response = connection.call(12, &fetch_request(&params, &positions, 500)).await?;
         let _ = totals.latency_us.record(started.elapsed().as_micros().max(1) as u64);
         for partition in response.responses.iter().flat_map(|t| t.partitions.iter()) {
+            if partition.error_code == OFFSET_OUT_OF_RANGE && partition.log_start_offset >= 0 {
+                // Retention moved the log start past us: go on from it, as a
+                // client with auto.offset.reset=earliest does.
+                if let Some(position) = positions.iter_mut().find(|(p, _)| *p == partition.partition_index) {
+                    position.1 = position.1.max(partition.log_start_offset);
+                }
+                continue;
+            }
             if partition.error_code != 0 {
                 totals.errors += 1;
                 continue;
@@ -546,93 +567,4 @@ pub async fn consume(params: Arc<Params>) -> anyhow::Result<Totals> {
     let totals = join(tasks, started).await;
     printer.abort();
     totals
-}
-
-/// End-to-end: records sent at a fixed rate, each carrying its intended send
-/// time; the consumer measures arrival minus intended time.
-pub async fn e2e(params: Arc<Params>) -> anyhow::Result<Totals> {
-    ensure_topic(&params).await?;
-    let rate_mb_s = params.rate_mb_s.unwrap_or(50.0);
-    let records_per_s = rate_mb_s * 1e6 / params.record_bytes.max(8) as f64;
-    let interval = Duration::from_secs_f64(1.0 / records_per_s);
-    let linger = Duration::from_micros(500);
-    let starts = offsets(&params, -1).await?;
-    let origin = Instant::now();
-    let measure_from = origin + Duration::from_secs_f64(params.warmup_s);
-    let until = measure_from + Duration::from_secs_f64(params.duration_s);
-    let producer_params = params.clone();
-    let producer = tokio::spawn(async move {
-        let params = producer_params;
-        let acks = acks(&params.acks)?;
-        let codec = codec(&params.compression)?;
-        let mut connection = Connection::connect(&params.bootstrap, params.in_flight).await?;
-        let mut pending = VecDeque::new();
-        let mut sent = 0u64;
-        let mut partition = 0i32;
-        while Instant::now() < until {
-            tokio::time::sleep(linger).await;
-            let due = (origin.elapsed().as_secs_f64() / interval.as_secs_f64()) as u64;
-            if due <= sent {
-                continue;
-            }
-            let stamps: Vec<u64> = (sent..due)
-                .map(|i| (interval.as_secs_f64() * i as f64 * 1e9) as u64)
-                .collect();
-            sent = due;
-            let batch = build_batch(stamps.len(), params.record_bytes, "none", codec, &stamps)?;
-            let request = produce_request(&params, partition % params.partitions, batch, acks);
-            partition += 1;
-            pending.push_back(connection.send(9, &request).await?);
-            if pending.len() >= params.in_flight {
-                if let Some(response) = pending.pop_front() {
-                    response.await?;
-                }
-            }
-        }
-        for response in pending {
-            response.await?;
-        }
-        anyhow::Ok(())
-    });
-    let mut connection = Connection::connect(&params.bootstrap, 2).await?;
-    let mut positions: Vec<(i32, i64)> = (0..params.partitions).map(|p| (p, starts[p as usize])).collect();
-    let mut totals = Totals::empty();
-    while Instant::now() < until + Duration::from_millis(500) {
-        let response = connection.call(12, &fetch_request(&params, &positions, 100)).await?;
-        let arrived_ns = origin.elapsed().as_nanos() as u64;
-        for partition in response.responses.iter().flat_map(|t| t.partitions.iter()) {
-            let Some(records) = partition.records.as_deref() else {
-                continue;
-            };
-            let mut rest = records;
-            while let Ok(total) = batch::batch_total_bytes(rest) {
-                let Some(whole) = rest.get(..total) else { break };
-                let decoded = ringlog_engine::compression::recompress_batch(whole, Codec::None, 64 << 20)?;
-                let plain = decoded.as_deref().unwrap_or(whole);
-                for record in batch::parse_records(plain).unwrap_or_default() {
-                    let Some(stamp) = record
-                        .value
-                        .and_then(|v| v.get(..8))
-                        .map(|b| u64::from_be_bytes(b.try_into().unwrap_or([0; 8])))
-                    else {
-                        continue;
-                    };
-                    if origin + Duration::from_nanos(stamp) >= measure_from {
-                        totals.records += 1;
-                        totals.bytes += params.record_bytes as u64;
-                        let _ = totals
-                            .latency_us
-                            .record((arrived_ns.saturating_sub(stamp) / 1000).max(1));
-                    }
-                }
-                rest = &rest[total..];
-            }
-            if let Some(position) = positions.iter_mut().find(|(p, _)| *p == partition.partition_index) {
-                position.1 = next_offset(records, position.1);
-            }
-        }
-    }
-    producer.await??;
-    totals.elapsed_s = params.duration_s;
-    Ok(totals)
 }

@@ -575,3 +575,36 @@ fn idle_files_close_and_reopen_direct() {
         exercise_idle_release(IoMode::Direct);
     }
 }
+
+/// O_DIRECT segments are preallocated ahead of the writes; a crash leaves the
+/// zeros after the last batch, which recovery must cut off, not serve.
+#[test]
+fn a_crash_leaves_preallocated_zeros_that_recovery_cuts() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    if probe_direct_io(dir.path()) != IoMode::Direct {
+        return;
+    }
+    let log_file = dir.path().join("00000000000000000000.log");
+    tokio_uring::start(async {
+        let log = open(dir.path(), config(IoMode::Direct, 1 << 20), false, 0);
+        for i in 0..10 {
+            append_durably(&log, value_batch(i, NOW_MS)).await;
+        }
+        // Dropped without close or seal: as after kill -9.
+    });
+    let preallocated_bytes = std::fs::metadata(&log_file).expect("segment").len();
+    assert!(preallocated_bytes >= 64 * 1024, "grown ahead: {preallocated_bytes}");
+    tokio_uring::start(async {
+        let log = open(dir.path(), config(IoMode::Direct, 1 << 20), false, 0);
+        assert_eq!(log.borrow().offsets().log_end_offset, 20);
+        let logical_bytes = std::fs::metadata(&log_file).expect("segment").len();
+        assert!(logical_bytes < 4096, "zeros cut: {logical_bytes} bytes left");
+        assert_eq!(batch_offsets(&read_bytes(&log, 0, 1 << 20)).len(), 10);
+        assert_eq!(append_durably(&log, value_batch(10, NOW_MS)).await, 20);
+        PartitionLog::close(&log).await.expect("close");
+    });
+    tokio_uring::start(async {
+        let log = open(dir.path(), config(IoMode::Direct, 1 << 20), true, 0);
+        assert_eq!(batch_offsets(&read_bytes(&log, 0, 1 << 20)).len(), 11);
+    });
+}

@@ -16,6 +16,12 @@ use ringlog_server::runtime::messages::ShardRequest;
 use ringlog_server::runtime::shard::{run_core, CoreStartup};
 use ringlog_server::{admin, metadata, metrics, net};
 
+/// mimalloc instead of glibc's malloc: with many 4 KiB-aligned O_DIRECT
+/// buffers freed between small allocations, glibc's bins fragmented and
+/// `_int_malloc` took a fifth of the broker's CPU at 50 MB/s (perf).
+#[global_allocator]
+static GLOBAL_ALLOCATOR: mimalloc::MiMalloc = mimalloc::MiMalloc;
+
 /// Written at clean shutdown, removed at start: its presence lets recovery
 /// trust the segment indexes instead of scanning.
 const CLEAN_SHUTDOWN_FILE_NAME: &str = ".clean-shutdown";
