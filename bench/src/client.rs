@@ -2,7 +2,7 @@
 //! back in request order (Kafka's guarantee per connection), so a FIFO of
 //! pending replies is all the bookkeeping needed.
 
-use bytes::{Buf, BufMut, Bytes, BytesMut};
+use bytes::{BufMut, Bytes, BytesMut};
 use kafka_protocol::messages::{RequestHeader, ResponseHeader};
 use kafka_protocol::protocol::{Decodable, Encodable, HeaderVersion, Request, StrBytes};
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
@@ -94,7 +94,7 @@ impl Connection {
 }
 
 /// A size-prefixed request frame with its header.
-fn encode_request<R: Request>(version: i16, correlation_id: i32, body: &R) -> anyhow::Result<Bytes> {
+pub(crate) fn encode_request<R: Request>(version: i16, correlation_id: i32, body: &R) -> anyhow::Result<Bytes> {
     let header = RequestHeader::default()
         .with_request_api_key(R::KEY)
         .with_request_api_version(version)
@@ -184,19 +184,4 @@ impl BlockingConnection {
         let correlation_id = self.send(version, body)?;
         self.receive::<R>(version, correlation_id)
     }
-}
-
-/// Counts records and bytes of the whole batches in a fetched record set.
-pub fn count_records(mut records: &[u8]) -> (u64, u64) {
-    let (mut count, mut bytes) = (0u64, 0u64);
-    while records.len() >= 61 {
-        let total = (&records[8..12]).get_i32() as usize + 12;
-        if total > records.len() || total < 61 {
-            break;
-        }
-        count += u64::from((&records[57..61]).get_i32().max(0) as u32);
-        bytes += total as u64;
-        records = &records[total..];
-    }
-    (count, bytes)
 }

@@ -6,6 +6,7 @@
 mod client;
 mod compare;
 mod e2e;
+mod fetch_stream;
 mod report;
 mod workload;
 

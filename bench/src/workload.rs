@@ -19,7 +19,8 @@ use kafka_protocol::messages::*;
 use kafka_protocol::protocol::StrBytes;
 use ringlog_engine::batch::{self, Codec};
 
-use crate::client::{count_records, Connection};
+use crate::client::Connection;
+use crate::fetch_stream::FetchConnection;
 use crate::Params;
 
 /// Shared progress counters, printed once a second on a terminal.
@@ -501,42 +502,43 @@ pub(crate) fn next_offset(mut records: &[u8], current: i64) -> i64 {
 
 const OFFSET_OUT_OF_RANGE: i16 = 1;
 
-async fn consumer_task(
+/// One consumer connection on a thread of its own, reading its partitions
+/// from `positions` up to `ends` (or until `until`) through the copy-free
+/// [`FetchConnection`].
+fn consumer_thread(
     params: Arc<Params>,
     mut positions: Vec<(i32, i64)>,
     ends: Vec<i64>,
     until: Instant,
     progress: Arc<Progress>,
 ) -> anyhow::Result<Totals> {
-    let mut connection = Connection::connect(&params.bootstrap, 2).await?;
+    let mut connection = FetchConnection::connect(&params.bootstrap)?;
     let mut totals = Totals::empty();
     while Instant::now() < until && positions.iter().any(|(p, offset)| *offset < ends[*p as usize]) {
         let started = Instant::now();
-        let response = connection.call(12, &fetch_request(&params, &positions, 500)).await?;
+        let fetched = connection.fetch(&fetch_request(&params, &positions, 500))?;
         let _ = totals.latency_us.record(started.elapsed().as_micros().max(1) as u64);
-        for partition in response.responses.iter().flat_map(|t| t.partitions.iter()) {
-            if partition.error_code == OFFSET_OUT_OF_RANGE && partition.log_start_offset >= 0 {
-                // Retention moved the log start past us: go on from it, as a
-                // client with auto.offset.reset=earliest does.
-                if let Some(position) = positions.iter_mut().find(|(p, _)| *p == partition.partition_index) {
-                    position.1 = position.1.max(partition.log_start_offset);
-                }
-                continue;
-            }
-            if partition.error_code != 0 {
-                totals.errors += 1;
-                continue;
-            }
-            let Some(records) = partition.records.as_deref() else {
+        for partition in fetched {
+            let Some(position) = positions.iter_mut().find(|(p, _)| *p == partition.partition) else {
                 continue;
             };
-            let (count, bytes) = count_records(records);
-            totals.records += count;
-            totals.bytes += bytes;
-            progress.add(count, bytes);
-            if let Some(position) = positions.iter_mut().find(|(p, _)| *p == partition.partition_index) {
-                position.1 = next_offset(records, position.1);
+            match partition.error_code {
+                0 => {}
+                OFFSET_OUT_OF_RANGE if partition.log_start_offset >= 0 => {
+                    // Retention moved the log start past us: go on from it,
+                    // as a client with auto.offset.reset=earliest does.
+                    position.1 = position.1.max(partition.log_start_offset);
+                    continue;
+                }
+                _ => {
+                    totals.errors += 1;
+                    continue;
+                }
             }
+            totals.records += partition.records;
+            totals.bytes += partition.bytes;
+            progress.add(partition.records, partition.bytes);
+            position.1 = partition.next_offset.unwrap_or(position.1).max(position.1);
         }
     }
     Ok(totals)
@@ -549,22 +551,29 @@ pub async fn consume(params: Arc<Params>) -> anyhow::Result<Totals> {
     let printer = progress.spawn_printer("consume");
     let started = Instant::now();
     let until = started + Duration::from_secs_f64(params.duration_s);
-    let tasks: Vec<_> = (0..params.consumers)
+    let threads = (0..params.consumers)
         .map(|task| {
             let positions = partitions_of(task, params.consumers, params.partitions)
                 .into_iter()
                 .map(|p| (p, starts[p as usize]))
                 .collect();
-            tokio::spawn(consumer_task(
-                params.clone(),
-                positions,
-                ends.clone(),
-                until,
-                progress.clone(),
-            ))
+            let (params, ends, progress) = (params.clone(), ends.clone(), progress.clone());
+            std::thread::Builder::new()
+                .name(format!("consumer-{task}"))
+                .spawn(move || consumer_thread(params, positions, ends, until, progress))
         })
-        .collect();
-    let totals = join(tasks, started).await;
+        .collect::<Result<Vec<_>, _>>()?;
+    let results = tokio::task::spawn_blocking(move || {
+        threads
+            .into_iter()
+            .map(|thread| {
+                thread
+                    .join()
+                    .unwrap_or_else(|_| Err(anyhow::anyhow!("consumer thread panicked")))
+            })
+            .collect::<Vec<_>>()
+    })
+    .await?;
     printer.abort();
-    totals
+    merge(results, started.elapsed().as_secs_f64())
 }
