@@ -16,10 +16,10 @@ use std::time::{Duration, Instant};
 use kafka_protocol::messages::{FetchRequest, ProduceRequest};
 use ringlog_engine::batch::{self, Codec};
 
-use crate::client::BlockingConnection;
+use crate::client::{BlockingConnection, ProduceTarget, PRODUCE_VERSION};
 use crate::workload::Totals;
 use crate::workload::{
-    acks, build_batch, codec, ensure_topic, fetch_request, next_offset, offsets, produce_request, records_per_batch,
+    acks, build_batch, codec, ensure_topic, fetch_request, next_offset, offsets, records_per_batch, PRODUCE_TIMEOUT_MS,
 };
 use crate::Params;
 
@@ -122,9 +122,14 @@ fn produce_on_schedule(params: &Params, schedule: Schedule) -> anyhow::Result<u6
             let stamps: Vec<u64> = (sent..sent + count).map(|i| schedule.stamp_ns(i)).collect();
             sent += count;
             let batch = build_batch(stamps.len(), params.record_bytes, "none", codec, &stamps)?;
-            let request = produce_request(params, partition % params.partitions, batch, acks);
+            let target = ProduceTarget {
+                topic: &params.topic,
+                partition: partition % params.partitions,
+                acks,
+                timeout_ms: PRODUCE_TIMEOUT_MS,
+            };
             partition = partition.wrapping_add(1);
-            let correlation_id = connection.send(PRODUCE_VERSION, &request)?;
+            let correlation_id = connection.send_produce(&target, batch)?;
             if acks != 0 && in_flight.send((correlation_id, Instant::now())).is_err() {
                 break 'schedule; // the reader stopped: its error is reported below
             }
@@ -140,7 +145,6 @@ fn produce_on_schedule(params: &Params, schedule: Schedule) -> anyhow::Result<u6
     }
 }
 
-const PRODUCE_VERSION: i16 = 9;
 const FETCH_VERSION: i16 = 12;
 
 /// Reads the produce responses; returns how many failed. Prints the

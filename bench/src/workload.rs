@@ -14,12 +14,11 @@ use hdrhistogram::Histogram;
 use kafka_protocol::messages::create_topics_request::CreatableTopic;
 use kafka_protocol::messages::fetch_request::{FetchPartition, FetchTopic};
 use kafka_protocol::messages::list_offsets_request::{ListOffsetsPartition, ListOffsetsTopic};
-use kafka_protocol::messages::produce_request::{PartitionProduceData, TopicProduceData};
 use kafka_protocol::messages::*;
 use kafka_protocol::protocol::StrBytes;
 use ringlog_engine::batch::{self, Codec};
 
-use crate::client::Connection;
+use crate::client::{Connection, ProduceTarget};
 use crate::fetch_stream::FetchConnection;
 use crate::Params;
 
@@ -153,16 +152,8 @@ pub(crate) fn records_per_batch(params: &Params) -> u64 {
     (params.batch_bytes / (params.record_bytes.max(1) + RECORD_OVERHEAD_BYTES)).max(1) as u64
 }
 
-pub(crate) fn produce_request(params: &Params, partition: i32, batch: Bytes, acks: i16) -> ProduceRequest {
-    ProduceRequest::default()
-        .with_acks(acks)
-        .with_timeout_ms(30_000)
-        .with_topic_data(vec![TopicProduceData::default()
-            .with_name(topic_name(params))
-            .with_partition_data(vec![PartitionProduceData::default()
-                .with_index(partition)
-                .with_records(Some(batch))])])
-}
+/// How long the broker may take to replicate (it has nothing to replicate).
+pub(crate) const PRODUCE_TIMEOUT_MS: i32 = 30_000;
 
 /// Totals of a run.
 pub struct Totals {
@@ -210,6 +201,12 @@ async fn producer_task(
     let mut connection = Connection::connect(&params.bootstrap, params.in_flight).await?;
     let mut in_flight = VecDeque::new();
     let mut totals = Totals::empty();
+    let mut target = ProduceTarget {
+        topic: &params.topic,
+        partition: 0,
+        acks,
+        timeout_ms: PRODUCE_TIMEOUT_MS,
+    };
     let bytes_per_s = params.rate_mb_s.map(|rate| rate * 1e6 / params.producers as f64);
     let started = Instant::now();
     let mut sent_bytes = 0u64;
@@ -219,21 +216,11 @@ async fn producer_task(
             let due = started + Duration::from_secs_f64(sent_bytes as f64 / rate);
             tokio::time::sleep_until(due.into()).await;
         }
-        let partition = partitions[next_partition % partitions.len()];
+        target.partition = partitions[next_partition % partitions.len()];
         next_partition += 1;
-        let request = produce_request(&params, partition, batch.clone(), acks);
         let sent_at = Instant::now();
         sent_bytes += batch.len() as u64;
-        if acks == 0 {
-            connection.send_oneway(9, &request).await?;
-            if sent_at >= measure_from {
-                totals.records += records_per_batch as u64;
-                totals.bytes += batch.len() as u64;
-            }
-            progress.add(records_per_batch as u64, batch.len() as u64);
-            continue;
-        }
-        in_flight.push_back((sent_at, connection.send(9, &request).await?));
+        in_flight.push_back((sent_at, connection.send_produce(&target, batch.clone()).await?));
         if in_flight.len() >= params.in_flight {
             if let Some((sent_at, response)) = in_flight.pop_front() {
                 settle(
@@ -262,8 +249,9 @@ async fn producer_task(
     Ok(totals)
 }
 
+/// Counts one answered produce request (`None`: acks=0, nothing to wait for).
 fn settle(
-    response: ProduceResponse,
+    response: Option<ProduceResponse>,
     sent_at: Instant,
     measure_from: Instant,
     records: usize,
@@ -271,11 +259,13 @@ fn settle(
     totals: &mut Totals,
     progress: &Progress,
 ) {
-    let failure = response
-        .responses
-        .iter()
-        .flat_map(|t| t.partition_responses.iter())
-        .find(|p| p.error_code != 0);
+    let failure = response.as_ref().and_then(|response| {
+        response
+            .responses
+            .iter()
+            .flat_map(|t| t.partition_responses.iter())
+            .find(|p| p.error_code != 0)
+    });
     if let Some(failure) = failure {
         if totals.errors == 0 {
             eprintln!("ringlog-bench: produce failed with error code {}", failure.error_code);
@@ -287,7 +277,9 @@ fn settle(
     if sent_at >= measure_from {
         totals.records += records as u64;
         totals.bytes += bytes as u64;
-        let _ = totals.latency_us.record(sent_at.elapsed().as_micros().max(1) as u64);
+        if response.is_some() {
+            let _ = totals.latency_us.record(sent_at.elapsed().as_micros().max(1) as u64);
+        }
     }
 }
 
@@ -349,12 +341,16 @@ async fn background_producer(
     let mut acked = 0;
     while next < until {
         tokio::time::sleep_until(next.into()).await;
-        let response = connection
-            .call(9, &produce_request(&params, partition, batch.clone(), 1))
-            .await?;
+        let target = ProduceTarget {
+            topic: &params.topic,
+            partition,
+            acks: 1,
+            timeout_ms: PRODUCE_TIMEOUT_MS,
+        };
+        let response = connection.send_produce(&target, batch.clone()).await?.await?;
         let failed = response
-            .responses
             .iter()
+            .flat_map(|r| r.responses.iter())
             .flat_map(|t| t.partition_responses.iter())
             .any(|p| p.error_code != 0);
         acked += u64::from(!failed);
