@@ -38,6 +38,20 @@ pub struct PartitionRead {
     pub aborted: Vec<(i64, i64)>,
 }
 
+/// One partition of a [`ShardRequest::ReadPartitions`].
+pub struct PartitionToRead {
+    pub tp: TopicPartition,
+    pub offset: i64,
+    pub max_bytes: usize,
+}
+
+/// The answer to a [`ShardRequest::ReadPartitions`]: a result per partition,
+/// in request order, and the watchers that fire when one of them advances.
+pub struct PartitionReads {
+    pub results: Vec<PartitionResult<PartitionRead>>,
+    pub watchers: Vec<oneshot::Receiver<()>>,
+}
+
 /// Work for the core that owns `tp`.
 pub enum ShardRequest {
     /// Append validated batches; the reply comes once they are durable, even
@@ -56,12 +70,15 @@ pub enum ShardRequest {
         isolation: Isolation,
         reply: oneshot::Sender<PartitionResult<PartitionRead>>,
     },
-    /// Replies with a receiver that fires when the high watermark passes
-    /// `offset`, or `None` when it already has.
-    Watch {
-        tp: TopicPartition,
-        offset: i64,
-        reply: oneshot::Sender<Option<oneshot::Receiver<()>>>,
+    /// Reads every listed partition (all owned by this core) in one message:
+    /// a fetch sends one per core, not one per partition. With `watch`, each
+    /// partition also gets a watcher past what this read saw, registered in
+    /// the same turn as the read, so no append can slip between the two.
+    ReadPartitions {
+        reads: Vec<PartitionToRead>,
+        isolation: Isolation,
+        watch: bool,
+        reply: oneshot::Sender<PartitionReads>,
     },
     /// Kafka's ListOffsets: -2 earliest, -1 latest, else the first offset at or
     /// after the timestamp. Replies `(offset, timestamp)`.

@@ -29,7 +29,8 @@ use crate::coordinator::{self, GroupCoordinator};
 use crate::net::listener;
 use crate::runtime::controller;
 use crate::runtime::messages::{
-    ControlRequest, GroupRequest, PartitionRead, PartitionResult, ProduceOutcome, ShardRequest, TopicPartition,
+    ControlRequest, GroupRequest, PartitionRead, PartitionReads, PartitionResult, PartitionToRead, ProduceOutcome,
+    ShardRequest, TopicPartition,
 };
 use crate::runtime::transactions;
 use crate::topic_config::{Compression, TopicSettings};
@@ -603,9 +604,13 @@ impl Shard {
             } => {
                 let _ = reply.send(self.read(&tp, offset, max_bytes, min_one_batch, isolation));
             }
-            ShardRequest::Watch { tp, offset, reply } => {
-                let watcher = self.partition(&tp).ok().and_then(|p| p.log.borrow_mut().watch(offset));
-                let _ = reply.send(watcher);
+            ShardRequest::ReadPartitions {
+                reads,
+                isolation,
+                watch,
+                reply,
+            } => {
+                let _ = reply.send(self.read_partitions(reads, isolation, watch));
             }
             ShardRequest::ListOffset {
                 tp,
@@ -754,6 +759,25 @@ impl Shard {
             Err(LogError::OffsetOutOfRange { .. }) => Err(ResponseError::OffsetOutOfRange),
             Err(error) => Err(storage_error(tp, &error)),
         }
+    }
+
+    fn read_partitions(&mut self, reads: Vec<PartitionToRead>, isolation: Isolation, watch: bool) -> PartitionReads {
+        let mut watchers = Vec::new();
+        let results = reads
+            .into_iter()
+            .map(|wanted| {
+                let result = self.read(&wanted.tp, wanted.offset, wanted.max_bytes, true, isolation);
+                if let (true, Ok(read)) = (watch, &result) {
+                    let seen = read
+                        .offsets
+                        .map_or(wanted.offset, |o| o.high_watermark.max(wanted.offset));
+                    let log = self.partition(&wanted.tp).ok().map(|p| p.log.clone());
+                    watchers.extend(log.and_then(|log| log.borrow_mut().watch(seen)));
+                }
+                result
+            })
+            .collect();
+        PartitionReads { results, watchers }
     }
 
     fn list_offset(
