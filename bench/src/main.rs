@@ -30,6 +30,9 @@ enum Command {
     Consume(Params),
     /// End-to-end latency at a fixed rate (--rate-mb-s, default 50).
     E2e(Params),
+    /// Produce (as `produce`) while --consumers tail the log from its end;
+    /// the JSON's `consumed` holds what they read.
+    Mixed(Params),
     /// Compare two JSON results; exits 1 on a regression.
     Compare {
         baseline: PathBuf,
@@ -125,6 +128,7 @@ fn main() {
         Command::Produce(params) => run("produce", params),
         Command::Consume(params) => run("consume", params),
         Command::E2e(params) => run("e2e", params),
+        Command::Mixed(params) => run("mixed", params),
     };
     match outcome {
         Ok(code) => std::process::exit(code),
@@ -144,29 +148,46 @@ fn run(workload: &'static str, params: Params) -> anyhow::Result<i32> {
     );
     let params = Arc::new(params);
     let runtime = tokio::runtime::Builder::new_multi_thread().enable_all().build()?;
-    let totals = runtime.block_on(async {
-        match workload {
-            "produce" => workload::produce(params.clone()).await,
-            "consume" => workload::consume(params.clone()).await,
-            _ => e2e::e2e(params.clone()).await,
-        }
+    let (totals, consumed) = runtime.block_on(async {
+        anyhow::Ok(match workload {
+            "produce" => (workload::produce(params.clone()).await?, None),
+            "consume" => (workload::consume(params.clone()).await?, None),
+            "mixed" => {
+                let (produced, consumed) = workload::mixed(params.clone()).await?;
+                (produced, Some(consumed))
+            }
+            _ => (e2e::e2e(params.clone()).await?, None),
+        })
     })?;
-    let report = report::Report::new(
+    let parameters = serde_json::to_value(&*params)?;
+    let mut report = report::Report::new(
         workload,
         totals.records,
         totals.bytes,
         totals.elapsed_s,
         &totals.latency_us,
-        serde_json::to_value(&*params)?,
+        parameters.clone(),
     );
+    let mut errors = totals.errors;
+    if let Some(consumed) = consumed {
+        errors += consumed.errors;
+        report.consumed = Some(Box::new(report::Report::new(
+            "mixed-consume",
+            consumed.records,
+            consumed.bytes,
+            consumed.elapsed_s,
+            &consumed.latency_us,
+            parameters,
+        )));
+    }
     println!("{}", report.table());
-    if totals.errors > 0 {
-        eprintln!("ringlog-bench: {} requests failed", totals.errors);
+    if errors > 0 {
+        eprintln!("ringlog-bench: {errors} requests failed");
     }
     if let Some(path) = &params.json {
         std::fs::write(path, serde_json::to_string_pretty(&report)?)?;
     }
-    Ok(if totals.errors > 0 { 1 } else { 0 })
+    Ok(if errors > 0 { 1 } else { 0 })
 }
 
 #[cfg(test)]
@@ -222,6 +243,28 @@ mod tests {
         assert!((report.latency_ms.max - 1.0).abs() < 0.01);
         let table = report.table();
         assert!(table.contains("MB/s") && table.contains("p99.9"));
+    }
+
+    #[test]
+    fn a_mixed_report_carries_the_consumed_side_and_old_json_still_reads() {
+        let histogram = workload::new_histogram();
+        let mut report = report::Report::new("mixed", 10, 10_000_000, 2.0, &histogram, serde_json::json!({}));
+        report.consumed = Some(Box::new(report::Report::new(
+            "mixed-consume",
+            8,
+            8_000_000,
+            2.0,
+            &histogram,
+            serde_json::json!({}),
+        )));
+        let json = serde_json::to_string(&report).expect("json");
+        let back: report::Report = serde_json::from_str(&json).expect("parses");
+        assert_eq!(back, report);
+        assert_eq!(back.consumed.as_ref().map(|c| c.mb_per_s), Some(4.0));
+        assert!(report.table().contains("mixed-consume: 8 records"));
+        let without: report::Report =
+            serde_json::from_str(&serde_json::to_string(&report::Report::default()).expect("json")).expect("parses");
+        assert!(without.consumed.is_none() && !serde_json::to_string(&without).expect("json").contains("consumed"));
     }
 
     #[test]

@@ -61,6 +61,9 @@ pub struct Report {
     pub version: String,
     pub git_commit: String,
     pub machine: Machine,
+    /// mixed: what the tailing consumers read meanwhile.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub consumed: Option<Box<Report>>,
 }
 
 impl Report {
@@ -85,10 +88,18 @@ impl Report {
             version: env!("CARGO_PKG_VERSION").to_string(),
             git_commit: env!("RINGLOG_GIT_COMMIT").to_string(),
             machine: Machine::current(),
+            consumed: None,
         }
     }
 
     pub fn table(&self) -> String {
+        match &self.consumed {
+            Some(consumed) => format!("{}\n{}", self.own_table(), consumed.own_table()),
+            None => self.own_table(),
+        }
+    }
+
+    fn own_table(&self) -> String {
         let l = &self.latency_ms;
         format!(
             "{workload}: {records} records, {bytes} bytes in {elapsed:.2} s\n\

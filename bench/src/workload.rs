@@ -1,7 +1,7 @@
 //! The workloads: produce (throughput), consume (throughput from the start of
 //! the log to the end seen when it began), e2e (latency at a fixed rate,
 //! measured from each record's intended send time, which corrects for
-//! coordinated omission).
+//! coordinated omission), mixed (produce while consumers tail the log).
 
 use std::collections::VecDeque;
 use std::io::IsTerminal;
@@ -547,19 +547,56 @@ pub async fn consume(params: Arc<Params>) -> anyhow::Result<Totals> {
     let printer = progress.spawn_printer("consume");
     let started = Instant::now();
     let until = started + Duration::from_secs_f64(params.duration_s);
+    let consumers = spawn_consumers(&params, &starts, &ends, until, &progress)?;
+    let results = join_consumers(consumers).await?;
+    printer.abort();
+    merge(results, started.elapsed().as_secs_f64())
+}
+
+/// Produce at full speed (or --rate-mb-s) while consumers tail the log from
+/// its end: returns (produced, consumed).
+pub async fn mixed(params: Arc<Params>) -> anyhow::Result<(Totals, Totals)> {
+    ensure_topic(&params).await?;
+    let starts = offsets(&params, -1).await?;
+    let tailing = vec![i64::MAX; starts.len()];
+    let consumed_progress = Arc::new(Progress::default());
+    let started = Instant::now();
+    let until = started + Duration::from_secs_f64(params.warmup_s + params.duration_s);
+    let consumers = spawn_consumers(&params, &starts, &tailing, until, &consumed_progress)?;
+    let produced = produce(params.clone()).await;
+    let consumed = join_consumers(consumers).await?;
+    let consumed = merge(consumed, started.elapsed().as_secs_f64());
+    Ok((produced?, consumed?))
+}
+
+type ConsumerThread = std::thread::JoinHandle<anyhow::Result<Totals>>;
+
+/// One thread per consumer, each reading its share of the partitions from
+/// `starts` until `ends` or `until`.
+fn spawn_consumers(
+    params: &Arc<Params>,
+    starts: &[i64],
+    ends: &[i64],
+    until: Instant,
+    progress: &Arc<Progress>,
+) -> anyhow::Result<Vec<ConsumerThread>> {
     let threads = (0..params.consumers)
         .map(|task| {
             let positions = partitions_of(task, params.consumers, params.partitions)
                 .into_iter()
                 .map(|p| (p, starts[p as usize]))
                 .collect();
-            let (params, ends, progress) = (params.clone(), ends.clone(), progress.clone());
+            let (params, ends, progress) = (params.clone(), ends.to_vec(), progress.clone());
             std::thread::Builder::new()
                 .name(format!("consumer-{task}"))
                 .spawn(move || consumer_thread(params, positions, ends, until, progress))
         })
         .collect::<Result<Vec<_>, _>>()?;
-    let results = tokio::task::spawn_blocking(move || {
+    Ok(threads)
+}
+
+async fn join_consumers(threads: Vec<ConsumerThread>) -> anyhow::Result<Vec<anyhow::Result<Totals>>> {
+    Ok(tokio::task::spawn_blocking(move || {
         threads
             .into_iter()
             .map(|thread| {
@@ -569,7 +606,5 @@ pub async fn consume(params: Arc<Params>) -> anyhow::Result<Totals> {
             })
             .collect::<Vec<_>>()
     })
-    .await?;
-    printer.abort();
-    merge(results, started.elapsed().as_secs_f64())
+    .await?)
 }
