@@ -60,8 +60,22 @@ pub fn compare(baseline: &Report, current: &Report, max_regression: f64) -> Vec<
             current.latency_ms.p999,
         ),
     ];
+    // mixed: the tailing consumers' throughput too.
+    let consumed = baseline.consumed.as_deref().zip(current.consumed.as_deref());
+    let consumed_metrics = consumed.into_iter().flat_map(|(base, now)| {
+        [
+            ("consumed.mb_per_s", HIGHER_IS_BETTER, base.mb_per_s, now.mb_per_s),
+            (
+                "consumed.records_per_s",
+                HIGHER_IS_BETTER,
+                base.records_per_s,
+                now.records_per_s,
+            ),
+        ]
+    });
     metrics
         .into_iter()
+        .chain(consumed_metrics)
         .filter(|(_, _, base, _)| *base > 0.0)
         .map(|(metric, direction, base, now)| {
             let improvement = direction * (now - base) / base;
@@ -120,6 +134,24 @@ mod tests {
         assert!(differences.iter().any(|d| d.metric == "latency_ms.p99" && d.regression));
         let faster = compare(&report(1000.0, 2.0), &report(1200.0, 1.0), 0.10);
         assert!(faster.iter().all(|d| !d.regression && d.improvement > 0.0));
+    }
+
+    #[test]
+    fn a_mixed_run_compares_its_consumers_too() {
+        let mixed = |consumed_mb_per_s: f64| Report {
+            consumed: Some(Box::new(report(consumed_mb_per_s, 2.0))),
+            ..report(1000.0, 2.0)
+        };
+        let differences = compare(&mixed(800.0), &mixed(600.0), 0.10);
+        assert!(differences
+            .iter()
+            .any(|d| d.metric == "consumed.mb_per_s" && d.regression));
+        assert!(differences
+            .iter()
+            .all(|d| d.metric.starts_with("consumed.") || !d.regression));
+        // Only one side has consumers: nothing to compare there.
+        let one_sided = compare(&report(1000.0, 2.0), &mixed(600.0), 0.10);
+        assert!(one_sided.iter().all(|d| !d.metric.starts_with("consumed.")));
     }
 
     #[test]
