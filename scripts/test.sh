@@ -4,5 +4,5 @@
 set -euo pipefail
 cd "$(dirname "$0")/.."
 scripts/install-test-deps.sh
-cargo build --locked -p ringlog-server --bin ringlog
-RINGLOG_BIN="$PWD/target/debug/ringlog" cargo test --locked --workspace "$@"
+cargo build --locked -p ringlog-server --bin ringlog -p ringlog-bench --bin ringlog-bench
+RINGLOG_BIN="$PWD/target/debug/ringlog" RINGLOG_BENCH_BIN="$PWD/target/debug/ringlog-bench" cargo test --locked --workspace "$@"

@@ -38,6 +38,24 @@ pub fn ringlog_binary() -> &'static Path {
     })
 }
 
+/// The load generator: `$RINGLOG_BENCH_BIN`, or the workspace's debug build,
+/// built once per test process if missing.
+pub fn bench_binary() -> &'static Path {
+    static BINARY: OnceLock<PathBuf> = OnceLock::new();
+    BINARY.get_or_init(|| {
+        if let Ok(path) = std::env::var("RINGLOG_BENCH_BIN") {
+            return PathBuf::from(path);
+        }
+        let status = Command::new(env!("CARGO"))
+            .args(["build", "--quiet", "-p", "ringlog-bench", "--bin", "ringlog-bench"])
+            .current_dir(workspace_root())
+            .status()
+            .expect("running cargo build");
+        assert!(status.success(), "building ringlog-bench failed");
+        workspace_root().join("target/debug/ringlog-bench")
+    })
+}
+
 /// A running `ringlog serve`. Killed (SIGKILL) when dropped.
 pub struct RunningBroker {
     child: Option<Child>,
