@@ -254,36 +254,7 @@ impl SegmentWriter {
         let (first_parts, rest_parts) = split_parts(&parts, first_block_bytes);
         let first = AlignedBuf::concat(&first_parts);
         let rest = (!rest_parts.is_empty()).then(|| AlignedBuf::concat(&rest_parts));
-        let two_writes = rest.is_some();
-        let rest_start = aligned_start + first.as_slice().len() as u64;
-        let end = rest_start + rest.as_ref().map_or(0, |r| r.as_slice().len() as u64);
-        debug_assert_eq!(end, aligned_start + align_up(logical_bytes as u64));
-        let result = match self.preallocate(end).await {
-            Ok(()) => {
-                let write_rest = async {
-                    match rest {
-                        Some(rest) => self.file.write_all_at(rest, rest_start).await.0,
-                        None => Ok(()),
-                    }
-                };
-                // io_uring plugs the block queue only for submissions of more
-                // than two entries; a no-op as the third lets the two adjacent
-                // writes reach the device together (one doorbell, a VM exit
-                // on a virtual disk, instead of two).
-                let plug_companion = async {
-                    if two_writes {
-                        let _ = tokio_uring::no_op().await;
-                    }
-                };
-                let (first_written, rest_written, ()) = tokio::join!(
-                    async { self.file.write_all_at(first, aligned_start).await.0 },
-                    write_rest,
-                    plug_companion
-                );
-                first_written.and(rest_written)
-            }
-            Err(error) => Err(error),
-        };
+        let result = self.write_blocks(aligned_start, first, rest).await;
         match result {
             Ok(()) => {
                 *self.tail.borrow_mut() = new_tail;
@@ -295,6 +266,27 @@ impl SegmentWriter {
                 Err(error)
             }
         }
+    }
+
+    /// Writes `first` at `start` and `rest` right after it, growing the file
+    /// first so that neither write extends it.
+    async fn write_blocks(&self, start: u64, first: AlignedBuf, rest: Option<AlignedBuf>) -> io::Result<()> {
+        let rest_start = start + first.as_slice().len() as u64;
+        let end = rest_start + rest.as_ref().map_or(0, |r| r.as_slice().len() as u64);
+        self.preallocate(end).await?;
+        let Some(rest) = rest else {
+            return self.file.write_all_at(first, start).await.0;
+        };
+        // io_uring plugs the block queue only for submissions of more than
+        // two entries; a no-op as the third lets the two adjacent writes
+        // reach the device as one request (one doorbell, a VM exit on a
+        // virtual disk, instead of two).
+        let (first_written, rest_written, _) = tokio::join!(
+            async { self.file.write_all_at(first, start).await.0 },
+            async { self.file.write_all_at(rest, rest_start).await.0 },
+            tokio_uring::no_op()
+        );
+        first_written.and(rest_written)
     }
 
     /// Grows the file so that `end` lies within it (see the module invariants).
