@@ -18,14 +18,13 @@ use std::net::TcpStream;
 use std::os::fd::{AsRawFd, FromRawFd, OwnedFd};
 
 use kafka_protocol::messages::FetchRequest;
+use ringlog_engine::batch::{self, BatchHeader, BATCH_HEADER_BYTES};
 
 use crate::client::encode_request;
 
 pub const FETCH_VERSION: i16 = 12;
 /// Pipe size asked for (the default is 64 KiB): fewer splice calls.
 const PIPE_BYTES: usize = 1 << 20;
-/// Record batch v2 header: base offset (8), length (4) ... record count at 57.
-const BATCH_HEADER_BYTES: usize = 61;
 
 /// What one partition of a response held.
 #[derive(Debug, Default, Clone, PartialEq, Eq)]
@@ -138,16 +137,17 @@ impl FetchConnection {
         let mut header = [0u8; BATCH_HEADER_BYTES];
         while left >= BATCH_HEADER_BYTES {
             self.read(&mut header)?;
-            let total = (i32::from_be_bytes(field(&header, 8)) as i64 + 12).max(0) as usize;
-            if total < BATCH_HEADER_BYTES || total > left {
+            let whole = batch::batch_total_bytes(&header)
+                .ok()
+                .filter(|total| *total <= left)
+                .and_then(|total| Some((total, BatchHeader::parse(&header).ok()?)));
+            let Some((total, parsed)) = whole else {
                 left -= BATCH_HEADER_BYTES;
                 break;
-            }
-            let base_offset = i64::from_be_bytes(field(&header, 0));
-            let last_offset_delta = i32::from_be_bytes(field(&header, 23));
-            fetched.records += u64::from(i32::from_be_bytes(field(&header, 57)).max(0) as u32);
+            };
+            fetched.records += u64::from(parsed.records_count.max(0) as u32);
             fetched.bytes += total as u64;
-            fetched.next_offset = Some(base_offset + i64::from(last_offset_delta) + 1);
+            fetched.next_offset = Some(parsed.next_offset());
             self.discard(total - BATCH_HEADER_BYTES)?;
             left -= total;
         }
@@ -226,12 +226,6 @@ impl FetchConnection {
         self.frame_left -= bytes;
         Ok(())
     }
-}
-
-fn field<const N: usize>(header: &[u8; BATCH_HEADER_BYTES], at: usize) -> [u8; N] {
-    let mut bytes = [0u8; N];
-    bytes.copy_from_slice(&header[at..at + N]);
-    bytes
 }
 
 /// One `splice(2)` of up to `bytes` from `from` to `to`, retried on EINTR.

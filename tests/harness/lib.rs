@@ -20,40 +20,31 @@ pub fn workspace_root() -> PathBuf {
         .unwrap_or_default()
 }
 
-/// The broker binary: `$RINGLOG_BIN`, or the workspace's debug build, built
-/// once per test process if missing.
+/// The broker binary: `$RINGLOG_BIN`, or the workspace's debug build.
 pub fn ringlog_binary() -> &'static Path {
     static BINARY: OnceLock<PathBuf> = OnceLock::new();
-    BINARY.get_or_init(|| {
-        if let Ok(path) = std::env::var("RINGLOG_BIN") {
-            return PathBuf::from(path);
-        }
-        let status = Command::new(env!("CARGO"))
-            .args(["build", "--quiet", "-p", "ringlog-server", "--bin", "ringlog"])
-            .current_dir(workspace_root())
-            .status()
-            .expect("running cargo build");
-        assert!(status.success(), "building ringlog failed");
-        workspace_root().join("target/debug/ringlog")
-    })
+    BINARY.get_or_init(|| workspace_binary("RINGLOG_BIN", "ringlog-server", "ringlog"))
 }
 
-/// The load generator: `$RINGLOG_BENCH_BIN`, or the workspace's debug build,
-/// built once per test process if missing.
+/// The load generator: `$RINGLOG_BENCH_BIN`, or the workspace's debug build.
 pub fn bench_binary() -> &'static Path {
     static BINARY: OnceLock<PathBuf> = OnceLock::new();
-    BINARY.get_or_init(|| {
-        if let Ok(path) = std::env::var("RINGLOG_BENCH_BIN") {
-            return PathBuf::from(path);
-        }
-        let status = Command::new(env!("CARGO"))
-            .args(["build", "--quiet", "-p", "ringlog-bench", "--bin", "ringlog-bench"])
-            .current_dir(workspace_root())
-            .status()
-            .expect("running cargo build");
-        assert!(status.success(), "building ringlog-bench failed");
-        workspace_root().join("target/debug/ringlog-bench")
-    })
+    BINARY.get_or_init(|| workspace_binary("RINGLOG_BENCH_BIN", "ringlog-bench", "ringlog-bench"))
+}
+
+/// `$env_var` if set, else binary `bin` of `package` in the workspace's debug
+/// build, built first (callers cache the answer: once per test process).
+fn workspace_binary(env_var: &str, package: &str, bin: &str) -> PathBuf {
+    if let Ok(path) = std::env::var(env_var) {
+        return PathBuf::from(path);
+    }
+    let status = Command::new(env!("CARGO"))
+        .args(["build", "--quiet", "-p", package, "--bin", bin])
+        .current_dir(workspace_root())
+        .status()
+        .expect("running cargo build");
+    assert!(status.success(), "building {bin} failed");
+    workspace_root().join("target/debug").join(bin)
 }
 
 /// A running `ringlog serve`. Killed (SIGKILL) when dropped.

@@ -112,7 +112,7 @@ struct FetchPass {
 /// One core's share of a pass.
 #[derive(Default)]
 struct CoreReads {
-    reads: Vec<PartitionToRead>,
+    partitions: Vec<PartitionToRead>,
     /// (topic, partition) index in the request of each read, in order.
     positions: Vec<(usize, usize)>,
 }
@@ -137,7 +137,7 @@ async fn read_all(broker: &Broker, topics: &[WantedTopic], isolation: Isolation,
                 continue;
             }
             let core = &mut per_core[broker.owner_core(&wanted.tp)];
-            core.reads.push(PartitionToRead {
+            core.partitions.push(PartitionToRead {
                 tp: wanted.tp.clone(),
                 offset: wanted.fetch_offset,
                 max_bytes: wanted.partition_max_bytes,
@@ -146,22 +146,15 @@ async fn read_all(broker: &Broker, topics: &[WantedTopic], isolation: Isolation,
         }
     }
     let mut pending = Vec::new();
-    for (
-        core,
-        CoreReads {
-            reads: core_reads,
-            positions,
-        },
-    ) in per_core.into_iter().enumerate()
-    {
-        if core_reads.is_empty() {
+    for (core, CoreReads { partitions, positions }) in per_core.into_iter().enumerate() {
+        if partitions.is_empty() {
             continue;
         }
         let (reply, receiver) = oneshot::channel();
         broker.send_to_core(
             core,
             ShardRequest::ReadPartitions {
-                reads: core_reads,
+                reads: partitions,
                 isolation,
                 watch,
                 reply,

@@ -79,6 +79,27 @@ pub(crate) struct Shard {
     pub(crate) transactions: Rc<RefCell<TransactionCoordinator>>,
 }
 
+fn read_log(
+    log: &PartitionLog,
+    tp: &TopicPartition,
+    offset: i64,
+    max_bytes: usize,
+    min_one_batch: bool,
+    isolation: Isolation,
+) -> PartitionResult<PartitionRead> {
+    let offsets = log.offsets();
+    match log.read_isolated(offset, max_bytes, min_one_batch, isolation) {
+        Ok(result) => Ok(PartitionRead {
+            chunks: result.chunks,
+            total_bytes: result.total_bytes,
+            offsets: Some(offsets),
+            aborted: result.aborted.iter().map(|a| (a.producer_id, a.first_offset)).collect(),
+        }),
+        Err(LogError::OffsetOutOfRange { .. }) => Err(ResponseError::OffsetOutOfRange),
+        Err(error) => Err(storage_error(tp, &error)),
+    }
+}
+
 pub fn now_ms() -> i64 {
     std::time::SystemTime::now()
         .duration_since(std::time::UNIX_EPOCH)
@@ -747,34 +768,32 @@ impl Shard {
         isolation: Isolation,
     ) -> PartitionResult<PartitionRead> {
         let owned = self.partition(tp)?;
-        let log = owned.log.borrow();
-        let offsets = log.offsets();
-        match log.read_isolated(offset, max_bytes, min_one_batch, isolation) {
-            Ok(result) => Ok(PartitionRead {
-                chunks: result.chunks,
-                total_bytes: result.total_bytes,
-                offsets: Some(offsets),
-                aborted: result.aborted.iter().map(|a| (a.producer_id, a.first_offset)).collect(),
-            }),
-            Err(LogError::OffsetOutOfRange { .. }) => Err(ResponseError::OffsetOutOfRange),
-            Err(error) => Err(storage_error(tp, &error)),
-        }
+        read_log(&owned.log.borrow(), tp, offset, max_bytes, min_one_batch, isolation)
     }
 
+    /// Each partition is looked up once: read, then (with `watch`) a watcher
+    /// past the high watermark that read saw.
     fn read_partitions(&mut self, reads: Vec<PartitionToRead>, isolation: Isolation, watch: bool) -> PartitionReads {
         let mut watchers = Vec::new();
         let results = reads
             .into_iter()
-            .map(|wanted| {
-                let result = self.read(&wanted.tp, wanted.offset, wanted.max_bytes, true, isolation);
-                if let (true, Ok(read)) = (watch, &result) {
+            .map(|wanted| -> PartitionResult<PartitionRead> {
+                let log = &self.partition(&wanted.tp)?.log;
+                let read = read_log(
+                    &log.borrow(),
+                    &wanted.tp,
+                    wanted.offset,
+                    wanted.max_bytes,
+                    true,
+                    isolation,
+                )?;
+                if watch {
                     let seen = read
                         .offsets
                         .map_or(wanted.offset, |o| o.high_watermark.max(wanted.offset));
-                    let log = self.partition(&wanted.tp).ok().map(|p| p.log.clone());
-                    watchers.extend(log.and_then(|log| log.borrow_mut().watch(seen)));
+                    watchers.extend(log.borrow_mut().watch(seen));
                 }
-                result
+                Ok(read)
             })
             .collect();
         PartitionReads { results, watchers }
