@@ -23,6 +23,14 @@ pub struct CachedBatch {
     pub bytes: StoredBatch,
 }
 
+/// What [`BatchCache::read`] found: the batches' bytes, and the offset after
+/// the last of them (the read offset when none fit).
+#[derive(Debug)]
+pub struct CachedRead {
+    pub chunks: Vec<Bytes>,
+    pub next_offset: i64,
+}
+
 #[derive(Debug)]
 pub struct BatchCache {
     budget_bytes: usize,
@@ -107,7 +115,7 @@ impl BatchCache {
         max_bytes: usize,
         min_one_batch: bool,
         high_watermark: i64,
-    ) -> Option<Vec<Bytes>> {
+    ) -> Option<CachedRead> {
         let batches = self.partitions.get(&key)?;
         if batches.front()?.base_offset > offset {
             return None;
@@ -118,6 +126,7 @@ impl BatchCache {
         }
         let mut chunks = Vec::new();
         let mut total_bytes = 0usize;
+        let mut next_offset = offset;
         for batch in batches.range(start..) {
             if batch.next_offset > high_watermark {
                 break;
@@ -127,9 +136,10 @@ impl BatchCache {
                 break;
             }
             total_bytes += batch.bytes.len();
+            next_offset = batch.next_offset;
             chunks.extend(batch.bytes.chunks().cloned());
         }
-        Some(chunks)
+        Some(CachedRead { chunks, next_offset })
     }
 }
 
@@ -153,11 +163,12 @@ mod tests {
         let mut cache = BatchCache::new(1000);
         cache.insert(1, batch(0, 10, 100));
         cache.insert(1, batch(10, 10, 100));
-        let chunks = cache.read(1, 15, 1000, true, 20).expect("cached");
-        assert_eq!(chunks.len(), 1);
+        let read = cache.read(1, 15, 1000, true, 20).expect("cached");
+        assert_eq!(read.chunks.len(), 1);
+        assert_eq!(read.next_offset, 20);
         assert!(cache.read(1, 20, 1000, true, 20).is_none());
         assert_eq!(
-            cache.read(1, 0, 1000, true, 10).expect("cached").len(),
+            cache.read(1, 0, 1000, true, 10).expect("cached").chunks.len(),
             1,
             "capped at hw"
         );
@@ -190,8 +201,10 @@ mod tests {
         let mut cache = BatchCache::new(10_000);
         cache.insert(1, batch(0, 1, 500));
         cache.insert(1, batch(1, 1, 500));
-        assert_eq!(cache.read(1, 0, 100, true, 10).expect("cached").len(), 1);
-        assert_eq!(cache.read(1, 0, 100, false, 10).expect("cached").len(), 0);
-        assert_eq!(cache.read(1, 0, 1000, false, 10).expect("cached").len(), 2);
+        assert_eq!(cache.read(1, 0, 100, true, 10).expect("cached").chunks.len(), 1);
+        let none_fit = cache.read(1, 0, 100, false, 10).expect("cached");
+        assert_eq!((none_fit.chunks.len(), none_fit.next_offset), (0, 0));
+        let both = cache.read(1, 0, 1000, false, 10).expect("cached");
+        assert_eq!((both.chunks.len(), both.next_offset), (2, 2));
     }
 }

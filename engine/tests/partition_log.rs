@@ -90,7 +90,10 @@ fn exercise_append_read_roll(io_mode: IoMode) {
             let bases = batch_offsets(&bytes);
             assert!(!bases.is_empty(), "read at {next} returned no whole batch");
             assert!(bases[0] <= next && next < bases[0] + 2);
-            next = bases.last().expect("non-empty") + 2;
+            let after_whole_batches = bases.last().expect("non-empty") + 2;
+            let reported = log.borrow().read(next, 1000, true).expect("read").next_offset;
+            assert_eq!(reported, after_whole_batches, "next offset of a read at {next}");
+            next = after_whole_batches;
         }
         // Mid-batch fetch returns the batch holding the offset.
         assert_eq!(batch_offsets(&read_bytes(&log, 51, 100))[0], 50);
@@ -143,6 +146,7 @@ fn tailing_reads_come_from_the_cache() {
         append_durably(&log, value_batch(0, NOW_MS)).await;
         let result = log.borrow().read(0, 1 << 20, true).expect("read");
         assert!(matches!(result.chunks[0], ReadChunk::Memory(_)));
+        assert_eq!(result.next_offset, 2);
     });
 }
 

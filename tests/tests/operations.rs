@@ -117,6 +117,10 @@ async fn metrics_count_traffic_requests_errors_and_lag() {
     );
     // The consumer read every batch once (a single pass from the beginning).
     assert!(metric(&metrics, &format!("ringlog_topic_bytes_out_total{topic}")) >= bytes_in);
+    assert_eq!(
+        metric(&metrics, &format!("ringlog_topic_records_out_total{topic}")),
+        total_records as f64
+    );
     assert!(metric(&metrics, &format!("ringlog_topic_log_bytes{topic}")) >= bytes_in);
     assert!(metric(&metrics, "ringlog_requests_total{api=\"Produce\"}") >= total_records as f64);
     assert!(metric(&metrics, "ringlog_requests_total{api=\"Fetch\"}") >= 1.0);

@@ -99,12 +99,27 @@ impl ReadChunk {
     }
 }
 
-#[derive(Debug, Default)]
+#[derive(Debug)]
 pub struct ReadResult {
     pub chunks: Vec<ReadChunk>,
     pub total_bytes: usize,
+    /// The offset after the last whole batch read (the read offset when none
+    /// was): where the reader goes on. A trailing partial batch, which a
+    /// `max_bytes` cut can leave, does not count.
+    pub next_offset: i64,
     /// ReadCommitted only: aborted transactions overlapping what was read.
     pub aborted: Vec<AbortedTransaction>,
+}
+
+impl ReadResult {
+    fn nothing_from(offset: i64) -> Self {
+        Self {
+            chunks: Vec::new(),
+            total_bytes: 0,
+            next_offset: offset,
+            aborted: Vec::new(),
+        }
+    }
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -878,21 +893,19 @@ impl PartitionLog {
             Isolation::ReadCommitted => last_stable_offset,
         };
         if offset >= visible_end {
-            return Ok(ReadResult::default());
+            return Ok(ReadResult::nothing_from(offset));
         }
         let cached = self
             .cache
             .borrow()
             .read(self.key, offset, max_bytes, min_one_batch, visible_end);
         let mut result = match cached {
-            Some(chunks) => {
-                let total_bytes = chunks.iter().map(Bytes::len).sum();
-                ReadResult {
-                    chunks: chunks.into_iter().map(ReadChunk::Memory).collect(),
-                    total_bytes,
-                    aborted: Vec::new(),
-                }
-            }
+            Some(cached) => ReadResult {
+                total_bytes: cached.chunks.iter().map(Bytes::len).sum(),
+                chunks: cached.chunks.into_iter().map(ReadChunk::Memory).collect(),
+                next_offset: cached.next_offset,
+                aborted: Vec::new(),
+            },
             None => self.read_from_segments(offset, max_bytes, min_one_batch, visible_end)?,
         };
         if isolation == Isolation::ReadCommitted && !result.chunks.is_empty() {
@@ -917,16 +930,18 @@ impl PartitionLog {
                 continue;
             };
             if location.header.base_offset >= visible_end {
-                return Ok(ReadResult::default());
+                return Ok(ReadResult::nothing_from(offset));
             }
             // Stop before the batch that holds `visible_end` (a batch boundary:
             // the high watermark, or the first batch of an open transaction).
-            let end_position = if visible_end < segment.next_offset() {
+            let (end_position, end_offset) = if visible_end < segment.next_offset() {
                 segment
                     .locate(visible_end)?
-                    .map_or(segment.durable_bytes(), |end| end.position)
+                    .map_or((segment.durable_bytes(), visible_end), |end| {
+                        (end.position, end.header.base_offset)
+                    })
             } else {
-                segment.durable_bytes()
+                (segment.durable_bytes(), segment.next_offset())
             };
             let available = end_position.saturating_sub(location.position);
             let first_batch = location.header.total_bytes() as u64;
@@ -937,8 +952,12 @@ impl PartitionLog {
                 0
             };
             if len == 0 {
-                return Ok(ReadResult::default());
+                return Ok(ReadResult::nothing_from(offset));
             }
+            let next_offset = match location.position + len {
+                end if end == end_position => end_offset,
+                end => segment.offset_at_position(&location, end)?,
+            };
             return Ok(ReadResult {
                 chunks: vec![ReadChunk::File(FileRegion {
                     file: segment.read_file()?,
@@ -946,10 +965,11 @@ impl PartitionLog {
                     len,
                 })],
                 total_bytes: len as usize,
+                next_offset: next_offset.max(offset),
                 aborted: Vec::new(),
             });
         }
-        Ok(ReadResult::default())
+        Ok(ReadResult::nothing_from(offset))
     }
 
     /// The first offset whose timestamp is `>= target_ms`, with that timestamp.

@@ -358,6 +358,36 @@ impl Segment {
         Ok(None)
     }
 
+    /// The offset after the last whole batch that ends at or before
+    /// `end_position`, scanning headers from `from` (a batch start) or from the
+    /// nearest index entry below `end_position`, whichever is later.
+    pub fn offset_at_position(&self, from: &BatchLocation, end_position: u64) -> Result<i64> {
+        let entries = self.offset_index.entries();
+        let below_end = entries.partition_point(|e| u64::from(e.position) <= end_position);
+        let indexed = below_end
+            .checked_sub(1)
+            .map(|i| entries[i])
+            .filter(|e| u64::from(e.position) > from.position);
+        let (mut position, mut next_offset) = match indexed {
+            Some(entry) => (
+                u64::from(entry.position),
+                self.base_offset + i64::from(entry.relative_offset),
+            ),
+            None => (from.position, from.header.base_offset),
+        };
+        let end_position = end_position.min(self.durable_bytes);
+        while position + BATCH_HEADER_BYTES as u64 <= end_position {
+            let header = self.read_header(position)?;
+            let batch_end = position + header.total_bytes() as u64;
+            if batch_end > end_position {
+                break;
+            }
+            next_offset = header.next_offset();
+            position = batch_end;
+        }
+        Ok(next_offset)
+    }
+
     /// Calls `visit` with the header of every durable batch from the one
     /// holding `offset` to the end of the segment.
     pub fn for_each_header_from(&self, offset: i64, mut visit: impl FnMut(&BatchHeader, u64)) -> Result<()> {

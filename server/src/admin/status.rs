@@ -26,7 +26,7 @@ fn render(status: &Status) -> String {
          cores          {}\n\
          partitions     {} ({})\n\
          connections    {}\n\
-         last minute    in {:.2} MB/s ({:.0} records/s), out {:.2} MB/s\n",
+         last minute    in {:.2} MB/s ({:.0} records/s), out {:.2} MB/s ({:.0} records/s)\n",
         status.version,
         human_duration(status.uptime_s),
         status.cores,
@@ -36,6 +36,7 @@ fn render(status: &Status) -> String {
         minute.bytes_in_per_s / 1e6,
         minute.records_in_per_s,
         minute.bytes_out_per_s / 1e6,
+        minute.records_out_per_s,
     )
 }
 
@@ -67,11 +68,12 @@ mod tests {
             last_minute: Throughput {
                 bytes_in_per_s: 2_500_000.0,
                 records_in_per_s: 2_441.0,
-                bytes_out_per_s: 0.0,
+                bytes_out_per_s: 1_250_000.0,
+                records_out_per_s: 1_220.0,
             },
         });
         assert!(text.contains("uptime         1h 2m 5s"), "{text}");
         assert!(text.contains("partitions     8 (core 0: 3, core 1: 5)"));
-        assert!(text.contains("in 2.50 MB/s (2441 records/s), out 0.00 MB/s"));
+        assert!(text.contains("in 2.50 MB/s (2441 records/s), out 1.25 MB/s (1220 records/s)"));
     }
 }

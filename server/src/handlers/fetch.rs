@@ -251,7 +251,7 @@ fn assemble(
                         let fits = read.total_bytes <= remaining_bytes || !any_data;
                         let records = if fits { read.chunks } else { Vec::new() };
                         if fits && read.total_bytes > 0 {
-                            metrics::count_fetched(&wanted.tp.topic, read.total_bytes as u64);
+                            metrics::count_fetched(&wanted.tp.topic, read.total_bytes as u64, read.records);
                             any_data = true;
                             remaining_bytes = remaining_bytes.saturating_sub(read.total_bytes);
                         }

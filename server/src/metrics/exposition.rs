@@ -148,7 +148,7 @@ fn render_topics(out: &mut String, scrape: &Scrape) {
             *topics.entry(topic).or_default() += *traffic;
         }
     }
-    let families: [Described<TopicTraffic, u64>; 3] = [
+    let families: [Described<TopicTraffic, u64>; 4] = [
         (
             "ringlog_topic_bytes_in_total",
             "Record batch bytes produced to the topic.",
@@ -163,6 +163,11 @@ fn render_topics(out: &mut String, scrape: &Scrape) {
             "ringlog_topic_bytes_out_total",
             "Record batch bytes fetched from the topic.",
             |t| t.bytes_out,
+        ),
+        (
+            "ringlog_topic_records_out_total",
+            "Offsets consumers moved past by fetching whole batches from the topic.",
+            |t| t.records_out,
         ),
     ];
     for (name, help, field) in families {
@@ -347,6 +352,7 @@ mod tests {
                 bytes_in: 100,
                 records_in: 2,
                 bytes_out: 50,
+                records_out: 1,
             },
         );
         counters.errors.insert((0, ResponseError::CorruptMessage.code()), 1);
@@ -385,6 +391,7 @@ mod tests {
             "{text}"
         );
         assert!(text.contains("ringlog_topic_records_in_total{topic=\"orders\"} 4\n"));
+        assert!(text.contains("ringlog_topic_records_out_total{topic=\"orders\"} 2\n"));
         assert!(text.contains("ringlog_requests_total{api=\"Produce\"} 2\n"));
         assert!(text.contains("ringlog_request_duration_seconds_bucket{api=\"Produce\",le=\"0.00025\"} 0\n"));
         assert!(text.contains("ringlog_request_duration_seconds_bucket{api=\"Produce\",le=\"0.0005\"} 2\n"));

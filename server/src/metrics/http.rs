@@ -43,6 +43,9 @@ pub struct Throughput {
     pub bytes_in_per_s: f64,
     pub records_in_per_s: f64,
     pub bytes_out_per_s: f64,
+    /// Absent from brokers older than this field.
+    #[serde(default)]
+    pub records_out_per_s: f64,
 }
 
 /// Binds `address` now (so a taken port stops the start) and serves it on a
@@ -139,6 +142,7 @@ fn status(cores: &[CoreSnapshot], uptime_s: f64) -> Status {
             bytes_in_per_s: minute.bytes_in as f64 / seconds,
             records_in_per_s: minute.records_in as f64 / seconds,
             bytes_out_per_s: minute.bytes_out as f64 / seconds,
+            records_out_per_s: minute.records_out as f64 / seconds,
         },
     }
 }

@@ -55,6 +55,7 @@ pub struct TopicTraffic {
     pub bytes_in: u64,
     pub records_in: u64,
     pub bytes_out: u64,
+    pub records_out: u64,
 }
 
 impl std::ops::AddAssign for TopicTraffic {
@@ -62,6 +63,7 @@ impl std::ops::AddAssign for TopicTraffic {
         self.bytes_in += other.bytes_in;
         self.records_in += other.records_in;
         self.bytes_out += other.bytes_out;
+        self.records_out += other.records_out;
     }
 }
 
@@ -195,10 +197,14 @@ pub fn count_produced(topic: &str, bytes: u64, records: u64) {
     });
 }
 
-pub fn count_fetched(topic: &str, bytes: u64) {
+pub fn count_fetched(topic: &str, bytes: u64, records: u64) {
     with_core(|m| {
-        topic_entry(m, topic).bytes_out += bytes;
-        m.window.slot(now_s()).bytes_out += bytes;
+        let traffic = topic_entry(m, topic);
+        traffic.bytes_out += bytes;
+        traffic.records_out += records;
+        let slot = m.window.slot(now_s());
+        slot.bytes_out += bytes;
+        slot.records_out += records;
     });
 }
 

@@ -33,6 +33,8 @@ pub struct ProduceOutcome {
 pub struct PartitionRead {
     pub chunks: Vec<ReadChunk>,
     pub total_bytes: usize,
+    /// Offsets the reader moves past: up to the end of the last whole batch.
+    pub records: u64,
     pub offsets: Option<LogOffsets>,
     /// read_committed: `(producer id, first offset)` of aborted transactions.
     pub aborted: Vec<(i64, i64)>,

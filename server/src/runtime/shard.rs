@@ -92,6 +92,7 @@ fn read_log(
         Ok(result) => Ok(PartitionRead {
             chunks: result.chunks,
             total_bytes: result.total_bytes,
+            records: u64::try_from(result.next_offset - offset).unwrap_or(0),
             offsets: Some(offsets),
             aborted: result.aborted.iter().map(|a| (a.producer_id, a.first_offset)).collect(),
         }),
