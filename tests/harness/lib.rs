@@ -323,6 +323,14 @@ impl RawConnection {
 
     /// As [`Self::send`], for tests where the broker may be killed.
     pub fn try_send<R: Request>(&mut self, version: i16, body: &R) -> std::io::Result<i32> {
+        let (correlation_id, frame) = self.frame(version, body);
+        self.send_bytes(&frame)?;
+        Ok(correlation_id)
+    }
+
+    /// A request framed (size prefix and header) but not sent, with its
+    /// correlation id: for tests that cut or join frames themselves.
+    pub fn frame<R: Request>(&mut self, version: i16, body: &R) -> (i32, BytesMut) {
         let correlation_id = self.next_correlation_id;
         self.next_correlation_id += 1;
         let header = RequestHeader::default()
@@ -338,8 +346,7 @@ impl RawConnection {
         let mut frame = BytesMut::with_capacity(buf.len() + 4);
         frame.put_i32(buf.len() as i32);
         frame.extend_from_slice(&buf);
-        self.send_bytes(&frame)?;
-        Ok(correlation_id)
+        (correlation_id, frame)
     }
 
     /// Reads the response to the oldest request not yet answered, which must

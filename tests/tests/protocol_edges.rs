@@ -175,6 +175,34 @@ fn pipelined_requests_are_answered_in_order() {
     }
 }
 
+/// Five requests in one write that also carries the next frame's first three
+/// bytes, then that frame a few bytes at a time: the broker splits and joins
+/// frames by their size prefixes, whatever the reads return.
+#[test]
+fn frames_are_split_and_joined_across_reads() {
+    let broker = RunningBroker::start(&[]);
+    let mut connection = RawConnection::connect(broker.bootstrap());
+    let mut expected = Vec::new();
+    let mut joined = BytesMut::new();
+    for _ in 0..5 {
+        let (correlation_id, frame) = connection.frame(3, &ApiVersionsRequest::default());
+        expected.push(correlation_id);
+        joined.extend_from_slice(&frame);
+    }
+    let (correlation_id, dribbled) = connection.frame(12, &MetadataRequest::default().with_topics(None));
+    expected.push(correlation_id);
+    joined.extend_from_slice(&dribbled[..3]);
+    connection.send_bytes(&joined).expect("send");
+    for piece in dribbled[3..].chunks(7) {
+        std::thread::sleep(Duration::from_millis(2));
+        connection.send_bytes(piece).expect("send");
+    }
+    for correlation_id in expected {
+        let (answered, _) = split_correlation_id(connection.read_frame().expect("response"));
+        assert_eq!(answered, correlation_id);
+    }
+}
+
 #[test]
 fn corrupt_or_oversized_batches_are_refused_and_nothing_is_appended() {
     let broker = RunningBroker::start(&[("message.max.bytes", "2000")]);

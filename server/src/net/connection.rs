@@ -76,7 +76,8 @@ pub async fn serve(stream: TcpStream, peer: SocketAddr, broker: Arc<Broker>, cor
     let idle_timeout = std::time::Duration::from_millis(broker.config.connections_max_idle_ms);
     tracing::debug!(%peer, core = core_id, "connection accepted");
     let context = Rc::new(ConnectionContext { broker, peer });
-    let (mut reader, writer) = stream.into_split();
+    let (reader, writer) = stream.into_split();
+    let mut frames = FrameReader::new(reader);
     let (pending_sender, pending_receiver) = mpsc::channel(INFLIGHT_REQUESTS_MAX);
     let writer_task = tokio::task::spawn_local(write_responses(writer, pending_receiver, peer));
     // One waiter for the connection's life, polled with every read.
@@ -91,7 +92,7 @@ pub async fn serve(stream: TcpStream, peer: SocketAddr, broker: Arc<Broker>, cor
             }
             next = tokio::time::timeout(
                 idle_timeout,
-                read_frame(&mut reader, max_frame_bytes, &budget, budget_bytes),
+                frames.next(max_frame_bytes, &budget, budget_bytes),
             ) => next,
         };
         let Ok(next) = next else {
@@ -135,47 +136,82 @@ pub async fn serve(stream: TcpStream, peer: SocketAddr, broker: Arc<Broker>, cor
     let _ = writer_task.await;
 }
 
-/// Reads one frame once the connection's budget has room for it (a frame
-/// larger than the whole budget waits for every other to be answered).
-async fn read_frame(
-    reader: &mut OwnedReadHalf,
-    max_bytes: usize,
-    budget: &Arc<Semaphore>,
-    budget_bytes: usize,
-) -> Result<Option<(Bytes, OwnedSemaphorePermit)>, FrameError> {
-    let mut size_prefix = [0u8; 4];
-    match reader.read_exact(&mut size_prefix).await {
-        Ok(_) => {}
-        Err(error) if error.kind() == io::ErrorKind::UnexpectedEof => return Ok(None),
-        Err(error) => return Err(error.into()),
-    }
-    let size_bytes = i32::from_be_bytes(size_prefix);
-    if size_bytes < 0 || size_bytes as usize > max_bytes {
-        return Err(FrameError::TooLarge {
-            size_bytes: i64::from(size_bytes),
-            max_bytes,
-        });
-    }
-    let size_bytes = size_bytes as usize;
-    if size_bytes < REQUEST_HEADER_BYTES_MIN {
-        return Err(FrameError::TooShort {
-            size_bytes: size_bytes as i64,
-        });
-    }
-    let charge_bytes = size_bytes.min(budget_bytes) as u32;
-    let permit = budget
-        .clone()
-        .acquire_many_owned(charge_bytes)
-        .await
-        .map_err(|_| FrameError::Truncated)?; // the budget is never closed
-    let mut frame = BytesMut::with_capacity(size_bytes);
-    while frame.len() < size_bytes {
-        let mut limited = (&mut *reader).take((size_bytes - frame.len()) as u64);
-        if limited.read_buf(&mut frame).await? == 0 {
-            return Err(FrameError::Truncated);
+/// Reads size-prefixed frames through one buffer, so that one `recv` takes
+/// whatever the client has pipelined (the next frames, or the next size
+/// prefix with this body) instead of two calls per frame. Frames are split off
+/// the buffer without a copy; the batches they carry may live on in the batch
+/// cache, holding their part of the buffer's allocation.
+struct FrameReader {
+    socket: OwnedReadHalf,
+    buffer: BytesMut,
+}
+
+/// What one read asks for at least: a few typical produce or fetch requests.
+/// Small, because an idle connection keeps the unused rest of it.
+const READ_CHUNK_BYTES: usize = 16 * 1024;
+const SIZE_PREFIX_BYTES: usize = 4;
+
+impl FrameReader {
+    fn new(socket: OwnedReadHalf) -> Self {
+        Self {
+            socket,
+            buffer: BytesMut::new(),
         }
     }
-    Ok(Some((frame.freeze(), permit)))
+
+    /// Reads one frame once the connection's budget has room for it (a frame
+    /// larger than the whole budget waits for every other to be answered).
+    /// At most one frame plus one read chunk is buffered beyond the budget.
+    async fn next(
+        &mut self,
+        max_bytes: usize,
+        budget: &Arc<Semaphore>,
+        budget_bytes: usize,
+    ) -> Result<Option<(Bytes, OwnedSemaphorePermit)>, FrameError> {
+        if !self.fill(SIZE_PREFIX_BYTES).await? {
+            return if self.buffer.is_empty() {
+                Ok(None)
+            } else {
+                Err(FrameError::Truncated)
+            };
+        }
+        let size_bytes = i32::from_be_bytes([self.buffer[0], self.buffer[1], self.buffer[2], self.buffer[3]]);
+        if size_bytes < 0 || size_bytes as usize > max_bytes {
+            return Err(FrameError::TooLarge {
+                size_bytes: i64::from(size_bytes),
+                max_bytes,
+            });
+        }
+        let size_bytes = size_bytes as usize;
+        if size_bytes < REQUEST_HEADER_BYTES_MIN {
+            return Err(FrameError::TooShort {
+                size_bytes: size_bytes as i64,
+            });
+        }
+        let charge_bytes = size_bytes.min(budget_bytes) as u32;
+        let permit = budget
+            .clone()
+            .acquire_many_owned(charge_bytes)
+            .await
+            .map_err(|_| FrameError::Truncated)?; // the budget is never closed
+        if !self.fill(SIZE_PREFIX_BYTES + size_bytes).await? {
+            return Err(FrameError::Truncated);
+        }
+        let _prefix = self.buffer.split_to(SIZE_PREFIX_BYTES);
+        Ok(Some((self.buffer.split_to(size_bytes).freeze(), permit)))
+    }
+
+    /// Reads until `wanted` bytes are buffered; false if the peer closed first.
+    async fn fill(&mut self, wanted: usize) -> io::Result<bool> {
+        while self.buffer.len() < wanted {
+            let missing = wanted - self.buffer.len();
+            self.buffer.reserve(missing.max(READ_CHUNK_BYTES));
+            if self.socket.read_buf(&mut self.buffer).await? == 0 {
+                return Ok(false);
+            }
+        }
+        Ok(true)
+    }
 }
 
 async fn write_responses(mut writer: OwnedWriteHalf, mut pending: mpsc::Receiver<PendingResponse>, peer: SocketAddr) {
