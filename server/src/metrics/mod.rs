@@ -187,24 +187,32 @@ fn topic_entry<'a>(m: &'a mut CoreMetrics, topic: &str) -> &'a mut TopicTraffic 
 }
 
 pub fn count_produced(topic: &str, bytes: u64, records: u64) {
-    with_core(|m| {
-        let traffic = topic_entry(m, topic);
-        traffic.bytes_in += bytes;
-        traffic.records_in += records;
-        let slot = m.window.slot(now_s());
-        slot.bytes_in += bytes;
-        slot.records_in += records;
-    });
+    count_traffic(
+        topic,
+        TopicTraffic {
+            bytes_in: bytes,
+            records_in: records,
+            ..TopicTraffic::default()
+        },
+    );
 }
 
 pub fn count_fetched(topic: &str, bytes: u64, records: u64) {
+    count_traffic(
+        topic,
+        TopicTraffic {
+            bytes_out: bytes,
+            records_out: records,
+            ..TopicTraffic::default()
+        },
+    );
+}
+
+/// Adds to the topic's totals and to this second's slot of the window.
+fn count_traffic(topic: &str, traffic: TopicTraffic) {
     with_core(|m| {
-        let traffic = topic_entry(m, topic);
-        traffic.bytes_out += bytes;
-        traffic.records_out += records;
-        let slot = m.window.slot(now_s());
-        slot.bytes_out += bytes;
-        slot.records_out += records;
+        *topic_entry(m, topic) += traffic;
+        *m.window.slot(now_s()) += traffic;
     });
 }
 
