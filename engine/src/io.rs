@@ -181,7 +181,8 @@ impl Drop for AlignedBuf {
 ///
 /// Invariants: one pool per thread, so a buffer is returned to the thread
 /// that took it (`AlignedBuf` is neither `Send` nor `Sync`); at most
-/// [`BUFFER_POOL_BYTES_MAX`] bytes are kept.
+/// [`BUFFER_POOL_BYTES_MAX`] bytes in at most [`BUFFER_POOL_ENTRIES_MAX`]
+/// buffers are kept (a take scans them all).
 struct BufferPool {
     free: Vec<(NonNull<u8>, usize)>,
     pooled_bytes: usize,
@@ -189,6 +190,7 @@ struct BufferPool {
 
 /// Kept per core: four full write jobs; smaller jobs leave room for more.
 const BUFFER_POOL_BYTES_MAX: usize = 4 * BUFFER_BYTES_MAX;
+const BUFFER_POOL_ENTRIES_MAX: usize = 64;
 /// The largest buffer a write can need: a full job plus the rewritten tail block.
 const BUFFER_BYTES_MAX: usize = crate::limits::WRITE_JOB_BYTES_MAX + ALIGN;
 
@@ -205,8 +207,11 @@ thread_local! {
 }
 
 impl BufferPool {
-    /// The smallest pooled buffer of at least `wanted` bytes.
+    /// The smallest pooled buffer of at least `wanted` bytes, if it is not
+    /// more than twice the size a new one would have: a small write does not
+    /// take the buffer a full job will want next.
     fn take(wanted: usize) -> Option<(NonNull<u8>, usize)> {
+        let largest_fit = 2 * pooled_capacity(wanted);
         BUFFER_POOL
             .try_with(|pool| {
                 let mut pool = pool.borrow_mut();
@@ -214,7 +219,7 @@ impl BufferPool {
                     .free
                     .iter()
                     .enumerate()
-                    .filter(|(_, (_, capacity))| *capacity >= wanted)
+                    .filter(|(_, (_, capacity))| (wanted..=largest_fit).contains(capacity))
                     .min_by_key(|(_, (_, capacity))| *capacity)
                     .map(|(index, _)| index)?;
                 let (ptr, capacity) = pool.free.swap_remove(best);
@@ -230,7 +235,7 @@ impl BufferPool {
         BUFFER_POOL
             .try_with(|pool| {
                 let mut pool = pool.borrow_mut();
-                if pool.pooled_bytes + capacity > BUFFER_POOL_BYTES_MAX {
+                if pool.pooled_bytes + capacity > BUFFER_POOL_BYTES_MAX || pool.free.len() >= BUFFER_POOL_ENTRIES_MAX {
                     return false;
                 }
                 pool.pooled_bytes += capacity;
@@ -559,10 +564,17 @@ mod tests {
             second.as_slice()[3..].iter().all(|&b| b == 0),
             "padding is zeroed again"
         );
+        // A small write leaves a large buffer for a large one.
+        drop(second);
+        let large = AlignedBuf::concat(&[&[1u8; 100_000]]);
+        let large_address = large.as_slice().as_ptr();
+        drop(large);
+        assert_ne!(AlignedBuf::concat(&[b"x"]).as_slice().as_ptr(), large_address);
+        assert_eq!(AlignedBuf::concat(&[&[2u8; 90_000]]).as_slice().as_ptr(), large_address);
         // A buffer too large for the pool is freed, not kept.
         drop(AlignedBuf::concat(&[&vec![1u8; BUFFER_POOL_BYTES_MAX + 1]]));
-        let pooled_bytes = BUFFER_POOL.with(|pool| pool.borrow().pooled_bytes);
-        assert!(pooled_bytes <= BUFFER_POOL_BYTES_MAX);
+        let (pooled_bytes, entries) = BUFFER_POOL.with(|pool| (pool.borrow().pooled_bytes, pool.borrow().free.len()));
+        assert!(pooled_bytes <= BUFFER_POOL_BYTES_MAX && entries <= BUFFER_POOL_ENTRIES_MAX);
     }
 
     #[test]
