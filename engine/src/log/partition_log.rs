@@ -954,9 +954,11 @@ impl PartitionLog {
             if len == 0 {
                 return Ok(ReadResult::nothing_from(offset));
             }
-            let next_offset = match location.position + len {
-                end if end == end_position => end_offset,
-                end => segment.offset_at_position(&location, end)?,
+            let region_end = location.position + len;
+            let next_offset = if region_end == end_position {
+                end_offset
+            } else {
+                segment.offset_at_position(&location, region_end)?
             };
             return Ok(ReadResult {
                 chunks: vec![ReadChunk::File(FileRegion {

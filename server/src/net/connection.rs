@@ -27,7 +27,7 @@ use std::rc::Rc;
 use std::sync::Arc;
 use std::time::Instant;
 
-use bytes::{Bytes, BytesMut};
+use bytes::{Buf, Bytes, BytesMut};
 use tokio::io::{AsyncRead, AsyncReadExt, AsyncWriteExt};
 use tokio::net::tcp::OwnedWriteHalf;
 use tokio::net::TcpStream;
@@ -197,7 +197,7 @@ impl<Socket: AsyncRead + Unpin> FrameReader<Socket> {
         if !self.fill(SIZE_PREFIX_BYTES + size_bytes).await? {
             return Err(FrameError::Truncated);
         }
-        let _prefix = self.buffer.split_to(SIZE_PREFIX_BYTES);
+        self.buffer.advance(SIZE_PREFIX_BYTES);
         Ok(Some((self.buffer.split_to(size_bytes).freeze(), permit)))
     }
 

@@ -79,6 +79,8 @@ pub(crate) struct Shard {
     pub(crate) transactions: Rc<RefCell<TransactionCoordinator>>,
 }
 
+/// One partition's read as a fetch response carries it, with the offsets the
+/// log had when read.
 fn read_log(
     log: &PartitionLog,
     tp: &TopicPartition,
@@ -624,7 +626,10 @@ impl Shard {
                 isolation,
                 reply,
             } => {
-                let _ = reply.send(self.read(&tp, offset, max_bytes, min_one_batch, isolation));
+                let read = self
+                    .partition(&tp)
+                    .and_then(|owned| read_log(&owned.log.borrow(), &tp, offset, max_bytes, min_one_batch, isolation));
+                let _ = reply.send(read);
             }
             ShardRequest::ReadPartitions {
                 reads,
@@ -758,18 +763,6 @@ impl Shard {
             };
             let _ = reply.send(result);
         });
-    }
-
-    fn read(
-        &mut self,
-        tp: &TopicPartition,
-        offset: i64,
-        max_bytes: usize,
-        min_one_batch: bool,
-        isolation: Isolation,
-    ) -> PartitionResult<PartitionRead> {
-        let owned = self.partition(tp)?;
-        read_log(&owned.log.borrow(), tp, offset, max_bytes, min_one_batch, isolation)
     }
 
     /// Each partition is looked up once: read, then (with `watch`) a watcher
