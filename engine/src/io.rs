@@ -134,13 +134,7 @@ impl AlignedBuf {
         let wanted = align_up(len.max(1) as u64) as usize;
         let (ptr, capacity) = BufferPool::take(wanted).unwrap_or_else(|| {
             let capacity = pooled_capacity(wanted);
-            let layout = Self::layout(capacity);
-            // SAFETY: layout has non-zero size and a power-of-two alignment.
-            let raw = unsafe { alloc(layout) };
-            match NonNull::new(raw) {
-                Some(ptr) => (ptr, capacity),
-                None => std::alloc::handle_alloc_error(layout),
-            }
+            (allocate_aligned(capacity), capacity)
         });
         debug_assert!(capacity >= wanted && capacity.is_multiple_of(ALIGN));
         Self { ptr, len: 0, capacity }
@@ -167,10 +161,85 @@ impl AlignedBuf {
 impl Drop for AlignedBuf {
     fn drop(&mut self) {
         if !BufferPool::give(self.ptr, self.capacity) {
-            // SAFETY: allocated in `uninit` with this exact layout.
-            unsafe { dealloc(self.ptr.as_ptr(), Self::layout(self.capacity)) }
+            // SAFETY: allocated in `uninit` with this capacity, and not pooled.
+            unsafe { free_aligned(self.ptr, self.capacity) }
         }
     }
+}
+
+/// Write buffers of at least this many bytes get their own mapping, in
+/// transparent huge pages.
+const HUGE_PAGE_BYTES: usize = 2 * 1024 * 1024;
+
+/// `capacity` bytes aligned for O_DIRECT. Large buffers are mapped directly
+/// and advised into huge pages whatever the allocator does: an O_DIRECT write
+/// from 4 KiB pages needs a scatter-gather segment per page, and with the
+/// allocator's memory in 4 KiB pages produce fell from 1142-1173 to
+/// 821-850 MB/s (A/B, docs/PERFORMANCE.md session 5).
+fn allocate_aligned(capacity: usize) -> NonNull<u8> {
+    debug_assert!(capacity > 0 && capacity.is_multiple_of(ALIGN));
+    if capacity >= HUGE_PAGE_BYTES {
+        return map_huge(capacity);
+    }
+    let layout = AlignedBuf::layout(capacity);
+    // SAFETY: layout has non-zero size and a power-of-two alignment.
+    let raw = unsafe { alloc(layout) };
+    NonNull::new(raw).unwrap_or_else(|| std::alloc::handle_alloc_error(layout))
+}
+
+/// Frees what [`allocate_aligned`] returned for the same `capacity`.
+///
+/// # Safety
+/// `ptr` came from `allocate_aligned(capacity)` and is not used again.
+unsafe fn free_aligned(ptr: NonNull<u8>, capacity: usize) {
+    if capacity >= HUGE_PAGE_BYTES {
+        // SAFETY: map_huge mapped exactly [ptr, ptr + capacity).
+        unsafe { libc::munmap(ptr.as_ptr().cast(), capacity) };
+    } else {
+        // SAFETY: allocated with this layout (caller's contract).
+        unsafe { dealloc(ptr.as_ptr(), AlignedBuf::layout(capacity)) }
+    }
+}
+
+/// An anonymous mapping of `capacity` bytes starting on a huge-page
+/// boundary, its whole huge pages advised MADV_HUGEPAGE (the tail, less than
+/// one huge page, stays in small pages rather than pin a whole one).
+fn map_huge(capacity: usize) -> NonNull<u8> {
+    let out_of_memory = || std::alloc::handle_alloc_error(AlignedBuf::layout(capacity));
+    let mapped_bytes = capacity + HUGE_PAGE_BYTES;
+    // SAFETY: a fresh private anonymous mapping; no existing memory is touched.
+    let raw = unsafe {
+        libc::mmap(
+            std::ptr::null_mut(),
+            mapped_bytes,
+            libc::PROT_READ | libc::PROT_WRITE,
+            libc::MAP_PRIVATE | libc::MAP_ANONYMOUS,
+            -1,
+            0,
+        )
+    };
+    if raw == libc::MAP_FAILED {
+        out_of_memory();
+    }
+    let start = raw as usize;
+    let aligned = start.next_multiple_of(HUGE_PAGE_BYTES);
+    let head_bytes = aligned - start;
+    let tail_bytes = mapped_bytes - head_bytes - capacity;
+    // SAFETY: both ranges lie inside the mapping just made and are page
+    // multiples (capacity is a multiple of the 4 KiB alignment); the kept
+    // range [aligned, aligned + capacity) is not affected. Failures only
+    // leave address space mapped, so they are ignored.
+    unsafe {
+        if head_bytes > 0 {
+            libc::munmap(raw, head_bytes);
+        }
+        if tail_bytes > 0 {
+            libc::munmap((aligned + capacity) as *mut libc::c_void, tail_bytes);
+        }
+        let huge_bytes = capacity - capacity % HUGE_PAGE_BYTES;
+        libc::madvise(aligned as *mut libc::c_void, huge_bytes, libc::MADV_HUGEPAGE);
+    }
+    NonNull::new(aligned as *mut u8).unwrap_or_else(out_of_memory)
 }
 
 /// Aligned write buffers a core has used and will use again. Without it every
@@ -250,8 +319,8 @@ impl Drop for BufferPool {
     fn drop(&mut self) {
         for (ptr, capacity) in self.free.drain(..) {
             // SAFETY: every pooled buffer was allocated in `AlignedBuf::uninit`
-            // with this layout, and the pool owns it.
-            unsafe { dealloc(ptr.as_ptr(), AlignedBuf::layout(capacity)) }
+            // with this capacity, and the pool owns it.
+            unsafe { free_aligned(ptr, capacity) }
         }
     }
 }
@@ -575,6 +644,24 @@ mod tests {
         drop(AlignedBuf::concat(&[&vec![1u8; BUFFER_POOL_BYTES_MAX + 1]]));
         let (pooled_bytes, entries) = BUFFER_POOL.with(|pool| (pool.borrow().pooled_bytes, pool.borrow().free.len()));
         assert!(pooled_bytes <= BUFFER_POOL_BYTES_MAX && entries <= BUFFER_POOL_ENTRIES_MAX);
+    }
+
+    #[test]
+    fn large_buffers_start_on_a_huge_page_and_hold_every_byte() {
+        let len = 3 * HUGE_PAGE_BYTES + 100;
+        let part = vec![5u8; len];
+        let buf = AlignedBuf::concat(&[&part]);
+        let bytes = buf.as_slice();
+        assert_eq!(bytes.as_ptr() as usize % HUGE_PAGE_BYTES, 0);
+        assert_eq!(bytes.len(), align_up(len as u64) as usize);
+        assert!(bytes[..len].iter().all(|&b| b == 5));
+        assert!(bytes[len..].iter().all(|&b| b == 0));
+        // Freed directly or through the pool; either way by munmap.
+        drop(buf);
+        let capacity = pooled_capacity(align_up(len as u64) as usize);
+        let mapped = allocate_aligned(capacity);
+        // SAFETY: just allocated with this capacity, not used again.
+        unsafe { free_aligned(mapped, capacity) };
     }
 
     #[test]

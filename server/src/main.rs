@@ -19,6 +19,11 @@ use ringlog_server::{admin, metadata, metrics, net};
 /// mimalloc instead of glibc's malloc: with many 4 KiB-aligned O_DIRECT
 /// buffers freed between small allocations, glibc's bins fragmented and
 /// `_int_malloc` took a fifth of the broker's CPU at 50 MB/s (perf).
+/// Built with `no_thp`: mimalloc then leaves huge pages to the system's THP
+/// policy instead of asking for them. On the development VM a fresh 2 MiB
+/// page costs ~7 ms at first touch (291 MB/s, against 1.4-1.7 GB/s in 4 KiB
+/// pages), and filling the batch cache with such pages was most of the
+/// broker's CPU in short produce runs (docs/PERFORMANCE.md, session 5).
 #[global_allocator]
 static GLOBAL_ALLOCATOR: mimalloc::MiMalloc = mimalloc::MiMalloc;
 
