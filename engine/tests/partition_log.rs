@@ -58,13 +58,13 @@ fn read_bytes(log: &SharedLog, offset: i64, max_bytes: usize) -> Vec<u8> {
     out
 }
 
-/// Splits bytes into whole batches, checking every CRC; returns base offsets.
+/// Splits a read into its batches, checking every CRC; returns base offsets.
+/// Reads hold whole batches only (unlike Kafka's, which may end inside one).
 fn batch_offsets(mut bytes: &[u8]) -> Vec<i64> {
     let mut offsets = Vec::new();
-    while let Ok(total) = ringlog_engine::batch::batch_total_bytes(bytes) {
-        if total > bytes.len() {
-            break; // a partial trailing batch, as Kafka may send
-        }
+    while !bytes.is_empty() {
+        let total = ringlog_engine::batch::batch_total_bytes(bytes).expect("a batch header");
+        assert!(total <= bytes.len(), "a read ended inside a batch");
         let header = validate_batch(&bytes[..total]).expect("served batch is whole");
         offsets.push(header.base_offset);
         bytes = &bytes[total..];

@@ -103,9 +103,8 @@ impl ReadChunk {
 pub struct ReadResult {
     pub chunks: Vec<ReadChunk>,
     pub total_bytes: usize,
-    /// The offset after the last whole batch read (the read offset when none
-    /// was): where the reader goes on. A trailing partial batch, which a
-    /// `max_bytes` cut can leave, does not count.
+    /// The offset after the last batch read (the read offset when none was):
+    /// where the reader goes on. Reads hold whole batches only.
     pub next_offset: i64,
     /// ReadCommitted only: aborted transactions overlapping what was read.
     pub aborted: Vec<AbortedTransaction>,
@@ -857,8 +856,8 @@ impl PartitionLog {
         self.seal_finished_segments();
     }
 
-    /// Reads from `offset`: whole batches from the cache when it holds them,
-    /// otherwise a region of one segment file for `sendfile`. Never past the
+    /// Reads whole batches from `offset`: from the cache when it holds them,
+    /// otherwise as a region of one segment file for `sendfile`. Never past the
     /// high watermark. With `min_one_batch` the first batch is returned even
     /// when larger than `max_bytes` (KIP-74).
     pub fn read(&self, offset: i64, max_bytes: usize, min_one_batch: bool) -> Result<ReadResult> {
@@ -954,12 +953,16 @@ impl PartitionLog {
             if len == 0 {
                 return Ok(ReadResult::nothing_from(offset));
             }
-            let region_end = location.position + len;
-            let next_offset = if region_end == end_position {
-                end_offset
+            // A region cut by `max_bytes` ends at the last whole batch it
+            // holds (always at least the first): a partial batch would be
+            // sent only for the client to drop it and fetch it again.
+            let (region_end, next_offset) = if location.position + len == end_position {
+                (end_position, end_offset)
             } else {
-                segment.offset_at_position(&location, region_end)?
+                segment.last_batch_end(&location, location.position + len)?
             };
+            let len = region_end - location.position;
+            debug_assert!(len >= first_batch, "a region holds at least its first whole batch");
             return Ok(ReadResult {
                 chunks: vec![ReadChunk::File(FileRegion {
                     file: segment.read_file()?,
@@ -1014,25 +1017,7 @@ impl PartitionLog {
                 }
             }
         }
-        // Keep whole batches only; the next read starts after the last one.
-        let mut next_offset = offset;
-        let mut whole_bytes = 0;
-        while let Ok(total) = batch::batch_total_bytes(&bytes[whole_bytes..]) {
-            if whole_bytes + total > bytes.len() {
-                break;
-            }
-            let header = BatchHeader::parse(&bytes[whole_bytes..]).map_err(|e| {
-                LogError::io(
-                    "parsing batch",
-                    &self.dir,
-                    std::io::Error::new(std::io::ErrorKind::InvalidData, e),
-                )
-            })?;
-            next_offset = header.next_offset();
-            whole_bytes += total;
-        }
-        bytes.truncate(whole_bytes);
-        Ok((bytes, next_offset))
+        Ok((bytes, result.next_offset))
     }
 
     /// End offset of `epoch` and the epoch it belongs to (OffsetForLeaderEpoch).

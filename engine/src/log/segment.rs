@@ -358,10 +358,11 @@ impl Segment {
         Ok(None)
     }
 
-    /// The offset after the last whole batch that ends at or before
-    /// `end_position`, scanning headers from `from` (a batch start) or from the
-    /// nearest index entry below `end_position`, whichever is later.
-    pub fn offset_at_position(&self, from: &BatchLocation, end_position: u64) -> Result<i64> {
+    /// Where the last whole batch that ends at or before `end_position` ends,
+    /// and the offset after it, scanning headers from `from` (a batch start)
+    /// or from the nearest index entry below `end_position`, whichever is
+    /// later. `from` itself when no batch fits.
+    pub fn last_batch_end(&self, from: &BatchLocation, end_position: u64) -> Result<(u64, i64)> {
         let entries = self.offset_index.entries();
         let below_end = entries.partition_point(|e| u64::from(e.position) <= end_position);
         let indexed = below_end
@@ -385,7 +386,7 @@ impl Segment {
             next_offset = header.next_offset();
             position = batch_end;
         }
-        Ok(next_offset)
+        Ok((position, next_offset))
     }
 
     /// Calls `visit` with the header of every durable batch from the one
