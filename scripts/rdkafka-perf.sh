@@ -26,6 +26,12 @@ until grep -q "listening on" "$DATA/out" 2>/dev/null; do sleep 0.05; done
 ADDR=$(awk '/listening on/ {print $4}' "$DATA/out")
 target/release/ringlog topic create perf --partitions 8 --bootstrap "$ADDR" >/dev/null
 cpu_s() { awk '{print ($14 + $15) / 100}' "/proc/$PID/stat"; }
+# The client's own ceiling on this machine, as fio and iperf3 are the disk's
+# and loopback's in scripts/bench.sh: the same produce against librdkafka's
+# in-process mock broker (memory only, no CRC check, no disk).
+echo "== client ceiling: produce $RECORDS x 1 KiB to librdkafka's mock broker"
+"$PERF" -P -t perf -s 1024 -c "$RECORDS" -a 1 -X test.mock.num.brokers=1 -X linger.ms=5 -X batch.size=1000000 \
+  -X queue.buffering.max.kbytes=1048576 -u 2>&1 | tail -1
 echo "== produce: $RECORDS x 1 KiB"
 before=$(cpu_s)
 "$PERF" -P -t perf -b "$ADDR" -s 1024 -c "$RECORDS" -a 1 -X linger.ms=5 -X batch.size=1000000 \
