@@ -168,18 +168,30 @@ impl Drop for AlignedBuf {
 }
 
 /// Write buffers of at least this many bytes get their own mapping, in
-/// transparent huge pages.
+/// transparent huge pages. A job of one 1 MB batch (librdkafka's default
+/// `batch.size`) needs a 1 MiB buffer, so that size is included.
+const HUGE_MAPPING_BYTES_MIN: usize = 1024 * 1024;
 const HUGE_PAGE_BYTES: usize = 2 * 1024 * 1024;
+
+/// The memory a buffer of `capacity` bytes takes: huge mappings are whole
+/// huge pages.
+const fn footprint_bytes(capacity: usize) -> usize {
+    if capacity >= HUGE_MAPPING_BYTES_MIN {
+        capacity.next_multiple_of(HUGE_PAGE_BYTES)
+    } else {
+        capacity
+    }
+}
 
 /// `capacity` bytes aligned for O_DIRECT. Large buffers are mapped directly
 /// and advised into huge pages whatever the allocator does: an O_DIRECT write
-/// from 4 KiB pages needs a scatter-gather segment per page, and with the
-/// allocator's memory in 4 KiB pages produce fell from 1142-1173 to
+/// from 4 KiB pages pins and sends each page on its own. With the
+/// allocator's memory in 4 KiB pages, produce fell from 1142-1173 to
 /// 821-850 MB/s (A/B, docs/PERFORMANCE.md session 5).
 fn allocate_aligned(capacity: usize) -> NonNull<u8> {
     debug_assert!(capacity > 0 && capacity.is_multiple_of(ALIGN));
-    if capacity >= HUGE_PAGE_BYTES {
-        return map_huge(capacity);
+    if capacity >= HUGE_MAPPING_BYTES_MIN {
+        return map_huge(footprint_bytes(capacity));
     }
     let layout = AlignedBuf::layout(capacity);
     // SAFETY: layout has non-zero size and a power-of-two alignment.
@@ -192,21 +204,22 @@ fn allocate_aligned(capacity: usize) -> NonNull<u8> {
 /// # Safety
 /// `ptr` came from `allocate_aligned(capacity)` and is not used again.
 unsafe fn free_aligned(ptr: NonNull<u8>, capacity: usize) {
-    if capacity >= HUGE_PAGE_BYTES {
-        // SAFETY: map_huge mapped exactly [ptr, ptr + capacity).
-        unsafe { libc::munmap(ptr.as_ptr().cast(), capacity) };
+    if capacity >= HUGE_MAPPING_BYTES_MIN {
+        // SAFETY: map_huge mapped exactly [ptr, ptr + footprint).
+        unsafe { libc::munmap(ptr.as_ptr().cast(), footprint_bytes(capacity)) };
     } else {
         // SAFETY: allocated with this layout (caller's contract).
         unsafe { dealloc(ptr.as_ptr(), AlignedBuf::layout(capacity)) }
     }
 }
 
-/// An anonymous mapping of `capacity` bytes starting on a huge-page
-/// boundary, its whole huge pages advised MADV_HUGEPAGE (the tail, less than
-/// one huge page, stays in small pages rather than pin a whole one).
-fn map_huge(capacity: usize) -> NonNull<u8> {
-    let out_of_memory = || std::alloc::handle_alloc_error(AlignedBuf::layout(capacity));
-    let mapped_bytes = capacity + HUGE_PAGE_BYTES;
+/// An anonymous mapping of `huge_bytes` (whole huge pages) starting on a
+/// huge-page boundary, advised MADV_HUGEPAGE.
+fn map_huge(huge_bytes: usize) -> NonNull<u8> {
+    debug_assert!(huge_bytes.is_multiple_of(HUGE_PAGE_BYTES));
+    let out_of_memory = || std::alloc::handle_alloc_error(AlignedBuf::layout(huge_bytes));
+    // One huge page more than needed, so that an aligned start fits.
+    let mapped_bytes = huge_bytes + HUGE_PAGE_BYTES;
     // SAFETY: a fresh private anonymous mapping; no existing memory is touched.
     let raw = unsafe {
         libc::mmap(
@@ -224,19 +237,18 @@ fn map_huge(capacity: usize) -> NonNull<u8> {
     let start = raw as usize;
     let aligned = start.next_multiple_of(HUGE_PAGE_BYTES);
     let head_bytes = aligned - start;
-    let tail_bytes = mapped_bytes - head_bytes - capacity;
-    // SAFETY: both ranges lie inside the mapping just made and are page
-    // multiples (capacity is a multiple of the 4 KiB alignment); the kept
-    // range [aligned, aligned + capacity) is not affected. Failures only
-    // leave address space mapped, so they are ignored.
+    let tail_bytes = mapped_bytes - head_bytes - huge_bytes;
+    // SAFETY: both trimmed ranges lie inside the mapping just made and are
+    // page multiples (mmap returns page-aligned memory); the kept range
+    // [aligned, aligned + huge_bytes) is not affected. Failures only leave
+    // address space mapped, so they are ignored.
     unsafe {
         if head_bytes > 0 {
             libc::munmap(raw, head_bytes);
         }
         if tail_bytes > 0 {
-            libc::munmap((aligned + capacity) as *mut libc::c_void, tail_bytes);
+            libc::munmap((aligned + huge_bytes) as *mut libc::c_void, tail_bytes);
         }
-        let huge_bytes = capacity - capacity % HUGE_PAGE_BYTES;
         libc::madvise(aligned as *mut libc::c_void, huge_bytes, libc::MADV_HUGEPAGE);
     }
     NonNull::new(aligned as *mut u8).unwrap_or_else(out_of_memory)
@@ -250,7 +262,7 @@ fn map_huge(capacity: usize) -> NonNull<u8> {
 ///
 /// Invariants: one pool per thread, so a buffer is returned to the thread
 /// that took it (`AlignedBuf` is neither `Send` nor `Sync`); at most
-/// [`BUFFER_POOL_BYTES_MAX`] bytes in at most [`BUFFER_POOL_ENTRIES_MAX`]
+/// [`BUFFER_POOL_BYTES_MAX`] bytes of memory ([`footprint_bytes`]) in at most [`BUFFER_POOL_ENTRIES_MAX`]
 /// buffers are kept (a take scans them all).
 struct BufferPool {
     free: Vec<(NonNull<u8>, usize)>,
@@ -258,7 +270,7 @@ struct BufferPool {
 }
 
 /// Kept per core: four full write jobs; smaller jobs leave room for more.
-const BUFFER_POOL_BYTES_MAX: usize = 4 * BUFFER_BYTES_MAX;
+const BUFFER_POOL_BYTES_MAX: usize = 4 * footprint_bytes(BUFFER_BYTES_MAX);
 const BUFFER_POOL_ENTRIES_MAX: usize = 64;
 /// The largest buffer a write can need: a full job plus the rewritten tail block.
 const BUFFER_BYTES_MAX: usize = crate::limits::WRITE_JOB_BYTES_MAX + ALIGN;
@@ -292,7 +304,7 @@ impl BufferPool {
                     .min_by_key(|(_, (_, capacity))| *capacity)
                     .map(|(index, _)| index)?;
                 let (ptr, capacity) = pool.free.swap_remove(best);
-                pool.pooled_bytes -= capacity;
+                pool.pooled_bytes -= footprint_bytes(capacity);
                 Some((ptr, capacity))
             })
             .ok()
@@ -304,10 +316,11 @@ impl BufferPool {
         BUFFER_POOL
             .try_with(|pool| {
                 let mut pool = pool.borrow_mut();
-                if pool.pooled_bytes + capacity > BUFFER_POOL_BYTES_MAX || pool.free.len() >= BUFFER_POOL_ENTRIES_MAX {
+                let footprint = footprint_bytes(capacity);
+                if pool.pooled_bytes + footprint > BUFFER_POOL_BYTES_MAX || pool.free.len() >= BUFFER_POOL_ENTRIES_MAX {
                     return false;
                 }
-                pool.pooled_bytes += capacity;
+                pool.pooled_bytes += footprint;
                 pool.free.push((ptr, capacity));
                 true
             })
@@ -648,20 +661,24 @@ mod tests {
 
     #[test]
     fn large_buffers_start_on_a_huge_page_and_hold_every_byte() {
-        let len = 3 * HUGE_PAGE_BYTES + 100;
-        let part = vec![5u8; len];
-        let buf = AlignedBuf::concat(&[&part]);
-        let bytes = buf.as_slice();
-        assert_eq!(bytes.as_ptr() as usize % HUGE_PAGE_BYTES, 0);
-        assert_eq!(bytes.len(), align_up(len as u64) as usize);
-        assert!(bytes[..len].iter().all(|&b| b == 5));
-        assert!(bytes[len..].iter().all(|&b| b == 0));
-        // Freed directly or through the pool; either way by munmap.
-        drop(buf);
-        let capacity = pooled_capacity(align_up(len as u64) as usize);
-        let mapped = allocate_aligned(capacity);
-        // SAFETY: just allocated with this capacity, not used again.
-        unsafe { free_aligned(mapped, capacity) };
+        // A one-batch job of librdkafka's 1 MB, and one over several huge pages.
+        for len in [1_000_000, 3 * HUGE_PAGE_BYTES + 100] {
+            let part = vec![5u8; len];
+            let buf = AlignedBuf::concat(&[&part]);
+            let bytes = buf.as_slice();
+            assert_eq!(bytes.as_ptr() as usize % HUGE_PAGE_BYTES, 0, "{len}");
+            assert_eq!(bytes.len(), align_up(len as u64) as usize);
+            assert!(bytes[..len].iter().all(|&b| b == 5));
+            assert!(bytes[len..].iter().all(|&b| b == 0));
+            drop(buf);
+            // Freed by munmap of its whole footprint, directly or via the pool.
+            let capacity = pooled_capacity(align_up(len as u64) as usize);
+            assert!(footprint_bytes(capacity).is_multiple_of(HUGE_PAGE_BYTES));
+            let mapped = allocate_aligned(capacity);
+            // SAFETY: just allocated with this capacity, not used again.
+            unsafe { free_aligned(mapped, capacity) };
+        }
+        assert_eq!(footprint_bytes(4096), 4096, "small buffers stay with the allocator");
     }
 
     #[test]
