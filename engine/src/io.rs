@@ -173,10 +173,16 @@ impl Drop for AlignedBuf {
 const HUGE_MAPPING_BYTES_MIN: usize = 1024 * 1024;
 const HUGE_PAGE_BYTES: usize = 2 * 1024 * 1024;
 
+/// Whether a buffer of `capacity` bytes is a mapping of its own ([`map_huge`])
+/// rather than the allocator's memory.
+const fn is_huge_mapping(capacity: usize) -> bool {
+    capacity >= HUGE_MAPPING_BYTES_MIN
+}
+
 /// The memory a buffer of `capacity` bytes takes: huge mappings are whole
 /// huge pages.
 const fn footprint_bytes(capacity: usize) -> usize {
-    if capacity >= HUGE_MAPPING_BYTES_MIN {
+    if is_huge_mapping(capacity) {
         capacity.next_multiple_of(HUGE_PAGE_BYTES)
     } else {
         capacity
@@ -190,7 +196,7 @@ const fn footprint_bytes(capacity: usize) -> usize {
 /// 821-850 MB/s (A/B, docs/PERFORMANCE.md session 5).
 fn allocate_aligned(capacity: usize) -> NonNull<u8> {
     debug_assert!(capacity > 0 && capacity.is_multiple_of(ALIGN));
-    if capacity >= HUGE_MAPPING_BYTES_MIN {
+    if is_huge_mapping(capacity) {
         return map_huge(footprint_bytes(capacity));
     }
     let layout = AlignedBuf::layout(capacity);
@@ -204,7 +210,7 @@ fn allocate_aligned(capacity: usize) -> NonNull<u8> {
 /// # Safety
 /// `ptr` came from `allocate_aligned(capacity)` and is not used again.
 unsafe fn free_aligned(ptr: NonNull<u8>, capacity: usize) {
-    if capacity >= HUGE_MAPPING_BYTES_MIN {
+    if is_huge_mapping(capacity) {
         // SAFETY: map_huge mapped exactly [ptr, ptr + footprint).
         unsafe { libc::munmap(ptr.as_ptr().cast(), footprint_bytes(capacity)) };
     } else {
@@ -262,8 +268,9 @@ fn map_huge(huge_bytes: usize) -> NonNull<u8> {
 ///
 /// Invariants: one pool per thread, so a buffer is returned to the thread
 /// that took it (`AlignedBuf` is neither `Send` nor `Sync`); at most
-/// [`BUFFER_POOL_BYTES_MAX`] bytes of memory ([`footprint_bytes`]) in at most [`BUFFER_POOL_ENTRIES_MAX`]
-/// buffers are kept (a take scans them all).
+/// [`BUFFER_POOL_BYTES_MAX`] bytes of memory (counted by [`footprint_bytes`])
+/// in at most [`BUFFER_POOL_ENTRIES_MAX`] buffers are kept (a take scans them
+/// all).
 struct BufferPool {
     free: Vec<(NonNull<u8>, usize)>,
     pooled_bytes: usize,
