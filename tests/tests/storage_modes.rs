@@ -110,3 +110,84 @@ async fn log_append_time_replaces_producer_timestamps() {
         );
     }
 }
+
+/// Bytes of `path` below `end` resident in the page cache (mincore over a
+/// read-only map).
+fn resident_bytes_below(path: &Path, end: usize) -> usize {
+    use std::os::fd::AsRawFd;
+    let file = std::fs::File::open(path).expect("open segment");
+    let len = (file.metadata().expect("segment metadata").len() as usize).min(end);
+    let page_bytes = 4096;
+    // SAFETY: a fresh read-only shared map of an open file, unmapped below.
+    let map = unsafe {
+        libc::mmap(
+            std::ptr::null_mut(),
+            len,
+            libc::PROT_READ,
+            libc::MAP_SHARED,
+            file.as_raw_fd(),
+            0,
+        )
+    };
+    assert_ne!(map, libc::MAP_FAILED, "mmap {}", path.display());
+    let mut pages = vec![0u8; len.div_ceil(page_bytes)];
+    // SAFETY: `map` spans `len` bytes; `pages` has one byte per page of it.
+    let result = unsafe { libc::mincore(map, len, pages.as_mut_ptr()) };
+    // SAFETY: mapped above with this length.
+    unsafe { libc::munmap(map, len) };
+    assert_eq!(result, 0, "mincore {}", path.display());
+    pages.iter().filter(|&&page| page & 1 == 1).count() * page_bytes
+}
+
+/// Reads from the segment file go through the page cache (sendfile). By
+/// default the pages sent leave it once the client has read them, so a
+/// catch-up reader does not fill memory; `log.read.drop.page.cache=false`
+/// keeps them, which also shows that the measurement sees them.
+#[test]
+fn catch_up_reads_leave_the_page_cache_unless_told_to_keep_it() {
+    const BATCHES: usize = 24;
+    const RECORDS_PER_BATCH: usize = 1000;
+    // The kernel drops whole folios (up to 2 MiB): the one holding the end of
+    // what was sent stays, as does what readahead brought in past it.
+    const FOLIO_BYTES_MAX: usize = 2 << 20;
+    let value = vec![b'r'; 1000];
+    let records: Vec<ringlog_engine::batch::KeyValue<'_>> = vec![(None, Some(&value[..])); RECORDS_PER_BATCH];
+    let batch = ringlog_engine::batch::build_batch(&records, 1_000).freeze();
+    let written_bytes = BATCHES * batch.len();
+    let whole_folios_bytes = written_bytes / FOLIO_BYTES_MAX * FOLIO_BYTES_MAX;
+    for keep in [false, true] {
+        let broker = RunningBroker::start(&[
+            ("log.cache.bytes.per.core", "0"),
+            ("log.read.drop.page.cache", if keep { "false" } else { "true" }),
+        ]);
+        if !broker.log().contains("io_mode=Direct") {
+            eprintln!("no O_DIRECT under the data dir: written bytes are cached anyway; skipping");
+            return;
+        }
+        assert_eq!(
+            ringlog_tests::create_topic_raw(broker.bootstrap(), "catch-up", 1, &[]),
+            0
+        );
+        let mut connection = ringlog_tests::RawConnection::connect(broker.bootstrap());
+        for _ in 0..BATCHES {
+            assert_eq!(connection.produce("catch-up", 0, batch.clone()).0, 0);
+        }
+        let segment = broker.data_dir().join("catch-up-0").join("00000000000000000000.log");
+        assert_eq!(
+            resident_bytes_below(&segment, written_bytes),
+            0,
+            "O_DIRECT writes bypass the page cache"
+        );
+        assert_eq!(
+            connection.read_partition("catch-up", 0).len(),
+            BATCHES * RECORDS_PER_BATCH
+        );
+        std::thread::sleep(std::time::Duration::from_millis(500));
+        let resident = resident_bytes_below(&segment, whole_folios_bytes);
+        if keep {
+            assert_eq!(resident, whole_folios_bytes, "pages kept");
+        } else {
+            assert_eq!(resident, 0, "pages sent were dropped");
+        }
+    }
+}

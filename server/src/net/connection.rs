@@ -20,14 +20,20 @@
 //! - A connection that sends nothing for `connections.max.idle.ms` is closed;
 //!   connections beyond `max.connections` are closed when accepted
 //!   (`net/listener.rs`).
+//! - With `log.read.drop.page.cache`, the segment pages a response sent are
+//!   dropped from the page cache [`SENT_PAGES_DROP_DELAY`] after they were
+//!   sent (best effort: the kernel skips pages still in use).
 
+use std::collections::VecDeque;
+use std::future::Future;
 use std::io::{self, IoSlice};
 use std::net::SocketAddr;
 use std::rc::Rc;
 use std::sync::Arc;
-use std::time::Instant;
+use std::time::{Duration, Instant};
 
 use bytes::{Buf, Bytes, BytesMut};
+use ringlog_engine::FileRegion;
 use tokio::io::{AsyncRead, AsyncReadExt, AsyncWriteExt};
 use tokio::net::tcp::OwnedWriteHalf;
 use tokio::net::TcpStream;
@@ -73,13 +79,14 @@ pub async fn serve(stream: TcpStream, peer: SocketAddr, broker: Arc<Broker>, cor
     let max_frame_bytes = broker.config.socket_request_max_bytes;
     let budget_bytes = broker.config.connection_max_inflight_bytes.min(u32::MAX as usize);
     let budget = Arc::new(Semaphore::new(budget_bytes));
-    let idle_timeout = std::time::Duration::from_millis(broker.config.connections_max_idle_ms);
+    let idle_timeout = Duration::from_millis(broker.config.connections_max_idle_ms);
     tracing::debug!(%peer, core = core_id, "connection accepted");
     let context = Rc::new(ConnectionContext { broker, peer });
     let (reader, writer) = stream.into_split();
     let mut frames = FrameReader::new(reader);
     let (pending_sender, pending_receiver) = mpsc::channel(INFLIGHT_REQUESTS_MAX);
-    let writer_task = tokio::task::spawn_local(write_responses(writer, pending_receiver, peer));
+    let sent_regions = SentRegions::new(context.broker.config.log_read_drop_page_cache);
+    let writer_task = tokio::task::spawn_local(write_responses(writer, pending_receiver, peer, sent_regions));
     // One waiter for the connection's life, polled with every read.
     let draining = drain::drained();
     tokio::pin!(draining);
@@ -220,9 +227,14 @@ impl<Socket: AsyncRead + Unpin> FrameReader<Socket> {
     }
 }
 
-async fn write_responses(mut writer: OwnedWriteHalf, mut pending: mpsc::Receiver<PendingResponse>, peer: SocketAddr) {
+async fn write_responses(
+    mut writer: OwnedWriteHalf,
+    mut pending: mpsc::Receiver<PendingResponse>,
+    peer: SocketAddr,
+    mut sent_regions: SentRegions,
+) {
     // The permit is dropped (its bytes returned) once the response is written.
-    while let Some((next, _permit)) = pending.recv().await {
+    while let Some((next, _permit)) = sent_regions.drop_while_waiting(pending.recv()).await {
         let response = match next.await {
             Ok(Ok(Some(response))) => response,
             Ok(Ok(None)) => continue, // acks=0 produce: no response
@@ -235,19 +247,83 @@ async fn write_responses(mut writer: OwnedWriteHalf, mut pending: mpsc::Receiver
                 break;
             }
         };
-        if let Err(error) = send_response(&mut writer, response).await {
+        sent_regions.drop_due_pages();
+        if let Err(error) = send_response(&mut writer, response, &mut sent_regions).await {
             tracing::debug!(%peer, %error, "writing response failed");
             break;
         }
     }
     let _ = writer.shutdown().await;
+    sent_regions.drop_remaining().await;
+}
+
+/// How long sent pages stay in the page cache. Until the client has read
+/// them and acknowledged them, and the kernel has freed the socket buffers
+/// that held them, the kernel skips them when asked to drop them; right after
+/// the next request arrives is not always late enough.
+const SENT_PAGES_DROP_DELAY: Duration = Duration::from_millis(50);
+
+/// Segment regions sent on this connection whose pages are to leave the page
+/// cache (`log.read.drop.page.cache`) once [`SENT_PAGES_DROP_DELAY`] has
+/// passed: checked when the next response is due, or by a timer while none
+/// is.
+struct SentRegions {
+    enabled: bool,
+    regions: VecDeque<(Instant, FileRegion)>,
+}
+
+impl SentRegions {
+    fn new(enabled: bool) -> Self {
+        Self {
+            enabled,
+            regions: VecDeque::new(),
+        }
+    }
+
+    fn remember(&mut self, region: FileRegion) {
+        if self.enabled {
+            self.regions.push_back((Instant::now() + SENT_PAGES_DROP_DELAY, region));
+        }
+    }
+
+    /// Drops the pages of every region whose delay has passed.
+    fn drop_due_pages(&mut self) {
+        let now = Instant::now();
+        while let Some((_, region)) = self.regions.pop_front_if(|(due, _)| *due <= now) {
+            sendfile::drop_from_page_cache(&region);
+        }
+    }
+
+    /// Awaits `next`, dropping pages as they fall due meanwhile.
+    async fn drop_while_waiting<T>(&mut self, next: impl Future<Output = T>) -> T {
+        tokio::pin!(next);
+        while let Some(&(due, _)) = self.regions.front() {
+            tokio::select! {
+                value = &mut next => return value,
+                _ = tokio::time::sleep_until(due.into()) => self.drop_due_pages(),
+            }
+        }
+        next.await
+    }
+
+    /// Drops the remaining pages as they fall due (the connection is closed).
+    async fn drop_remaining(&mut self) {
+        while let Some(&(due, _)) = self.regions.front() {
+            tokio::time::sleep_until(due.into()).await;
+            self.drop_due_pages();
+        }
+    }
 }
 
 fn log_handler_error(peer: SocketAddr, error: &HandlerError) {
     tracing::warn!(%peer, %error, "closing connection");
 }
 
-async fn send_response(writer: &mut OwnedWriteHalf, response: Response) -> io::Result<()> {
+async fn send_response(
+    writer: &mut OwnedWriteHalf,
+    response: Response,
+    sent_regions: &mut SentRegions,
+) -> io::Result<()> {
     let size_prefix = Bytes::copy_from_slice(&(response.total_bytes as i32).to_be_bytes());
     let mut memory: Vec<Bytes> = vec![size_prefix];
     for chunk in response.chunks {
@@ -256,6 +332,7 @@ async fn send_response(writer: &mut OwnedWriteHalf, response: Response) -> io::R
             ResponseChunk::File(region) => {
                 write_all_vectored(writer, &mut memory).await?;
                 sendfile::send_region(writer.as_ref(), &region).await?;
+                sent_regions.remember(region);
             }
         }
     }

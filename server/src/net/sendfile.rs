@@ -41,3 +41,33 @@ pub async fn send_region(stream: &TcpStream, region: &FileRegion) -> io::Result<
     }
     Ok(())
 }
+
+/// The page cache's largest folio (a PMD on x86-64 and arm64 with 4 KiB
+/// pages). The kernel drops only folios wholly inside the range asked.
+const PAGE_CACHE_FOLIO_BYTES_MAX: u64 = 2 << 20;
+
+/// Asks the kernel to drop the pages of `region` from the page cache, from
+/// the folio boundary at or before its start to the one at or before its end
+/// (so a folio shared with the next region goes with the next region; the
+/// one before the start may go early, costing at worst a read from disk).
+/// Pages a socket buffer still holds are skipped (not waited for), so this
+/// never takes bytes from a response still on its way.
+pub fn drop_from_page_cache(region: &FileRegion) {
+    let start = region.position / PAGE_CACHE_FOLIO_BYTES_MAX * PAGE_CACHE_FOLIO_BYTES_MAX;
+    let end = (region.position + region.len) / PAGE_CACHE_FOLIO_BYTES_MAX * PAGE_CACHE_FOLIO_BYTES_MAX;
+    if end <= start {
+        return;
+    }
+    // SAFETY: the descriptor is open for the duration of the call.
+    let result = unsafe {
+        libc::posix_fadvise(
+            region.file.as_raw_fd(),
+            start as libc::off_t,
+            (end - start) as libc::off_t,
+            libc::POSIX_FADV_DONTNEED,
+        )
+    };
+    if result != 0 {
+        tracing::debug!(error = %io::Error::from_raw_os_error(result), "dropping sent pages from the page cache failed");
+    }
+}
