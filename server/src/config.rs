@@ -40,6 +40,7 @@ pub const SETTINGS: &[Setting] = &[
     Setting { key: "log.message.timestamp.type", default: "CreateTime", description: "CreateTime or LogAppendTime (topic: message.timestamp.type)" },
     Setting { key: "log.io.mode", default: "direct", description: "direct (O_DIRECT through io_uring) or buffered (page cache); direct falls back to buffered where the filesystem refuses it" },
     Setting { key: "log.cache.bytes.per.core", default: "268435456", description: "memory per core for recently appended batches served to tailing consumers" },
+    Setting { key: "log.read.mode", default: "sendfile", description: "how fetches send segment bytes: sendfile (zero-copy from the page cache) or direct (O_DIRECT reads into reused buffers, then written to the socket; only with log.io.mode=direct); ringlog's own" },
     Setting { key: "log.read.drop.page.cache", default: "true", description: "once a fetch response has been read by the client, drop the segment pages it sent from the page cache (catch-up reads are mostly read once, and new page-cache memory is slow where the host takes back free memory); ringlog's own" },
     Setting { key: "offsets.topic.num.partitions", default: "50", description: "partitions of __consumer_offsets (fixed once the topic exists)" },
     Setting { key: "offsets.topic.segment.bytes", default: "104857600", description: "segment size of __consumer_offsets" },
@@ -63,6 +64,24 @@ pub enum ConfigError {
     InvalidValue { key: String, value: String, reason: String },
     #[error("reading config file {path}: {reason}")]
     File { path: String, reason: String },
+}
+
+/// How fetches send bytes that are in segment files (`log.read.mode`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum ReadMode {
+    Sendfile,
+    Direct,
+}
+
+impl std::str::FromStr for ReadMode {
+    type Err = String;
+    fn from_str(text: &str) -> Result<Self, String> {
+        match text {
+            "sendfile" => Ok(Self::Sendfile),
+            "direct" => Ok(Self::Direct),
+            other => Err(format!("{other:?} is neither sendfile nor direct")),
+        }
+    }
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -94,6 +113,7 @@ pub struct BrokerConfig {
     pub log_flush_interval_ms: Option<u64>,
     pub log_io_mode: IoMode,
     pub log_cache_bytes_per_core: usize,
+    pub log_read_mode: ReadMode,
     pub log_read_drop_page_cache: bool,
     pub fetch_max_wait_ms_max: u64,
     pub offsets_topic_num_partitions: i32,
@@ -179,6 +199,7 @@ impl BrokerConfig {
             },
             log_io_mode: parse(values, "log.io.mode")?,
             log_cache_bytes_per_core: parse(values, "log.cache.bytes.per.core")?,
+            log_read_mode: parse(values, "log.read.mode")?,
             log_read_drop_page_cache: parse(values, "log.read.drop.page.cache")?,
             fetch_max_wait_ms_max: parse(values, "fetch.max.wait.ms.max")?,
             offsets_topic_num_partitions: parse_positive(values, "offsets.topic.num.partitions")?,

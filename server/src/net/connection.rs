@@ -33,7 +33,7 @@ use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use bytes::{Buf, Bytes, BytesMut};
-use ringlog_engine::FileRegion;
+use ringlog_engine::{FileRegion, IoMode};
 use tokio::io::{AsyncRead, AsyncReadExt, AsyncWriteExt};
 use tokio::net::tcp::OwnedWriteHalf;
 use tokio::net::TcpStream;
@@ -41,6 +41,7 @@ use tokio::sync::{mpsc, OwnedSemaphorePermit, Semaphore};
 use tokio::task::JoinHandle;
 
 use crate::broker::Broker;
+use crate::config::ReadMode;
 use crate::handlers::{self, HandlerError, HandlerOutcome};
 use crate::metrics;
 use crate::net::sendfile;
@@ -85,8 +86,8 @@ pub async fn serve(stream: TcpStream, peer: SocketAddr, broker: Arc<Broker>, cor
     let (reader, writer) = stream.into_split();
     let mut frames = FrameReader::new(reader);
     let (pending_sender, pending_receiver) = mpsc::channel(INFLIGHT_REQUESTS_MAX);
-    let sent_regions = SentRegions::new(context.broker.config.log_read_drop_page_cache);
-    let writer_task = tokio::task::spawn_local(write_responses(writer, pending_receiver, peer, sent_regions));
+    let region_sender = RegionSender::new(&context.broker);
+    let writer_task = tokio::task::spawn_local(write_responses(writer, pending_receiver, peer, region_sender));
     // One waiter for the connection's life, polled with every read.
     let draining = drain::drained();
     tokio::pin!(draining);
@@ -231,10 +232,10 @@ async fn write_responses(
     mut writer: OwnedWriteHalf,
     mut pending: mpsc::Receiver<PendingResponse>,
     peer: SocketAddr,
-    mut sent_regions: SentRegions,
+    mut region_sender: RegionSender,
 ) {
     // The permit is dropped (its bytes returned) once the response is written.
-    while let Some((next, _permit)) = sent_regions.drop_while_waiting(pending.recv()).await {
+    while let Some((next, _permit)) = region_sender.drop_while_waiting(pending.recv()).await {
         let response = match next.await {
             Ok(Ok(Some(response))) => response,
             Ok(Ok(None)) => continue, // acks=0 produce: no response
@@ -247,14 +248,14 @@ async fn write_responses(
                 break;
             }
         };
-        sent_regions.drop_due_pages();
-        if let Err(error) = send_response(&mut writer, response, &mut sent_regions).await {
+        region_sender.drop_due_pages();
+        if let Err(error) = send_response(&mut writer, response, &mut region_sender).await {
             tracing::debug!(%peer, %error, "writing response failed");
             break;
         }
     }
     let _ = writer.shutdown().await;
-    sent_regions.drop_remaining().await;
+    region_sender.drop_remaining().await;
 }
 
 /// How long sent pages stay in the page cache. Until the client has read
@@ -263,33 +264,49 @@ async fn write_responses(
 /// the next request arrives is not always late enough.
 const SENT_PAGES_DROP_DELAY: Duration = Duration::from_millis(50);
 
-/// Segment regions sent on this connection whose pages are to leave the page
-/// cache (`log.read.drop.page.cache`) once [`SENT_PAGES_DROP_DELAY`] has
-/// passed: checked when the next response is due, or by a timer while none
-/// is.
-struct SentRegions {
-    enabled: bool,
-    regions: VecDeque<(Instant, FileRegion)>,
+/// Sends this connection's segment file regions (`log.read.mode`). With
+/// sendfile and `log.read.drop.page.cache`, it also remembers what it sent,
+/// so that those pages leave the page cache once [`SENT_PAGES_DROP_DELAY`]
+/// has passed: checked when the next response is due, or by a timer while
+/// none is.
+struct RegionSender {
+    read_mode: ReadMode,
+    drop_page_cache: bool,
+    /// Regions sent with sendfile, with the time their pages may be dropped.
+    sent: VecDeque<(Instant, FileRegion)>,
 }
 
-impl SentRegions {
-    fn new(enabled: bool) -> Self {
+impl RegionSender {
+    fn new(broker: &Broker) -> Self {
+        // O_DIRECT reads see only what reached the disk: not with buffered writes.
+        let read_mode = match broker.io_mode {
+            IoMode::Direct => broker.config.log_read_mode,
+            IoMode::Buffered => ReadMode::Sendfile,
+        };
         Self {
-            enabled,
-            regions: VecDeque::new(),
+            read_mode,
+            drop_page_cache: broker.config.log_read_drop_page_cache,
+            sent: VecDeque::new(),
         }
     }
 
-    fn remember(&mut self, region: FileRegion) {
-        if self.enabled {
-            self.regions.push_back((Instant::now() + SENT_PAGES_DROP_DELAY, region));
+    async fn send(&mut self, writer: &mut OwnedWriteHalf, region: FileRegion) -> io::Result<()> {
+        match self.read_mode {
+            ReadMode::Direct => sendfile::send_region_read_direct(writer, &region).await,
+            ReadMode::Sendfile => {
+                sendfile::send_region(writer.as_ref(), &region).await?;
+                if self.drop_page_cache {
+                    self.sent.push_back((Instant::now() + SENT_PAGES_DROP_DELAY, region));
+                }
+                Ok(())
+            }
         }
     }
 
     /// Drops the pages of every region whose delay has passed.
     fn drop_due_pages(&mut self) {
         let now = Instant::now();
-        while let Some((_, region)) = self.regions.pop_front_if(|(due, _)| *due <= now) {
+        while let Some((_, region)) = self.sent.pop_front_if(|(due, _)| *due <= now) {
             sendfile::drop_from_page_cache(&region);
         }
     }
@@ -297,7 +314,7 @@ impl SentRegions {
     /// Awaits `next`, dropping pages as they fall due meanwhile.
     async fn drop_while_waiting<T>(&mut self, next: impl Future<Output = T>) -> T {
         tokio::pin!(next);
-        while let Some(&(due, _)) = self.regions.front() {
+        while let Some(&(due, _)) = self.sent.front() {
             tokio::select! {
                 value = &mut next => return value,
                 _ = tokio::time::sleep_until(due.into()) => self.drop_due_pages(),
@@ -308,7 +325,7 @@ impl SentRegions {
 
     /// Drops the remaining pages as they fall due (the connection is closed).
     async fn drop_remaining(&mut self) {
-        while let Some(&(due, _)) = self.regions.front() {
+        while let Some(&(due, _)) = self.sent.front() {
             tokio::time::sleep_until(due.into()).await;
             self.drop_due_pages();
         }
@@ -322,7 +339,7 @@ fn log_handler_error(peer: SocketAddr, error: &HandlerError) {
 async fn send_response(
     writer: &mut OwnedWriteHalf,
     response: Response,
-    sent_regions: &mut SentRegions,
+    region_sender: &mut RegionSender,
 ) -> io::Result<()> {
     let size_prefix = Bytes::copy_from_slice(&(response.total_bytes as i32).to_be_bytes());
     let mut memory: Vec<Bytes> = vec![size_prefix];
@@ -331,8 +348,7 @@ async fn send_response(
             ResponseChunk::Memory(bytes) => memory.push(bytes),
             ResponseChunk::File(region) => {
                 write_all_vectored(writer, &mut memory).await?;
-                sendfile::send_region(writer.as_ref(), &region).await?;
-                sent_regions.remember(region);
+                region_sender.send(writer, region).await?;
             }
         }
     }

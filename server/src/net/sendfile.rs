@@ -1,13 +1,21 @@
-//! Zero-copy from a segment file to a non-blocking socket. io_uring has no
-//! sendfile op, so this waits for writability through Tokio and calls
-//! sendfile(2) directly; the bytes go from the page cache to the socket.
+//! Segment file regions to a socket, two ways (`log.read.mode`):
+//! - `sendfile`: zero-copy from the page cache. io_uring has no sendfile op,
+//!   so this waits for writability through Tokio and calls sendfile(2).
+//! - `direct`: O_DIRECT reads through io_uring into pooled buffers, each
+//!   written to the socket while the next is read. The kernel copies the
+//!   bytes into the socket (sendfile passes page references instead), but the
+//!   page cache is never filled.
 
 use std::io;
 use std::os::fd::AsRawFd;
 
+use ringlog_engine::io::DirectReader;
 use ringlog_engine::FileRegion;
-use tokio::io::Interest;
+use tokio::io::{AsyncWriteExt, Interest};
 use tokio::net::TcpStream;
+
+/// Bytes of one O_DIRECT read, as aligned blocks (a pooled huge-page buffer).
+const DIRECT_READ_BYTES: u64 = 2 << 20;
 
 pub async fn send_region(stream: &TcpStream, region: &FileRegion) -> io::Result<()> {
     let mut offset = region.position as libc::off_t;
@@ -69,5 +77,35 @@ pub fn drop_from_page_cache(region: &FileRegion) {
     };
     if result != 0 {
         tracing::debug!(error = %io::Error::from_raw_os_error(result), "dropping sent pages from the page cache failed");
+    }
+}
+
+/// Sends `region` with O_DIRECT reads, the next read in flight while the
+/// last is written.
+pub async fn send_region_read_direct(
+    writer: &mut tokio::net::tcp::OwnedWriteHalf,
+    region: &FileRegion,
+) -> io::Result<()> {
+    let reader = DirectReader::reopen(&region.file)?;
+    let end = region.position + region.len;
+    // Each read ends at a block boundary within DIRECT_READ_BYTES of the
+    // block its start lies in, so every read fills one buffer of that size.
+    let read_len = |at: u64| ((ringlog_engine::io::align_down(at) + DIRECT_READ_BYTES).min(end) - at) as usize;
+    let mut at = region.position;
+    let mut current = reader.read(at, read_len(at)).await?;
+    loop {
+        at += current.1.len() as u64;
+        let next_read = async {
+            match at < end {
+                true => Some(reader.read(at, read_len(at)).await),
+                false => None,
+            }
+        };
+        let (written, next) = tokio::join!(writer.write_all(&current.0.as_slice()[current.1.clone()]), next_read);
+        written?;
+        match next {
+            Some(read) => current = read?,
+            None => return Ok(()),
+        }
     }
 }
