@@ -208,6 +208,7 @@ fn broker_reading_files(settings: &[(&str, &str)]) -> Option<RunningBroker> {
 /// every CRC), and the page cache is never filled.
 #[test]
 fn direct_reads_serve_every_batch_and_fill_no_page_cache() {
+    const PARTITIONS: usize = 6;
     let Some(broker) = broker_reading_files(&[
         ("log.read.mode", "direct"),
         ("log.read.drop.page.cache", "false"),
@@ -215,42 +216,66 @@ fn direct_reads_serve_every_batch_and_fill_no_page_cache() {
     ]) else {
         return;
     };
+    let topic = "direct-reads";
     assert_eq!(
-        ringlog_tests::create_topic_raw(broker.bootstrap(), "direct-reads", 1, &[]),
+        ringlog_tests::create_topic_raw(broker.bootstrap(), topic, PARTITIONS as i32, &[]),
         0
     );
     let mut connection = ringlog_tests::RawConnection::connect(broker.bootstrap());
-    let mut expected = Vec::new();
-    for batch_index in 0..120usize {
+    let mut expected = vec![Vec::new(); PARTITIONS];
+    for batch_index in 0..240usize {
         let values: Vec<Vec<u8>> = (0..(batch_index % 9) * 11 + 1)
             .map(|record| vec![(batch_index + record) as u8; 97 + batch_index * 13 % 4001])
             .collect();
         let records: Vec<ringlog_engine::batch::KeyValue<'_>> = values.iter().map(|v| (None, Some(&v[..]))).collect();
         let batch = ringlog_engine::batch::build_batch(&records, 1_000).freeze();
-        assert_eq!(connection.produce("direct-reads", 0, batch).0, 0);
-        expected.extend(values);
+        let partition = batch_index % PARTITIONS;
+        assert_eq!(connection.produce(topic, partition as i32, batch).0, 0);
+        expected[partition].extend(values);
     }
-    let read: Vec<Vec<u8>> = connection
-        .read_partition("direct-reads", 0)
-        .into_iter()
-        .map(|(_, value)| value)
-        .collect();
-    assert_eq!(read.len(), expected.len());
-    assert!(read == expected, "every record read back as written");
-    let segments: Vec<_> = std::fs::read_dir(broker.data_dir().join("direct-reads-0"))
-        .expect("partition dir")
-        .map(|entry| entry.expect("dir entry").path())
-        .filter(|path| path.extension().is_some_and(|e| e == "log"))
-        .collect();
-    assert!(segments.len() >= 3, "sealed segments read too: {segments:?}");
-    for segment in segments {
-        // The broker's own reads of batch headers (to find offsets) go
-        // through the page cache; the bytes sent do not.
-        let resident = resident_bytes_below(&segment, usize::MAX);
-        assert!(
-            resident <= 128 << 10,
-            "{resident} bytes of {} cached",
-            segment.display()
-        );
+    // One partition per fetch: one region per response, read in several
+    // reads where it crosses a read-buffer boundary.
+    for (partition, expected) in expected.iter().enumerate() {
+        let read: Vec<Vec<u8>> = connection
+            .read_partition(topic, partition as i32)
+            .into_iter()
+            .map(|(_, value)| value)
+            .collect();
+        assert!(&read == expected, "partition {partition} read back as written");
+    }
+    // librdkafka fetches all partitions at once: responses of several
+    // regions, whose reads run ahead of the one being sent.
+    let consumer: BaseConsumer = manual_consumer_config(broker.bootstrap(), "direct-reads")
+        .create()
+        .expect("consumer");
+    assign_from_beginning(&consumer, topic, PARTITIONS as i32);
+    let mut consumed = vec![Vec::new(); PARTITIONS];
+    let total: usize = expected.iter().map(Vec::len).sum();
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(60);
+    while consumed.iter().map(Vec::len).sum::<usize>() < total && std::time::Instant::now() < deadline {
+        if let Some(message) = consumer.poll(std::time::Duration::from_millis(500)) {
+            let message = message.expect("consume");
+            consumed[message.partition() as usize].push(message.payload().unwrap_or_default().to_vec());
+        }
+    }
+    assert!(consumed == expected, "librdkafka read every record back as written");
+    for partition in 0..PARTITIONS {
+        let dir = broker.data_dir().join(format!("{topic}-{partition}"));
+        let segments: Vec<_> = std::fs::read_dir(dir)
+            .expect("partition dir")
+            .map(|entry| entry.expect("dir entry").path())
+            .filter(|path| path.extension().is_some_and(|e| e == "log"))
+            .collect();
+        assert!(segments.len() >= 2, "sealed segments read too: {segments:?}");
+        for segment in segments {
+            // The broker's own reads of batch headers (to find offsets) go
+            // through the page cache; the bytes sent do not.
+            let resident = resident_bytes_below(&segment, usize::MAX);
+            assert!(
+                resident <= 128 << 10,
+                "{resident} bytes of {} cached",
+                segment.display()
+            );
+        }
     }
 }

@@ -290,17 +290,22 @@ impl RegionSender {
         }
     }
 
-    async fn send(&mut self, writer: &mut OwnedWriteHalf, region: FileRegion) -> io::Result<()> {
-        match self.read_mode {
-            ReadMode::Direct => sendfile::send_region_read_direct(writer, &region).await,
-            ReadMode::Sendfile => {
-                sendfile::send_region(writer.as_ref(), &region).await?;
-                if self.drop_page_cache {
-                    self.sent.push_back((Instant::now() + SENT_PAGES_DROP_DELAY, region));
-                }
-                Ok(())
-            }
+    /// With `log.read.mode=direct`, starts reading a response's file
+    /// regions; with sendfile, `None`.
+    fn start_direct_reads(&self, chunks: &[ResponseChunk]) -> Option<sendfile::DirectReads> {
+        let regions = chunks.iter().filter_map(|chunk| match chunk {
+            ResponseChunk::File(region) => Some(region.clone()),
+            ResponseChunk::Memory(_) => None,
+        });
+        (self.read_mode == ReadMode::Direct).then(|| sendfile::DirectReads::start(regions))
+    }
+
+    async fn send_file(&mut self, writer: &mut OwnedWriteHalf, region: FileRegion) -> io::Result<()> {
+        sendfile::send_region(writer.as_ref(), &region).await?;
+        if self.drop_page_cache {
+            self.sent.push_back((Instant::now() + SENT_PAGES_DROP_DELAY, region));
         }
+        Ok(())
     }
 
     /// Drops the pages of every region whose delay has passed.
@@ -343,12 +348,16 @@ async fn send_response(
 ) -> io::Result<()> {
     let size_prefix = Bytes::copy_from_slice(&(response.total_bytes as i32).to_be_bytes());
     let mut memory: Vec<Bytes> = vec![size_prefix];
+    let mut direct_reads = region_sender.start_direct_reads(&response.chunks);
     for chunk in response.chunks {
         match chunk {
             ResponseChunk::Memory(bytes) => memory.push(bytes),
             ResponseChunk::File(region) => {
                 write_all_vectored(writer, &mut memory).await?;
-                region_sender.send(writer, region).await?;
+                match direct_reads.as_mut().and_then(sendfile::DirectReads::next_region) {
+                    Some(started) => sendfile::send_region_read_direct(writer, started).await?,
+                    None => region_sender.send_file(writer, region).await?,
+                }
             }
         }
     }

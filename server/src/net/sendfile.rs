@@ -9,10 +9,13 @@
 use std::io;
 use std::os::fd::AsRawFd;
 
-use ringlog_engine::io::DirectReader;
+use std::ops::Range;
+
+use ringlog_engine::io::{AlignedBuf, DirectReader};
 use ringlog_engine::FileRegion;
 use tokio::io::{AsyncWriteExt, Interest};
 use tokio::net::TcpStream;
+use tokio::task::JoinHandle;
 
 /// Bytes of one O_DIRECT read, as aligned blocks (a pooled huge-page buffer).
 const DIRECT_READ_BYTES: u64 = 2 << 20;
@@ -80,24 +83,86 @@ pub fn drop_from_page_cache(region: &FileRegion) {
     }
 }
 
-/// Sends `region` with O_DIRECT reads, the next read in flight while the
-/// last is written.
+/// What one O_DIRECT read returns: a buffer and where the bytes lie in it.
+type DirectRead = (AlignedBuf, Range<usize>);
+
+/// Bytes of the read starting at `at` in a region ending at `end`: each read
+/// ends at a block boundary within [`DIRECT_READ_BYTES`] of the block its
+/// start lies in, so every read fills one buffer of that size.
+fn direct_read_len(at: u64, end: u64) -> usize {
+    ((ringlog_engine::io::align_down(at) + DIRECT_READ_BYTES).min(end) - at) as usize
+}
+
+/// A region whose reader is open and whose first read is under way.
+pub struct StartedRegion {
+    start: u64,
+    end: u64,
+    first: JoinHandle<io::Result<(DirectReader, DirectRead)>>,
+}
+
+/// Opens `region` for O_DIRECT and starts its first read in a task of its
+/// own, so that the first reads of all a response's regions overlap.
+fn start_region_read_direct(region: &FileRegion) -> StartedRegion {
+    let file = region.file.clone();
+    let (start, end) = (region.position, region.position + region.len);
+    let first = tokio::task::spawn_local(async move {
+        let reader = DirectReader::reopen(&file)?;
+        let first = reader.read(start, direct_read_len(start, end)).await?;
+        Ok((reader, first))
+    });
+    StartedRegion { start, end, first }
+}
+
+/// Regions whose first reads run ahead of the one being sent: enough to
+/// overlap the device's latency, few enough that the buffers (2 MiB each)
+/// stay within the per-core pool.
+const DIRECT_REGIONS_AHEAD: usize = 4;
+
+/// The O_DIRECT reads of one response's file regions, started in order and
+/// at most [`DIRECT_REGIONS_AHEAD`] ahead of the region being sent.
+pub struct DirectReads {
+    waiting: std::collections::VecDeque<FileRegion>,
+    started: std::collections::VecDeque<StartedRegion>,
+}
+
+impl DirectReads {
+    pub fn start(regions: impl Iterator<Item = FileRegion>) -> Self {
+        let mut reads = Self {
+            waiting: regions.collect(),
+            started: Default::default(),
+        };
+        reads.start_ahead();
+        reads
+    }
+
+    /// The next region in order, its first read under way.
+    pub fn next_region(&mut self) -> Option<StartedRegion> {
+        let next = self.started.pop_front();
+        self.start_ahead();
+        next
+    }
+
+    fn start_ahead(&mut self) {
+        while self.started.len() < DIRECT_REGIONS_AHEAD {
+            let Some(region) = self.waiting.pop_front() else { break };
+            self.started.push_back(start_region_read_direct(&region));
+        }
+    }
+}
+
+/// Sends a started region, the next read in flight while the last is written.
 pub async fn send_region_read_direct(
     writer: &mut tokio::net::tcp::OwnedWriteHalf,
-    region: &FileRegion,
+    started: StartedRegion,
 ) -> io::Result<()> {
-    let reader = DirectReader::reopen(&region.file)?;
-    let end = region.position + region.len;
-    // Each read ends at a block boundary within DIRECT_READ_BYTES of the
-    // block its start lies in, so every read fills one buffer of that size.
-    let read_len = |at: u64| ((ringlog_engine::io::align_down(at) + DIRECT_READ_BYTES).min(end) - at) as usize;
-    let mut at = region.position;
-    let mut current = reader.read(at, read_len(at)).await?;
+    let StartedRegion { start, end, first } = started;
+    let (reader, mut current) = first.await.map_err(io::Error::other)??;
+    let mut at = start;
     loop {
         at += current.1.len() as u64;
         let next_read = async {
             match at < end {
-                true => Some(reader.read(at, read_len(at)).await),
+                true => Some(reader.read(at, direct_read_len(at, end)).await),
                 false => None,
             }
         };
