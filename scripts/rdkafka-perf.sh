@@ -4,6 +4,7 @@
 # figures do not rest on ringlog-bench alone. Same workload as scripts/bench.sh:
 # 1 KiB records, 8 partitions, acks=1.
 # Usage: scripts/rdkafka-perf.sh [RECORDS]   (default 15,000,000 produced)
+# RINGLOG_SET="key=value ..." adds broker settings, e.g. log.read.mode=direct.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 RECORDS=${1:-15000000}
@@ -20,7 +21,8 @@ PID=
 trap 'if [[ -n "$PID" ]]; then kill "$PID" 2>/dev/null || true; wait "$PID" 2>/dev/null || true; fi; rm -rf "$DATA"' EXIT
 target/release/ringlog serve --listen 127.0.0.1:0 --metrics-listen 127.0.0.1:0 --data-dir "$DATA/data" \
   --log-level warn --set log.segment.bytes=268435456 --set log.retention.bytes=1073741824 \
-  --set log.retention.check.interval.ms=1000 >"$DATA/out" 2>"$DATA/log" &
+  --set log.retention.check.interval.ms=1000 ${RINGLOG_SET:+$(printf -- '--set %s ' $RINGLOG_SET)} \
+  >"$DATA/out" 2>"$DATA/log" &
 PID=$!
 until grep -q "listening on" "$DATA/out" 2>/dev/null; do sleep 0.05; done
 ADDR=$(awk '/listening on/ {print $4}' "$DATA/out")
