@@ -72,12 +72,23 @@ pub struct AppendResult {
     pub duplicate_of_timestamp: i64,
 }
 
-/// A zero-copy slice of a segment file, to be sent with `sendfile`.
+/// A slice of a segment file, to be sent without a user-space copy.
 #[derive(Debug, Clone)]
 pub struct FileRegion {
     pub file: Arc<std::fs::File>,
     pub position: u64,
     pub len: u64,
+    /// Where the bytes written to the file ended when the region was read
+    /// (`position + len` at least). Bytes below it never change, so a reader
+    /// may read past the region up to it ahead of the next fetch.
+    pub written_end: u64,
+}
+
+impl FileRegion {
+    /// One past the region's last byte.
+    pub fn end(&self) -> u64 {
+        self.position + self.len
+    }
 }
 
 #[derive(Debug, Clone)]
@@ -968,6 +979,7 @@ impl PartitionLog {
                     file: segment.read_file()?,
                     position: location.position,
                     len,
+                    written_end: segment.durable_bytes().max(region_end),
                 })],
                 total_bytes: len as usize,
                 next_offset: next_offset.max(offset),

@@ -9,7 +9,9 @@
 use std::io;
 use std::os::fd::AsRawFd;
 
+use std::collections::VecDeque;
 use std::ops::Range;
+use std::sync::Arc;
 
 use ringlog_engine::io::{AlignedBuf, DirectReader};
 use ringlog_engine::FileRegion;
@@ -93,18 +95,19 @@ fn direct_read_len(at: u64, end: u64) -> usize {
     ((ringlog_engine::io::align_down(at) + DIRECT_READ_BYTES).min(end) - at) as usize
 }
 
-/// A region whose reader is open and whose first read is under way.
+/// A region whose reader is open and whose first read is under way. The
+/// first read may hold more than the region (a read ahead of this fetch) or
+/// less (the rest is read as it is sent).
 pub struct StartedRegion {
     start: u64,
     end: u64,
     first: JoinHandle<io::Result<(DirectReader, DirectRead)>>,
 }
 
-/// Opens `region` for O_DIRECT and starts its first read in a task of its
-/// own, so that the first reads of all a response's regions overlap.
-fn start_region_read_direct(region: &FileRegion) -> StartedRegion {
-    let file = region.file.clone();
-    let (start, end) = (region.position, region.position + region.len);
+/// Opens `file` for O_DIRECT and starts reading `[start, end)` (at most one
+/// read's worth) in a task of its own, so that reads overlap.
+fn start_direct_read(file: &Arc<std::fs::File>, start: u64, end: u64) -> StartedRegion {
+    let file = file.clone();
     let first = tokio::task::spawn_local(async move {
         let reader = DirectReader::reopen(&file)?;
         let first = reader.read(start, direct_read_len(start, end)).await?;
@@ -118,35 +121,87 @@ fn start_region_read_direct(region: &FileRegion) -> StartedRegion {
 /// stay within the per-core pool.
 const DIRECT_REGIONS_AHEAD: usize = 4;
 
+enum PendingRegion {
+    Started(StartedRegion),
+    Waiting(FileRegion),
+}
+
 /// The O_DIRECT reads of one response's file regions, started in order and
-/// at most [`DIRECT_REGIONS_AHEAD`] ahead of the region being sent.
+/// at most [`DIRECT_REGIONS_AHEAD`] ahead of the region being sent; a region
+/// whose start was read ahead of this fetch begins with that read.
 pub struct DirectReads {
-    waiting: std::collections::VecDeque<FileRegion>,
-    started: std::collections::VecDeque<StartedRegion>,
+    pending: VecDeque<PendingRegion>,
 }
 
 impl DirectReads {
-    pub fn start(regions: impl Iterator<Item = FileRegion>) -> Self {
-        let mut reads = Self {
-            waiting: regions.collect(),
-            started: Default::default(),
-        };
+    pub fn start(regions: impl Iterator<Item = FileRegion>, read_aheads: &mut ReadAheads) -> Self {
+        let pending = regions
+            .map(|region| match read_aheads.take(&region) {
+                Some(started) => PendingRegion::Started(started),
+                None => PendingRegion::Waiting(region),
+            })
+            .collect();
+        let mut reads = Self { pending };
         reads.start_ahead();
         reads
     }
 
     /// The next region in order, its first read under way.
     pub fn next_region(&mut self) -> Option<StartedRegion> {
-        let next = self.started.pop_front();
+        let next = match self.pending.pop_front()? {
+            PendingRegion::Started(started) => started,
+            PendingRegion::Waiting(region) => start_direct_read(&region.file, region.position, region.end()),
+        };
         self.start_ahead();
-        next
+        Some(next)
     }
 
     fn start_ahead(&mut self) {
-        while self.started.len() < DIRECT_REGIONS_AHEAD {
-            let Some(region) = self.waiting.pop_front() else { break };
-            self.started.push_back(start_region_read_direct(&region));
+        for pending in self.pending.iter_mut().take(DIRECT_REGIONS_AHEAD) {
+            if let PendingRegion::Waiting(region) = pending {
+                *pending = PendingRegion::Started(start_direct_read(&region.file, region.position, region.end()));
+            }
         }
+    }
+}
+
+/// Partitions per connection whose next bytes are read ahead of the fetch
+/// that will ask for them: a consumer's partitions on this broker, within
+/// the per-core buffer pool.
+const READ_AHEADS_MAX: usize = 8;
+
+/// One connection's reads ahead. A consumer's next fetch of a partition
+/// starts where the last region sent ended, so once a region is sent the
+/// bytes after it (only those already written, which never change) are read
+/// while the client works through what it got.
+#[derive(Default)]
+pub struct ReadAheads {
+    reads: VecDeque<(Arc<std::fs::File>, StartedRegion)>,
+}
+
+impl ReadAheads {
+    /// Starts reading what follows `region` in its file, if anything does.
+    pub fn start_after(&mut self, region: &FileRegion) {
+        let start = region.end();
+        if start >= region.written_end {
+            return;
+        }
+        if self.reads.len() == READ_AHEADS_MAX {
+            self.reads.pop_front();
+        }
+        let started = start_direct_read(&region.file, start, region.written_end);
+        self.reads.push_back((region.file.clone(), started));
+    }
+
+    /// The read ahead that begins where `region` does, now sending `region`.
+    fn take(&mut self, region: &FileRegion) -> Option<StartedRegion> {
+        let index = self
+            .reads
+            .iter()
+            .position(|(file, started)| Arc::ptr_eq(file, &region.file) && started.start == region.position)?;
+        let (_, mut started) = self.reads.remove(index)?;
+        started.end = region.end();
+        Some(started)
     }
 }
 
@@ -159,7 +214,10 @@ pub async fn send_region_read_direct(
     let (reader, mut current) = first.await.map_err(io::Error::other)??;
     let mut at = start;
     loop {
-        at += current.1.len() as u64;
+        // A read ahead may hold more than this region.
+        let take = current.1.len().min((end - at) as usize);
+        current.1.end = current.1.start + take;
+        at += take as u64;
         let next_read = async {
             match at < end {
                 true => Some(reader.read(at, direct_read_len(at, end)).await),
