@@ -44,7 +44,7 @@ use crate::broker::Broker;
 use crate::config::ReadMode;
 use crate::handlers::{self, HandlerError, HandlerOutcome};
 use crate::metrics;
-use crate::net::sendfile;
+use crate::net::{direct_read, sendfile};
 use crate::protocol::{Response, ResponseChunk};
 use crate::runtime::drain;
 
@@ -275,7 +275,7 @@ struct RegionSender {
     /// Regions sent with sendfile, with the time their pages may be dropped.
     sent: VecDeque<(Instant, FileRegion)>,
     /// With direct reads: the bytes after the regions sent, read ahead.
-    read_aheads: sendfile::ReadAheads,
+    read_aheads: direct_read::ReadAheads,
 }
 
 impl RegionSender {
@@ -289,18 +289,18 @@ impl RegionSender {
             read_mode,
             drop_page_cache: broker.config.log_read_drop_page_cache,
             sent: VecDeque::new(),
-            read_aheads: sendfile::ReadAheads::default(),
+            read_aheads: direct_read::ReadAheads::default(),
         }
     }
 
     /// With `log.read.mode=direct`, starts reading a response's file
     /// regions; with sendfile, `None`.
-    fn start_direct_reads(&mut self, chunks: &[ResponseChunk]) -> Option<sendfile::DirectReads> {
+    fn start_direct_reads(&mut self, chunks: &[ResponseChunk]) -> Option<direct_read::DirectReads> {
         let regions = chunks.iter().filter_map(|chunk| match chunk {
             ResponseChunk::File(region) => Some(region.clone()),
             ResponseChunk::Memory(_) => None,
         });
-        (self.read_mode == ReadMode::Direct).then(|| sendfile::DirectReads::start(regions, &mut self.read_aheads))
+        (self.read_mode == ReadMode::Direct).then(|| direct_read::DirectReads::start(regions, &mut self.read_aheads))
     }
 
     async fn send_file(&mut self, writer: &mut OwnedWriteHalf, region: FileRegion) -> io::Result<()> {
@@ -357,9 +357,9 @@ async fn send_response(
             ResponseChunk::Memory(bytes) => memory.push(bytes),
             ResponseChunk::File(region) => {
                 write_all_vectored(writer, &mut memory).await?;
-                match direct_reads.as_mut().and_then(sendfile::DirectReads::next_region) {
+                match direct_reads.as_mut().and_then(direct_read::DirectReads::next_region) {
                     Some(started) => {
-                        sendfile::send_region_read_direct(writer, started).await?;
+                        direct_read::send_region_read_direct(writer, started).await?;
                         region_sender.read_aheads.start_after(&region);
                     }
                     None => region_sender.send_file(writer, region).await?,

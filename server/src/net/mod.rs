@@ -1,6 +1,8 @@
 //! Sockets: per-core listeners, connection framing and pipelining, and writing
-//! responses (vectored writes for memory, `sendfile` for file regions).
+//! responses (vectored writes for memory; `sendfile` or O_DIRECT reads for
+//! file regions).
 
 pub mod connection;
+pub mod direct_read;
 pub mod listener;
 pub mod sendfile;
