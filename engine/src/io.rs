@@ -372,6 +372,26 @@ unsafe impl tokio_uring::buf::IoBufMut for AlignedBuf {
     }
 }
 
+/// A second descriptor of the file `file` has open, for O_DIRECT reads,
+/// through `/proc/self/fd` (so also when the file has since been deleted).
+fn reopen_direct(file: &std::fs::File) -> io::Result<std::fs::File> {
+    use std::os::fd::AsRawFd;
+    std::fs::OpenOptions::new()
+        .read(true)
+        .custom_flags(libc::O_DIRECT)
+        .open(format!("/proc/self/fd/{}", file.as_raw_fd()))
+}
+
+/// Whether files in `dir` can be reopened for O_DIRECT reads
+/// ([`DirectReader::reopen`]): not without `/proc`, nor where the
+/// filesystem refuses O_DIRECT.
+pub fn probe_direct_reopen(dir: &Path) -> io::Result<()> {
+    let probe_path = dir.join(".direct-read-probe");
+    let result = std::fs::File::create(&probe_path).and_then(|file| reopen_direct(&file).map(drop));
+    let _ = std::fs::remove_file(&probe_path);
+    result
+}
+
 /// Reads one segment file with O_DIRECT through io_uring, into pooled
 /// aligned buffers: the bytes come from the device without entering the
 /// page cache, into memory the broker reuses.
@@ -383,13 +403,8 @@ impl DirectReader {
     /// Opens a second, O_DIRECT descriptor of the file `file` has open (also
     /// when that file has since been deleted).
     pub fn reopen(file: &std::fs::File) -> io::Result<Self> {
-        use std::os::fd::AsRawFd;
-        let direct = std::fs::OpenOptions::new()
-            .read(true)
-            .custom_flags(libc::O_DIRECT)
-            .open(format!("/proc/self/fd/{}", file.as_raw_fd()))?;
         Ok(Self {
-            file: tokio_uring::fs::File::from_std(direct),
+            file: tokio_uring::fs::File::from_std(reopen_direct(file)?),
         })
     }
 

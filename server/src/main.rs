@@ -10,7 +10,7 @@ use ringlog_engine::IoMode;
 use tokio::sync::mpsc;
 
 use ringlog_server::broker::Broker;
-use ringlog_server::config::BrokerConfig;
+use ringlog_server::config::{BrokerConfig, ReadMode};
 use ringlog_server::metadata::ClusterMetadata;
 use ringlog_server::runtime::messages::ShardRequest;
 use ringlog_server::runtime::shard::{run_core, CoreStartup};
@@ -174,11 +174,29 @@ fn advertised_address(args: &ServeArgs, bound: SocketAddr) -> anyhow::Result<(St
     }
 }
 
+/// `log.read.mode=direct` needs O_DIRECT writes (O_DIRECT reads see only
+/// what reached the disk) and segments that can be reopened for O_DIRECT;
+/// without either, fetches use sendfile, said once at start.
+fn effective_read_mode(wanted: ReadMode, io_mode: IoMode, data_dir: &Path) -> ReadMode {
+    if wanted == ReadMode::Sendfile {
+        return ReadMode::Sendfile;
+    }
+    if io_mode != IoMode::Direct {
+        tracing::warn!("log.read.mode=direct needs O_DIRECT writes (log.io.mode=direct); fetches use sendfile");
+        return ReadMode::Sendfile;
+    }
+    if let Err(error) = ringlog_engine::io::probe_direct_reopen(data_dir) {
+        tracing::warn!(%error, "segments cannot be reopened for O_DIRECT reads; fetches use sendfile");
+        return ReadMode::Sendfile;
+    }
+    ReadMode::Direct
+}
+
 fn serve(args: ServeArgs) -> anyhow::Result<()> {
     let started = std::time::Instant::now();
     init_logging(&args.log_level);
     raise_open_files_limit();
-    let config = BrokerConfig::load(args.config.as_deref(), &args.set)?;
+    let mut config = BrokerConfig::load(args.config.as_deref(), &args.set)?;
     std::fs::create_dir_all(&args.data_dir).with_context(|| format!("creating {}", args.data_dir.display()))?;
     let _lock = lock_data_dir(&args.data_dir)?;
     let clean_marker = args.data_dir.join(CLEAN_SHUTDOWN_FILE_NAME);
@@ -187,6 +205,7 @@ fn serve(args: ServeArgs) -> anyhow::Result<()> {
         IoMode::Direct => ringlog_engine::io::probe_direct_io(&args.data_dir),
         IoMode::Buffered => IoMode::Buffered,
     };
+    config.log_read_mode = effective_read_mode(config.log_read_mode, io_mode, &args.data_dir);
     let mut metadata = ClusterMetadata::load_or_create(&args.data_dir, config.node_id)?;
     ensure_internal_topics(&mut metadata, &config, &args.data_dir)?;
     let core_count = args

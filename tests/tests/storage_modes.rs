@@ -279,3 +279,17 @@ fn direct_reads_serve_every_batch_and_fill_no_page_cache() {
         }
     }
 }
+
+/// O_DIRECT reads see only what reached the disk, so with buffered writes
+/// `log.read.mode=direct` falls back to sendfile, with one line at start.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn direct_reads_fall_back_to_sendfile_with_buffered_writes() {
+    let broker = RunningBroker::start(&[
+        ("log.io.mode", "buffered"),
+        ("log.read.mode", "direct"),
+        ("log.cache.bytes.per.core", "0"),
+    ]);
+    produce_and_consume(&broker, "read-fallback", 50).await;
+    let log = broker.log();
+    assert_eq!(log.matches("fetches use sendfile").count(), 1, "one clear line:\n{log}");
+}

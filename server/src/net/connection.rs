@@ -33,7 +33,7 @@ use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use bytes::{Buf, Bytes, BytesMut};
-use ringlog_engine::{FileRegion, IoMode};
+use ringlog_engine::FileRegion;
 use tokio::io::{AsyncRead, AsyncReadExt, AsyncWriteExt};
 use tokio::net::tcp::OwnedWriteHalf;
 use tokio::net::TcpStream;
@@ -280,13 +280,9 @@ struct RegionSender {
 
 impl RegionSender {
     fn new(broker: &Broker) -> Self {
-        // O_DIRECT reads see only what reached the disk: not with buffered writes.
-        let read_mode = match broker.io_mode {
-            IoMode::Direct => broker.config.log_read_mode,
-            IoMode::Buffered => ReadMode::Sendfile,
-        };
         Self {
-            read_mode,
+            // Already sendfile where direct reads cannot work (main.rs).
+            read_mode: broker.config.log_read_mode,
             drop_page_cache: broker.config.log_read_drop_page_cache,
             sent: VecDeque::new(),
             read_aheads: direct_read::ReadAheads::default(),
