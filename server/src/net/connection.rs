@@ -299,6 +299,19 @@ impl RegionSender {
         (self.read_mode == ReadMode::Direct).then(|| direct_read::DirectReads::start(regions, &mut self.read_aheads))
     }
 
+    /// Sends a region whose reads `start_direct_reads` began, then reads
+    /// what follows it ahead of the next fetch.
+    async fn send_direct(
+        &mut self,
+        writer: &mut OwnedWriteHalf,
+        started: direct_read::StartedRegion,
+        region: &FileRegion,
+    ) -> io::Result<()> {
+        direct_read::send_region_read_direct(writer, started).await?;
+        self.read_aheads.start_after(region);
+        Ok(())
+    }
+
     async fn send_file(&mut self, writer: &mut OwnedWriteHalf, region: FileRegion) -> io::Result<()> {
         sendfile::send_region(writer.as_ref(), &region).await?;
         if self.drop_page_cache {
@@ -354,10 +367,7 @@ async fn send_response(
             ResponseChunk::File(region) => {
                 write_all_vectored(writer, &mut memory).await?;
                 match direct_reads.as_mut().and_then(direct_read::DirectReads::next_region) {
-                    Some(started) => {
-                        direct_read::send_region_read_direct(writer, started).await?;
-                        region_sender.read_aheads.start_after(&region);
-                    }
+                    Some(started) => region_sender.send_direct(writer, started, &region).await?,
                     None => region_sender.send_file(writer, region).await?,
                 }
             }

@@ -55,6 +55,11 @@ fn start_direct_read(file: &Arc<std::fs::File>, start: u64, end: u64) -> Started
     StartedRegion { start, end, first }
 }
 
+/// Starts reading `region` from its start.
+fn start_region_read(region: &FileRegion) -> StartedRegion {
+    start_direct_read(&region.file, region.position, region.end())
+}
+
 /// Regions whose first reads run ahead of the one being sent: enough to
 /// overlap the device's latency, few enough that the buffers (2 MiB each)
 /// stay within the per-core pool.
@@ -89,7 +94,7 @@ impl DirectReads {
     pub fn next_region(&mut self) -> Option<StartedRegion> {
         let next = match self.pending.pop_front()? {
             PendingRegion::Started(started) => started,
-            PendingRegion::Waiting(region) => start_direct_read(&region.file, region.position, region.end()),
+            PendingRegion::Waiting(region) => start_region_read(&region),
         };
         self.start_ahead();
         Some(next)
@@ -98,7 +103,7 @@ impl DirectReads {
     fn start_ahead(&mut self) {
         for pending in self.pending.iter_mut().take(DIRECT_REGIONS_AHEAD) {
             if let PendingRegion::Waiting(region) = pending {
-                *pending = PendingRegion::Started(start_direct_read(&region.file, region.position, region.end()));
+                *pending = PendingRegion::Started(start_region_read(region));
             }
         }
     }

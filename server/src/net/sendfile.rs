@@ -55,7 +55,7 @@ const PAGE_CACHE_FOLIO_BYTES_MAX: u64 = 2 << 20;
 /// never takes bytes from a response still on its way.
 pub fn drop_from_page_cache(region: &FileRegion) {
     let start = region.position / PAGE_CACHE_FOLIO_BYTES_MAX * PAGE_CACHE_FOLIO_BYTES_MAX;
-    let end = (region.position + region.len) / PAGE_CACHE_FOLIO_BYTES_MAX * PAGE_CACHE_FOLIO_BYTES_MAX;
+    let end = region.end() / PAGE_CACHE_FOLIO_BYTES_MAX * PAGE_CACHE_FOLIO_BYTES_MAX;
     if end <= start {
         return;
     }
