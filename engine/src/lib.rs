@@ -24,6 +24,7 @@ pub mod io;
 pub mod limits;
 pub mod log;
 pub mod notify;
+pub mod stats;
 
 pub use cache::{BatchCache, PartitionKey};
 pub use error::{LogError, Result};

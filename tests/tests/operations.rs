@@ -137,6 +137,15 @@ async fn metrics_count_traffic_requests_errors_and_lag() {
             "ringlog_request_errors_total{api=\"Produce\",error=\"UNKNOWN_TOPIC_OR_PARTITION\"}"
         ) >= 1.0
     );
+    // Every partition was written at least once (group commit may fold
+    // several produce requests into one write).
+    let writes = metric(&metrics, "ringlog_log_write_duration_seconds_count");
+    assert!(writes >= f64::from(PARTITIONS), "{writes} partition writes");
+    assert_eq!(
+        writes,
+        metric(&metrics, "ringlog_log_write_duration_seconds_bucket{le=\"+Inf\"}")
+    );
+    assert!(metric(&metrics, "ringlog_log_write_duration_seconds_sum") > 0.0);
     for partition in 0..PARTITIONS {
         let labels = format!("{{group=\"metered-readers\",topic=\"{TOPIC}\",partition=\"{partition}\"}}");
         assert_eq!(

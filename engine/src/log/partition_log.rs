@@ -1087,6 +1087,16 @@ async fn run_write_job(job: &WriteJob) -> std::io::Result<()> {
         .writer
         .as_ref()
         .map_err(|reason| std::io::Error::other(reason.clone()))?;
+    if job.chunks.is_empty() && !job.fsync {
+        return Ok(());
+    }
+    let started = std::time::Instant::now();
+    let result = write_and_sync(writer, job).await;
+    crate::stats::observe_write(started.elapsed());
+    result
+}
+
+async fn write_and_sync(writer: &SegmentWriter, job: &WriteJob) -> std::io::Result<()> {
     if !job.chunks.is_empty() {
         writer.write(job.position, job.chunks.clone()).await?;
     }

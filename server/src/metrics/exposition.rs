@@ -10,7 +10,7 @@ use std::fmt::Write;
 use kafka_protocol::messages::ApiKey;
 use kafka_protocol::ResponseError;
 
-use super::{CoreSnapshot, TopicTraffic, LATENCY_BUCKETS_S};
+use super::{CoreSnapshot, LatencyHistogram, TopicTraffic};
 
 /// A consumer group's lag on one partition, joined from the group's core and
 /// the partition's core.
@@ -53,6 +53,19 @@ impl<'a> Family<'a> {
 
     fn sample(&mut self, labels: &[(&str, &str)], value: f64) {
         self.sample_suffixed("", labels, value);
+    }
+
+    /// The `_bucket` (cumulative, then `+Inf`), `_sum` and `_count` samples.
+    fn histogram(&mut self, labels: &[(&str, &str)], histogram: &LatencyHistogram) {
+        for (bound, count) in histogram.cumulative() {
+            let bound = bound.to_string();
+            let labels: Vec<(&str, &str)> = labels.iter().copied().chain([("le", bound.as_str())]).collect();
+            self.sample_suffixed("_bucket", &labels, count as f64);
+        }
+        let labels_inf: Vec<(&str, &str)> = labels.iter().copied().chain([("le", "+Inf")]).collect();
+        self.sample_suffixed("_bucket", &labels_inf, histogram.count as f64);
+        self.sample_suffixed("_sum", labels, histogram.sum_s);
+        self.sample_suffixed("_count", labels, histogram.count as f64);
     }
 
     fn sample_suffixed(&mut self, suffix: &str, labels: &[(&str, &str)], value: f64) {
@@ -180,25 +193,21 @@ fn render_topics(out: &mut String, scrape: &Scrape) {
 
 fn render_requests(out: &mut String, scrape: &Scrape) {
     let api_count = scrape.cores.first().map_or(0, |c| c.counters.apis.len());
-    let mut totals = vec![super::ApiStats::default(); api_count];
+    let mut totals = vec![LatencyHistogram::default(); api_count];
     for core in &scrape.cores {
         for (total, stats) in totals.iter_mut().zip(&core.counters.apis) {
-            total.requests += stats.requests;
-            total.latency_sum_s += stats.latency_sum_s;
-            for (sum, count) in total.latency_buckets.iter_mut().zip(stats.latency_buckets) {
-                *sum += count;
-            }
+            total.merge(stats);
         }
     }
-    let used: Vec<(String, &super::ApiStats)> = totals
+    let used: Vec<(String, &LatencyHistogram)> = totals
         .iter()
         .enumerate()
-        .filter(|(_, stats)| stats.requests > 0)
+        .filter(|(_, stats)| stats.count > 0)
         .map(|(key, stats)| (api_name(key as i16), stats))
         .collect();
     let mut family = Family::new(out, "ringlog_requests_total", "counter", "Requests answered, per API.");
     for (api, stats) in &used {
-        family.sample(&[("api", api)], stats.requests as f64);
+        family.sample(&[("api", api)], stats.count as f64);
     }
     let mut family = Family::new(
         out,
@@ -207,18 +216,7 @@ fn render_requests(out: &mut String, scrape: &Scrape) {
         "Time from a request's frame to its response, per API.",
     );
     for (api, stats) in &used {
-        let mut cumulative = 0;
-        for (bound, count) in LATENCY_BUCKETS_S.iter().zip(stats.latency_buckets) {
-            cumulative += count;
-            family.sample_suffixed(
-                "_bucket",
-                &[("api", api), ("le", &bound.to_string())],
-                cumulative as f64,
-            );
-        }
-        family.sample_suffixed("_bucket", &[("api", api), ("le", "+Inf")], stats.requests as f64);
-        family.sample_suffixed("_sum", &[("api", api)], stats.latency_sum_s);
-        family.sample_suffixed("_count", &[("api", api)], stats.requests as f64);
+        family.histogram(&[("api", api)], stats);
     }
     let mut errors: BTreeMap<(i16, i16), u64> = BTreeMap::new();
     for core in &scrape.cores {
@@ -302,6 +300,17 @@ fn render_storage(out: &mut String, scrape: &Scrape) {
         "Bytes on disk of all segments.",
     )
     .sample(&[], topic_bytes.values().sum::<u64>() as f64);
+    let mut writes = LatencyHistogram::default();
+    for core in &scrape.cores {
+        writes.merge(&core.log_writes);
+    }
+    Family::new(
+        out,
+        "ringlog_log_write_duration_seconds",
+        "histogram",
+        "Time from handing a partition's appended bytes to the disk to the write (and fsync, if the flush policy asks) completing; acks=1 and acks=all wait for it.",
+    )
+    .histogram(&[], &writes);
     if let Some(free) = scrape.disk_free_bytes {
         Family::new(
             out,
@@ -369,6 +378,11 @@ mod tests {
                 segments: 1,
             }],
             committed: Vec::new(),
+            log_writes: {
+                let mut writes = LatencyHistogram::default();
+                writes.observe(std::time::Duration::from_millis(2));
+                writes
+            },
         }
     }
 
@@ -398,6 +412,10 @@ mod tests {
         assert!(text.contains("ringlog_request_duration_seconds_bucket{api=\"Produce\",le=\"+Inf\"} 2\n"));
         assert!(text.contains("ringlog_request_errors_total{api=\"Produce\",error=\"CORRUPT_MESSAGE\"} 2\n"));
         assert!(text.contains("ringlog_core_queue_depth{core=\"1\"} 3\n"));
+        assert!(text.contains("ringlog_log_write_duration_seconds_bucket{le=\"0.001\"} 0\n"));
+        assert!(text.contains("ringlog_log_write_duration_seconds_bucket{le=\"0.0025\"} 2\n"));
+        assert!(text.contains("ringlog_log_write_duration_seconds_bucket{le=\"+Inf\"} 2\n"));
+        assert!(text.contains("ringlog_log_write_duration_seconds_count 2\n"));
         assert!(text.contains("ringlog_disk_used_bytes 8192\n"));
         assert!(text.contains("ringlog_group_offset_lag{group=\"g\\\"1\",topic=\"orders\",partition=\"0\"} 7\n"));
         // Each family is declared once.

@@ -21,34 +21,14 @@ use std::time::Duration;
 
 use kafka_protocol::ResponseError;
 
-/// Upper bounds (seconds) of the request-latency histogram buckets.
-pub const LATENCY_BUCKETS_S: [f64; 16] = [
-    0.0001, 0.00025, 0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0,
-];
+pub use ringlog_engine::stats::{LatencyHistogram, LATENCY_BUCKETS_S};
+
 /// API keys counted; Kafka's keys are below this.
 const API_KEYS_MAX: usize = 80;
 /// Not a Kafka error code: marks a request that closed its connection.
 pub const CONNECTION_CLOSED_CODE: i16 = i16::MIN;
 /// Seconds of traffic kept for `ringlog status` ("the last minute").
 pub const TRAFFIC_WINDOW_S: usize = 60;
-
-#[derive(Debug, Clone, Default)]
-pub struct ApiStats {
-    pub requests: u64,
-    /// Count per bucket of [`LATENCY_BUCKETS_S`] (not cumulative), then +Inf.
-    pub latency_buckets: [u64; LATENCY_BUCKETS_S.len() + 1],
-    pub latency_sum_s: f64,
-}
-
-impl ApiStats {
-    fn observe(&mut self, elapsed: Duration) {
-        let seconds = elapsed.as_secs_f64();
-        let bucket = LATENCY_BUCKETS_S.partition_point(|bound| *bound < seconds);
-        self.requests += 1;
-        self.latency_buckets[bucket] += 1;
-        self.latency_sum_s += seconds;
-    }
-}
 
 #[derive(Debug, Clone, Copy, Default)]
 pub struct TopicTraffic {
@@ -117,7 +97,8 @@ impl TrafficWindow {
 /// What one core has counted since it started.
 #[derive(Debug, Clone)]
 pub struct CoreMetrics {
-    pub apis: Vec<ApiStats>,
+    /// Request latency per API key.
+    pub apis: Vec<LatencyHistogram>,
     /// `(api key, error code)` -> responses or partitions that carried it;
     /// [`CONNECTION_CLOSED_CODE`] counts requests that closed their connection.
     pub errors: BTreeMap<(i16, i16), u64>,
@@ -131,7 +112,7 @@ pub struct CoreMetrics {
 impl Default for CoreMetrics {
     fn default() -> Self {
         Self {
-            apis: vec![ApiStats::default(); API_KEYS_MAX],
+            apis: vec![LatencyHistogram::default(); API_KEYS_MAX],
             errors: BTreeMap::new(),
             topics: HashMap::new(),
             window: TrafficWindow::default(),
@@ -271,6 +252,8 @@ pub struct CoreSnapshot {
     pub busy_seconds: f64,
     pub partitions: Vec<PartitionStats>,
     pub committed: Vec<CommittedStats>,
+    /// Partition writes (and fsyncs) of this core's partitions.
+    pub log_writes: LatencyHistogram,
 }
 
 /// CPU seconds used by the calling thread.
@@ -287,18 +270,6 @@ pub fn thread_cpu_seconds() -> f64 {
 #[cfg(test)]
 mod tests {
     use super::*;
-
-    #[test]
-    fn latency_lands_in_the_first_bucket_at_or_above_it() {
-        let mut stats = ApiStats::default();
-        stats.observe(Duration::from_micros(100));
-        stats.observe(Duration::from_micros(300));
-        stats.observe(Duration::from_secs(60));
-        assert_eq!(stats.latency_buckets[0], 1, "0.1 ms is <= the 0.1 ms bound");
-        assert_eq!(stats.latency_buckets[2], 1, "0.3 ms falls in (0.25, 0.5]");
-        assert_eq!(stats.latency_buckets[LATENCY_BUCKETS_S.len()], 1, "60 s is +Inf");
-        assert_eq!(stats.requests, 3);
-    }
 
     #[test]
     fn traffic_window_keeps_only_the_last_minute() {

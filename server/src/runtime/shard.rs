@@ -1178,6 +1178,7 @@ impl Shard {
             busy_seconds: crate::metrics::thread_cpu_seconds(),
             partitions,
             committed,
+            log_writes: ringlog_engine::stats::write_latency(),
         }
     }
 
