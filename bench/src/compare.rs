@@ -167,5 +167,25 @@ mod tests {
         for field in ["p50", "p99", "p999", "max"] {
             assert!(value["latency_ms"].get(field).is_some(), "latency_ms.{field}");
         }
+        assert!(value.get("acks_latency_ms").is_none(), "only e2e runs have it");
+    }
+
+    #[test]
+    fn an_e2e_report_carries_its_acknowledgement_latency() {
+        let e2e = Report {
+            workload: "e2e".into(),
+            acks_latency_ms: Some(Latency {
+                p50: 0.25,
+                ..Latency::default()
+            }),
+            ..report(50.0, 2.0)
+        };
+        let json = serde_json::to_string(&e2e).expect("serialise");
+        let value: serde_json::Value = serde_json::from_str(&json).expect("value");
+        assert_eq!(value["acks_latency_ms"]["p50"], 0.25);
+        assert_eq!(serde_json::from_str::<Report>(&json).expect("parse"), e2e);
+        let table = e2e.table();
+        assert!(table.contains("\nacks ms      p50 0.250 "), "{table}");
+        assert!(!report(50.0, 2.0).table().contains("acks ms"));
     }
 }

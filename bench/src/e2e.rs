@@ -13,6 +13,7 @@ use std::sync::mpsc::{sync_channel, Receiver};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
+use hdrhistogram::Histogram;
 use kafka_protocol::messages::{FetchRequest, ProduceRequest};
 use ringlog_engine::batch::{self, Codec};
 
@@ -76,9 +77,10 @@ pub async fn e2e(params: Arc<Params>) -> anyhow::Result<Totals> {
         .name("e2e-consumer".into())
         .spawn(move || consume_and_time(&consumer_params, schedule, starts))?;
     let (produced, consumed) = tokio::task::spawn_blocking(move || (producer.join(), consumer.join())).await?;
-    let errors = produced.map_err(|_| anyhow::anyhow!("producer thread panicked"))??;
+    let acknowledged = produced.map_err(|_| anyhow::anyhow!("producer thread panicked"))??;
     let mut totals = consumed.map_err(|_| anyhow::anyhow!("consumer thread panicked"))??;
-    totals.errors += errors;
+    totals.errors += acknowledged.failed;
+    totals.acks_latency_us = acknowledged.latency_us;
     totals.elapsed_s = params.duration_s;
     Ok(totals)
 }
@@ -93,9 +95,16 @@ fn tighten_timer_slack() {
     }
 }
 
+/// What the producer's requests got back.
+struct Acknowledged {
+    failed: u64,
+    /// Send to response, microseconds; `None` with acks=0 (no responses).
+    latency_us: Option<Histogram<u64>>,
+}
+
 /// Sends every due record, in one batch per wake-up, to the partitions in
-/// turn; returns the number of failed produce requests.
-fn produce_on_schedule(params: &Params, schedule: Schedule) -> anyhow::Result<u64> {
+/// turn.
+fn produce_on_schedule(params: &Params, schedule: Schedule) -> anyhow::Result<Acknowledged> {
     tighten_timer_slack();
     let acks = acks(&params.acks)?;
     let codec = codec(&params.compression)?;
@@ -141,19 +150,22 @@ fn produce_on_schedule(params: &Params, schedule: Schedule) -> anyhow::Result<u6
         Some(reader) => reader
             .join()
             .map_err(|_| anyhow::anyhow!("produce response reader panicked"))?,
-        None => Ok(0),
+        None => Ok(Acknowledged {
+            failed: 0,
+            latency_us: None,
+        }),
     }
 }
 
 const FETCH_VERSION: i16 = 12;
 
-/// Reads the produce responses; returns how many failed. Prints the
-/// acknowledgement latencies (send to response), which tell the producer's
-/// share of the end-to-end time from the consumer's.
+/// Reads the produce responses, counting failures and timing each from its
+/// send, which tells the producer's share of the end-to-end time from the
+/// consumer's.
 fn count_failed_produces(
     mut connection: BlockingConnection,
     answered: Receiver<(i32, Instant)>,
-) -> anyhow::Result<u64> {
+) -> anyhow::Result<Acknowledged> {
     let mut failed = 0;
     let mut latency_us = crate::workload::new_histogram();
     for (correlation_id, sent_at) in answered {
@@ -171,15 +183,10 @@ fn count_failed_produces(
             failed += 1;
         }
     }
-    let ms = |q: f64| latency_us.value_at_quantile(q) as f64 / 1000.0;
-    eprintln!(
-        "produce acks ms  p50 {:.3}  p99 {:.3}  p99.9 {:.3}  max {:.3}",
-        ms(0.5),
-        ms(0.99),
-        ms(0.999),
-        latency_us.max() as f64 / 1000.0
-    );
-    Ok(failed)
+    Ok(Acknowledged {
+        failed,
+        latency_us: Some(latency_us),
+    })
 }
 
 /// Fetches from `starts` on every partition until the run ends, recording

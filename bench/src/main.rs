@@ -168,6 +168,7 @@ fn run(workload: &'static str, params: Params) -> anyhow::Result<i32> {
         &totals.latency_us,
         parameters.clone(),
     );
+    report.acks_latency_ms = totals.acks_latency_us.as_ref().map(report::Latency::from_micros);
     let mut errors = totals.errors;
     if let Some(consumed) = consumed {
         errors += consumed.errors;

@@ -15,6 +15,13 @@ pub struct Latency {
 }
 
 impl Latency {
+    fn row(&self) -> String {
+        format!(
+            "p50 {:.3}  p90 {:.3}  p99 {:.3}  p99.9 {:.3}  p99.99 {:.3}  max {:.3}",
+            self.p50, self.p90, self.p99, self.p999, self.p9999, self.max
+        )
+    }
+
     /// From a histogram of microseconds, in milliseconds.
     pub fn from_micros(histogram: &Histogram<u64>) -> Self {
         let ms = |value: u64| value as f64 / 1000.0;
@@ -64,6 +71,10 @@ pub struct Report {
     /// mixed: what the tailing consumers read meanwhile.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub consumed: Option<Box<Report>>,
+    /// e2e: produce request sent to its response (the producer's share of
+    /// `latency_ms`).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub acks_latency_ms: Option<Latency>,
 }
 
 impl Report {
@@ -89,6 +100,7 @@ impl Report {
             git_commit: env!("RINGLOG_GIT_COMMIT").to_string(),
             machine: Machine::current(),
             consumed: None,
+            acks_latency_ms: None,
         }
     }
 
@@ -100,23 +112,21 @@ impl Report {
     }
 
     fn own_table(&self) -> String {
-        let l = &self.latency_ms;
-        format!(
+        let mut table = format!(
             "{workload}: {records} records, {bytes} bytes in {elapsed:.2} s\n\
              throughput   {rps:.0} records/s   {mbps:.1} MB/s\n\
-             latency ms   p50 {p50:.3}  p90 {p90:.3}  p99 {p99:.3}  p99.9 {p999:.3}  p99.99 {p9999:.3}  max {max:.3}",
+             latency ms   {latency}",
             workload = self.workload,
             records = self.records,
             bytes = self.bytes,
             elapsed = self.elapsed_s,
             rps = self.records_per_s,
             mbps = self.mb_per_s,
-            p50 = l.p50,
-            p90 = l.p90,
-            p99 = l.p99,
-            p999 = l.p999,
-            p9999 = l.p9999,
-            max = l.max,
-        )
+            latency = self.latency_ms.row(),
+        );
+        if let Some(acks) = &self.acks_latency_ms {
+            table += &format!("\nacks ms      {}  (produce sent to response)", acks.row());
+        }
+        table
     }
 }

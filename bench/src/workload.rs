@@ -162,6 +162,8 @@ pub struct Totals {
     pub elapsed_s: f64,
     pub latency_us: Histogram<u64>,
     pub errors: u64,
+    /// e2e: produce request sent to its response, microseconds.
+    pub acks_latency_us: Option<Histogram<u64>>,
 }
 
 impl Totals {
@@ -176,6 +178,7 @@ impl Totals {
             elapsed_s,
             latency_us: new_histogram(),
             errors: 0,
+            acks_latency_us: None,
         }
     }
 }
@@ -308,6 +311,7 @@ fn merge(results: Vec<anyhow::Result<Totals>>, elapsed_s: f64) -> anyhow::Result
         elapsed_s,
         latency_us: new_histogram(),
         errors: 0,
+        acks_latency_us: None,
     };
     for result in results {
         let totals = result?;
