@@ -9,6 +9,7 @@
 //!   into its own thread-local histogram: no atomics, no locks.
 //! - Buckets count observations at or below their bound and above the
 //!   previous one (not cumulative); the last counts those above every bound.
+//!   `count` is their sum (asserted when histograms merge).
 
 use std::cell::RefCell;
 use std::time::Duration;
@@ -42,6 +43,11 @@ impl LatencyHistogram {
         for (sum, count) in self.buckets.iter_mut().zip(other.buckets) {
             *sum += count;
         }
+        debug_assert_eq!(
+            self.count,
+            self.buckets.iter().sum::<u64>(),
+            "count is the buckets' sum"
+        );
     }
 
     /// `(bound, observations at or below it)` for every bound: the
