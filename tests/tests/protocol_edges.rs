@@ -358,6 +358,49 @@ fn long_poll_fetch_is_woken_by_an_append() {
     );
 }
 
+/// A long poll over partitions on both cores, woken once per append (each
+/// wake re-reads only the core that fired), answers when the appends
+/// together reach `min_bytes`, with every partition's batch: what earlier
+/// wakes read is kept, and the other core's watchers stay parked.
+#[test]
+fn long_poll_fetch_gathers_appends_from_both_cores() {
+    const PARTITIONS: i32 = 4;
+    let broker = RunningBroker::start(&[]);
+    let mut consumer = RawConnection::connect(broker.bootstrap());
+    let mut producer = RawConnection::connect(broker.bootstrap());
+    assert_eq!(create_topic(&mut consumer, "gather", PARTITIONS, &[]), 0);
+    let batch = || build_batch(&[(None, Some(&[7u8; 100][..]))], 1).freeze();
+    let partitions = (0..PARTITIONS)
+        .map(|partition| {
+            FetchPartition::default()
+                .with_partition(partition)
+                .with_current_leader_epoch(-1)
+                .with_fetch_offset(0)
+                .with_partition_max_bytes(1 << 20)
+        })
+        .collect();
+    let mut request = fetch_request("gather", 0, 20_000).with_min_bytes(PARTITIONS * batch().len() as i32);
+    request.topics[0].partitions = partitions;
+    let started = Instant::now();
+    let fetch = consumer.send(12, &request);
+    for partition in 0..PARTITIONS {
+        std::thread::sleep(Duration::from_millis(100));
+        assert_eq!(producer.produce("gather", partition, batch()).0, 0);
+    }
+    let response = consumer.try_receive::<FetchRequest>(12, fetch).expect("fetch response");
+    assert!(
+        started.elapsed() < Duration::from_secs(10),
+        "woken by the appends, not the 20 s timeout"
+    );
+    let returned: Vec<i32> = response.responses[0]
+        .partitions
+        .iter()
+        .filter(|p| p.error_code == 0 && p.records.as_ref().is_some_and(|r| !r.is_empty()))
+        .map(|p| p.partition_index)
+        .collect();
+    assert_eq!(returned, (0..PARTITIONS).collect::<Vec<_>>(), "every partition's batch");
+}
+
 /// Regression guard: a fetch whose partition gets data between its read and
 /// its watch must not sleep out max_wait_ms. Many rounds of "fetch at the end,
 /// append at once" make that race likely; every fetch must return far sooner
