@@ -358,10 +358,9 @@ fn long_poll_fetch_is_woken_by_an_append() {
     );
 }
 
-/// A long poll over partitions on both cores, woken once per append (each
-/// wake re-reads only the core that fired), answers when the appends
-/// together reach `min_bytes`, with every partition's batch: what earlier
-/// wakes read is kept, and the other core's watchers stay parked.
+/// A long poll over partitions on both cores, woken once per append, answers
+/// when the appends together reach `min_bytes`, with every partition's batch
+/// and well before its `max_wait_ms`: every wake sees both cores' appends.
 #[test]
 fn long_poll_fetch_gathers_appends_from_both_cores() {
     const PARTITIONS: i32 = 4;

@@ -9,10 +9,6 @@
 //! not by a timer loop. Each pass is one message per core, whatever the
 //! number of partitions (it was three per partition: read, watch, read
 //! again, which at 50 MB/s of small batches was most of the broker's work).
-//! After a watcher fires only its core is read again: the other cores'
-//! partitions have not moved, their reads still stand and their watchers stay
-//! parked, so an append on the connection's own core wakes the fetch without
-//! a message to another core.
 //!
 //! read_committed (isolation level 1) stops at the last stable offset and lists
 //! the aborted transactions in range, so clients drop their records.
@@ -105,27 +101,12 @@ fn resolve_topics(body: &FetchRequest, broker: &Broker, version: i16) -> Vec<Wan
         .collect()
 }
 
-/// Per topic, per partition, in request order: what the last read of each
-/// wanted partition found.
-type Reads = Vec<Vec<PartitionResult<PartitionRead>>>;
-
-/// A watcher parked on a partition's owner core, with that core: it fires
-/// when the partition advances past what the read before it saw.
-type Watcher = (usize, oneshot::Receiver<()>);
-
-/// Placeholders before the first pass: refusals stay, every other partition
-/// reads as NOT_LEADER_OR_FOLLOWER until its owner answers.
-fn unread(topics: &[WantedTopic]) -> Reads {
-    topics
-        .iter()
-        .map(|topic| {
-            topic
-                .partitions
-                .iter()
-                .map(|wanted| Err(wanted.refusal.unwrap_or(ResponseError::NotLeaderOrFollower)))
-                .collect()
-        })
-        .collect()
+/// What one pass over the wanted partitions found.
+struct FetchPass {
+    /// Per topic, per partition, in request order.
+    reads: Vec<Vec<PartitionResult<PartitionRead>>>,
+    /// Fire when a read partition advances past what this pass saw.
+    watchers: Vec<oneshot::Receiver<()>>,
 }
 
 /// One core's share of a pass.
@@ -136,28 +117,26 @@ struct CoreReads {
     positions: Vec<(usize, usize)>,
 }
 
-/// Reads the wanted partitions of every owner core, or of `only_core`, into
-/// `reads`: one message per core, the cores in parallel. With `watch` the
-/// owners also park watchers in the same turn; they are returned.
-async fn read_pass(
-    broker: &Broker,
-    topics: &[WantedTopic],
-    isolation: Isolation,
-    watch: bool,
-    only_core: Option<usize>,
-    reads: &mut Reads,
-) -> Vec<Watcher> {
+/// Reads every wanted partition on its owner: one message per core, all cores
+/// in parallel. With `watch` the owners also park watchers in the same turn.
+async fn read_all(broker: &Broker, topics: &[WantedTopic], isolation: Isolation, watch: bool) -> FetchPass {
     let mut per_core: Vec<CoreReads> = (0..broker.core_count()).map(|_| CoreReads::default()).collect();
+    let mut reads: Vec<Vec<PartitionResult<PartitionRead>>> = topics
+        .iter()
+        .map(|topic| {
+            topic
+                .partitions
+                .iter()
+                .map(|wanted| Err(wanted.refusal.unwrap_or(ResponseError::NotLeaderOrFollower)))
+                .collect()
+        })
+        .collect();
     for (topic_index, topic) in topics.iter().enumerate() {
         for (partition_index, wanted) in topic.partitions.iter().enumerate() {
             if wanted.refusal.is_some() {
                 continue;
             }
-            let core_id = broker.owner_core(&wanted.tp);
-            if only_core.is_some_and(|only| only != core_id) {
-                continue;
-            }
-            let core = &mut per_core[core_id];
+            let core = &mut per_core[broker.owner_core(&wanted.tp)];
             core.partitions.push(PartitionToRead {
                 tp: wanted.tp.clone(),
                 offset: wanted.fetch_offset,
@@ -181,32 +160,19 @@ async fn read_pass(
                 reply,
             },
         );
-        pending.push((core, positions, receiver));
+        pending.push((positions, receiver));
     }
     let mut watchers = Vec::new();
-    for (core, positions, receiver) in pending {
-        // A core shutting down drops the request: its partitions keep what
-        // they held (NOT_LEADER_OR_FOLLOWER before their first read).
+    for (positions, receiver) in pending {
+        // A core shutting down drops the request: its partitions keep the
+        // NOT_LEADER_OR_FOLLOWER placeholder.
         let Ok(answer) = receiver.await else { continue };
-        watchers.extend(answer.watchers.into_iter().map(|watcher| (core, watcher)));
+        watchers.extend(answer.watchers);
         for ((topic_index, partition_index), result) in positions.into_iter().zip(answer.results) {
             reads[topic_index][partition_index] = result;
         }
     }
-    watchers
-}
-
-/// Waits for the first watcher to fire; returns its core. Only the one
-/// returned has completed (the others were still pending when polled).
-async fn first_fired(watchers: &mut [Watcher]) -> usize {
-    let waiting = watchers.iter_mut().map(|(core, receiver)| {
-        Box::pin(async move {
-            // A dropped sender (the partition closed) wakes the fetch too.
-            let _ = receiver.await;
-            *core
-        })
-    });
-    futures_util::future::select_all(waiting).await.0
+    FetchPass { reads, watchers }
 }
 
 pub async fn handle(body: FetchRequest, request: RequestContext) -> HandlerOutcome {
@@ -226,22 +192,10 @@ pub async fn handle(body: FetchRequest, request: RequestContext) -> HandlerOutco
     } else {
         usize::MAX
     };
-    let mut reads = unread(&topics);
-    let mut watchers: Vec<Watcher> = Vec::new();
-    // Every owner core, or after a watcher fired only its core: the other
-    // cores' partitions have not moved since they were read, and their
-    // watchers are still parked.
-    let mut only_core = None;
     loop {
         // Watchers cost a channel per partition: only a long poll parks them.
         let may_wait = min_bytes > 0 && Instant::now() < deadline;
-        match only_core {
-            // The re-read core parks fresh watchers; drop its old ones.
-            Some(core) => watchers.retain(|(owner, _)| *owner != core),
-            None => watchers.clear(),
-        }
-        watchers.extend(read_pass(broker, &topics, isolation, may_wait, only_core, &mut reads).await);
-        only_core = None;
+        let FetchPass { reads, watchers } = read_all(broker, &topics, isolation, may_wait).await;
         let available_bytes: usize = reads.iter().flatten().flatten().map(|r| r.total_bytes).sum();
         let any_error = reads.iter().flatten().any(Result::is_err);
         let draining = drain::is_draining();
@@ -265,7 +219,7 @@ pub async fn handle(body: FetchRequest, request: RequestContext) -> HandlerOutco
             continue;
         }
         tokio::select! {
-            core = first_fired(&mut watchers) => only_core = Some(core),
+            _ = futures_util::future::select_all(watchers) => {}
             _ = tokio::time::sleep_until(deadline) => {}
             _ = stopping => {}
         }
