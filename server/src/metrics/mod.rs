@@ -21,7 +21,7 @@ use std::time::Duration;
 
 use kafka_protocol::ResponseError;
 
-pub use ringlog_engine::stats::{LatencyHistogram, LATENCY_BUCKETS_S};
+pub use ringlog_engine::stats::LatencyHistogram;
 
 /// API keys counted; Kafka's keys are below this.
 const API_KEYS_MAX: usize = 80;
