@@ -3,12 +3,14 @@
 //!
 //! Each partition is read on its owner core; the answers are cached `Bytes` or
 //! segment-file regions, which the response carries as they are (sendfile).
-//! When fewer than `min_bytes` are available the fetch sleeps on watchers,
-//! parked by the owner cores in the same turn as their reads, until an append
+//! When fewer than `min_bytes` are available the fetch sleeps until an append
 //! moves one of the high watermarks or `max_wait_ms` passes: woken by appends,
-//! not by a timer loop. Each pass is one message per core, whatever the
-//! number of partitions (it was three per partition: read, watch, read
-//! again, which at 50 MB/s of small batches was most of the broker's work).
+//! not by a timer loop. The owner cores park watchers in the same turn as
+//! their reads; when one fires, that owner reads its partitions again and
+//! sends the fresh answer to the fetch, which replaces that core's share and
+//! decides again. So a wake is one message between cores (it was three:
+//! wake, read request, answer), and the first read is one message per core,
+//! whatever the number of partitions.
 //!
 //! read_committed (isolation level 1) stops at the last stable offset and lists
 //! the aborted transactions in range, so clients drop their records.
@@ -31,7 +33,9 @@ use crate::broker::Broker;
 use crate::metrics;
 use crate::protocol::fetch_response::{self, FetchedPartition, FetchedTopic, FIRST_TOPIC_ID_VERSION};
 use crate::runtime::drain;
-use crate::runtime::messages::{PartitionRead, PartitionResult, PartitionToRead, ShardRequest, TopicPartition};
+use crate::runtime::messages::{
+    PartitionRead, PartitionReads, PartitionResult, PartitionToRead, ShardRequest, TopicPartition,
+};
 
 pub const VERSIONS: VersionRange = VersionRange { min: 4, max: 13 };
 
@@ -101,27 +105,70 @@ fn resolve_topics(body: &FetchRequest, broker: &Broker, version: i16) -> Vec<Wan
         .collect()
 }
 
+/// Where one core's answers go: (topic, partition) index in the request of
+/// each partition it reads, in the order it answers.
+type Positions = Vec<(usize, usize)>;
+
 /// What one pass over the wanted partitions found.
 struct FetchPass {
     /// Per topic, per partition, in request order.
     reads: Vec<Vec<PartitionResult<PartitionRead>>>,
-    /// Fire when a read partition advances past what this pass saw.
-    watchers: Vec<oneshot::Receiver<()>>,
+    /// Per watching core: its partitions read again once one of them advances.
+    rereads: Vec<(Positions, oneshot::Receiver<PartitionReads>)>,
+}
+
+impl FetchPass {
+    fn available_bytes(&self) -> usize {
+        self.reads.iter().flatten().flatten().map(|r| r.total_bytes).sum()
+    }
+
+    fn any_error(&self) -> bool {
+        self.reads.iter().flatten().any(Result::is_err)
+    }
+
+    /// Puts a core's fresh answer in place of what it read before.
+    fn merge(&mut self, positions: &Positions, results: Vec<PartitionResult<PartitionRead>>) {
+        debug_assert_eq!(
+            positions.len(),
+            results.len(),
+            "a core answers each partition it was asked"
+        );
+        for (&(topic_index, partition_index), result) in positions.iter().zip(results) {
+            self.reads[topic_index][partition_index] = result;
+        }
+    }
+
+    /// Waits for the first core to read again and merges its answer. A core
+    /// shutting down drops its re-read: the fetch stops waiting on it.
+    async fn next_reread(&mut self) {
+        let receivers = self.rereads.iter_mut().map(|(_, receiver)| receiver);
+        let (answer, index, _) = futures_util::future::select_all(receivers).await;
+        match answer {
+            Ok(PartitionReads { results, next }) => {
+                let positions = std::mem::take(&mut self.rereads[index].0);
+                self.merge(&positions, results);
+                match next {
+                    Some(next) => self.rereads[index] = (positions, next),
+                    None => drop(self.rereads.swap_remove(index)),
+                }
+            }
+            Err(_) => drop(self.rereads.swap_remove(index)),
+        }
+    }
 }
 
 /// One core's share of a pass.
 #[derive(Default)]
 struct CoreReads {
     partitions: Vec<PartitionToRead>,
-    /// (topic, partition) index in the request of each read, in order.
-    positions: Vec<(usize, usize)>,
+    positions: Positions,
 }
 
 /// Reads every wanted partition on its owner: one message per core, all cores
 /// in parallel. With `watch` the owners also park watchers in the same turn.
 async fn read_all(broker: &Broker, topics: &[WantedTopic], isolation: Isolation, watch: bool) -> FetchPass {
     let mut per_core: Vec<CoreReads> = (0..broker.core_count()).map(|_| CoreReads::default()).collect();
-    let mut reads: Vec<Vec<PartitionResult<PartitionRead>>> = topics
+    let reads = topics
         .iter()
         .map(|topic| {
             topic
@@ -162,17 +209,20 @@ async fn read_all(broker: &Broker, topics: &[WantedTopic], isolation: Isolation,
         );
         pending.push((positions, receiver));
     }
-    let mut watchers = Vec::new();
+    let mut pass = FetchPass {
+        reads,
+        rereads: Vec::new(),
+    };
     for (positions, receiver) in pending {
         // A core shutting down drops the request: its partitions keep the
         // NOT_LEADER_OR_FOLLOWER placeholder.
-        let Ok(answer) = receiver.await else { continue };
-        watchers.extend(answer.watchers);
-        for ((topic_index, partition_index), result) in positions.into_iter().zip(answer.results) {
-            reads[topic_index][partition_index] = result;
-        }
+        let Ok(PartitionReads { results, next }) = receiver.await else {
+            continue;
+        };
+        pass.merge(&positions, results);
+        pass.rereads.extend(next.map(|next| (positions, next)));
     }
-    FetchPass { reads, watchers }
+    pass
 }
 
 pub async fn handle(body: FetchRequest, request: RequestContext) -> HandlerOutcome {
@@ -192,38 +242,39 @@ pub async fn handle(body: FetchRequest, request: RequestContext) -> HandlerOutco
     } else {
         usize::MAX
     };
+    // Watchers cost a channel per partition: only a long poll parks them.
+    let may_wait = min_bytes > 0 && Instant::now() < deadline;
+    let mut pass = read_all(broker, &topics, isolation, may_wait).await;
     loop {
-        // Watchers cost a channel per partition: only a long poll parks them.
-        let may_wait = min_bytes > 0 && Instant::now() < deadline;
-        let FetchPass { reads, watchers } = read_all(broker, &topics, isolation, may_wait).await;
-        let available_bytes: usize = reads.iter().flatten().flatten().map(|r| r.total_bytes).sum();
-        let any_error = reads.iter().flatten().any(Result::is_err);
-        let draining = drain::is_draining();
-        if available_bytes >= min_bytes || any_error || draining || Instant::now() >= deadline {
-            let fetched = assemble(topics, reads, response_max_bytes);
-            return Ok(Some(fetch_response::encode(
-                version,
-                request.correlation_id,
-                0,
-                fetched,
-            )));
+        let enough = pass.available_bytes() >= min_bytes || pass.any_error();
+        if enough || drain::is_draining() || Instant::now() >= deadline {
+            break;
         }
         // A shutdown answers long polls at once, with what they have.
         let stopping = drain::drained();
-        if watchers.is_empty() {
-            // Nothing to watch (or every watcher list was full): wait out max_wait_ms.
-            tokio::select! {
-                _ = tokio::time::sleep_until(deadline) => {}
-                _ = stopping => {}
+        let woken = async {
+            if pass.rereads.is_empty() {
+                // Nothing to watch (every watcher list was full): wait out max_wait_ms.
+                std::future::pending::<()>().await;
             }
-            continue;
-        }
+            pass.next_reread().await;
+        };
         tokio::select! {
-            _ = futures_util::future::select_all(watchers) => {}
+            _ = woken => continue,
             _ = tokio::time::sleep_until(deadline) => {}
             _ = stopping => {}
         }
+        // Partitions whose watcher lists were full advance unseen: one last look.
+        pass = read_all(broker, &topics, isolation, false).await;
+        break;
     }
+    let fetched = assemble(topics, pass.reads, response_max_bytes);
+    Ok(Some(fetch_response::encode(
+        version,
+        request.correlation_id,
+        0,
+        fetched,
+    )))
 }
 
 /// Builds the response, keeping within the response's `max_bytes` except for

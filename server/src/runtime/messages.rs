@@ -41,6 +41,7 @@ pub struct PartitionRead {
 }
 
 /// One partition of a [`ShardRequest::ReadPartitions`].
+#[derive(Clone)]
 pub struct PartitionToRead {
     pub tp: TopicPartition,
     pub offset: i64,
@@ -48,10 +49,13 @@ pub struct PartitionToRead {
 }
 
 /// The answer to a [`ShardRequest::ReadPartitions`]: a result per partition,
-/// in request order, and the watchers that fire when one of them advances.
+/// in request order.
 pub struct PartitionReads {
     pub results: Vec<PartitionResult<PartitionRead>>,
-    pub watchers: Vec<oneshot::Receiver<()>>,
+    /// With `watch`: the same partitions read again, by their owner, once one
+    /// of them advances past this read (that answer watches again in turn).
+    /// `None` when nothing could be watched. Dropping it cancels the watch.
+    pub next: Option<oneshot::Receiver<PartitionReads>>,
 }
 
 /// Work for the core that owns `tp`.
@@ -75,7 +79,9 @@ pub enum ShardRequest {
     /// Reads every listed partition (all owned by this core) in one message:
     /// a fetch sends one per core, not one per partition. With `watch`, each
     /// partition also gets a watcher past what this read saw, registered in
-    /// the same turn as the read, so no append can slip between the two.
+    /// the same turn as the read, so no append can slip between the two; the
+    /// owner reads again when one fires and sends that to the waiting fetch
+    /// itself, so a wake costs one message between cores, not three.
     ReadPartitions {
         reads: Vec<PartitionToRead>,
         isolation: Isolation,

@@ -18,7 +18,7 @@ use kafka_protocol::ResponseError;
 use ringlog_engine::log::compaction::CompactionPolicy;
 use ringlog_engine::log::producer_state::{AppendCheckError, SequenceError};
 use ringlog_engine::{io::spawn_local, BatchCache, Isolation, LogConfig, LogError, PartitionLog, SharedLog};
-use tokio::sync::mpsc;
+use tokio::sync::{mpsc, oneshot};
 
 use crate::broker::Broker;
 use crate::config::TimestampType;
@@ -372,7 +372,7 @@ const PARTITIONS_OPENED_PER_STEP: usize = 64;
 async fn open_partitions_in_steps(
     shard: Rc<RefCell<Shard>>,
     partitions: Vec<TopicPartition>,
-    reply: tokio::sync::oneshot::Sender<()>,
+    reply: oneshot::Sender<()>,
 ) {
     for step in partitions.chunks(PARTITIONS_OPENED_PER_STEP) {
         for tp in step {
@@ -637,7 +637,9 @@ impl Shard {
                 watch,
                 reply,
             } => {
-                let _ = reply.send(self.read_partitions(reads, isolation, watch));
+                let (results, watchers) = self.read_partitions(&reads, isolation, watch);
+                let next = (!watchers.is_empty()).then(|| self.read_again_on_wake(reads, isolation, watchers));
+                let _ = reply.send(PartitionReads { results, next });
             }
             ShardRequest::ListOffset {
                 tp,
@@ -706,7 +708,7 @@ impl Shard {
         &mut self,
         tp: TopicPartition,
         batches: Vec<bytes::Bytes>,
-        reply: tokio::sync::oneshot::Sender<PartitionResult<ProduceOutcome>>,
+        reply: oneshot::Sender<PartitionResult<ProduceOutcome>>,
     ) {
         let limit_bytes = self.broker.config.socket_request_max_bytes;
         let owned = match self.partition(&tp) {
@@ -767,10 +769,15 @@ impl Shard {
 
     /// Each partition is looked up once: read, then (with `watch`) a watcher
     /// past the high watermark that read saw.
-    fn read_partitions(&mut self, reads: Vec<PartitionToRead>, isolation: Isolation, watch: bool) -> PartitionReads {
+    fn read_partitions(
+        &mut self,
+        reads: &[PartitionToRead],
+        isolation: Isolation,
+        watch: bool,
+    ) -> (Vec<PartitionResult<PartitionRead>>, Vec<oneshot::Receiver<()>>) {
         let mut watchers = Vec::new();
         let results = reads
-            .into_iter()
+            .iter()
             .map(|wanted| -> PartitionResult<PartitionRead> {
                 let log = &self.partition(&wanted.tp)?.log;
                 let read = read_log(
@@ -790,7 +797,36 @@ impl Shard {
                 Ok(read)
             })
             .collect();
-        PartitionReads { results, watchers }
+        (results, watchers)
+    }
+
+    /// Once one of `watchers` fires, reads `reads` again here (watching again)
+    /// and answers the waiting fetch directly: the wake and the fresh data
+    /// cross between cores as one message. Gives up when the fetch drops the
+    /// receiver (it answered, or timed out).
+    fn read_again_on_wake(
+        &self,
+        reads: Vec<PartitionToRead>,
+        isolation: Isolation,
+        watchers: Vec<oneshot::Receiver<()>>,
+    ) -> oneshot::Receiver<PartitionReads> {
+        let (mut reply, receiver) = oneshot::channel();
+        let broker = self.broker.clone();
+        let core = self.core_id;
+        spawn_local(async move {
+            tokio::select! {
+                _ = reply.closed() => return,
+                _ = futures_util::future::select_all(watchers) => {}
+            }
+            let request = ShardRequest::ReadPartitions {
+                reads,
+                isolation,
+                watch: true,
+                reply,
+            };
+            broker.send_to_core(core, request);
+        });
+        receiver
     }
 
     fn list_offset(
@@ -1091,7 +1127,7 @@ impl Shard {
         producer_id: i64,
         producer_epoch: i16,
         commit: bool,
-        reply: tokio::sync::oneshot::Sender<Result<(), ResponseError>>,
+        reply: oneshot::Sender<Result<(), ResponseError>>,
     ) {
         let now = now_ms();
         let mut durable = Vec::with_capacity(partitions.len());
