@@ -27,8 +27,6 @@ use crate::Params;
 /// How long the consumer keeps reading after the producer stops, for the
 /// records still on their way.
 const DRAIN_MS: u64 = 500;
-/// Fetch long-poll wait.
-const FETCH_MAX_WAIT_MS: i32 = 100;
 
 /// The schedule: record `i` is due at `i * interval` after `origin`.
 #[derive(Clone, Copy)]
@@ -197,7 +195,7 @@ fn consume_and_time(params: &Params, schedule: Schedule, starts: Vec<i64>) -> an
     let mut totals = Totals::empty();
     let stop_at = schedule.until + Duration::from_millis(DRAIN_MS);
     while Instant::now() < stop_at {
-        let request: FetchRequest = fetch_request(params, &positions, FETCH_MAX_WAIT_MS);
+        let request: FetchRequest = fetch_request(params, &positions, params.fetch_max_wait_ms);
         let response = connection.call(FETCH_VERSION, &request)?;
         let arrived_ns = schedule.origin.elapsed().as_nanos() as u64;
         for partition in response.responses.iter().flat_map(|t| t.partitions.iter()) {

@@ -78,6 +78,9 @@ pub struct Params {
     /// batch (a client's linger).
     #[arg(long, default_value_t = 100)]
     pub linger_us: u64,
+    /// e2e: the consumer's fetch.max.wait.ms (0: poll without waiting).
+    #[arg(long, default_value_t = 100)]
+    pub fetch_max_wait_ms: i32,
     /// Requests in flight per connection.
     #[arg(long, default_value_t = 8)]
     pub in_flight: usize,

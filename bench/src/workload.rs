@@ -70,19 +70,44 @@ fn topic_name(params: &Params) -> TopicName {
     TopicName(StrBytes::from_string(params.topic.clone()))
 }
 
-/// Creates the topic if absent (TOPIC_ALREADY_EXISTS is fine).
+/// The CreateTopics version this tool prefers (v4: replication factor -1
+/// means the broker's default).
+const CREATE_TOPICS_VERSION: i16 = 4;
+
+/// Creates the topic if absent (TOPIC_ALREADY_EXISTS is fine). A broker
+/// without CreateTopics (librdkafka's mock broker, for one) closes the
+/// connection on an unknown API, so ask ApiVersions first and skip creation
+/// there: the topic must then exist already or be created on first use.
 pub async fn ensure_topic(params: &Params) -> anyhow::Result<()> {
     let mut connection = Connection::connect(&params.bootstrap, 1).await?;
+    let versions = connection.call(0, &ApiVersionsRequest::default()).await?;
+    let Some(version) = create_topics_version(&versions) else {
+        eprintln!(
+            "ringlog-bench: the broker has no CreateTopics; {} must exist with {} partitions",
+            params.topic, params.partitions
+        );
+        return Ok(());
+    };
     let request = CreateTopicsRequest::default()
         .with_timeout_ms(30_000)
         .with_topics(vec![CreatableTopic::default()
             .with_name(topic_name(params))
             .with_num_partitions(params.partitions)
-            .with_replication_factor(-1)]);
-    let response = connection.call(4, &request).await?;
+            .with_replication_factor(if version >= CREATE_TOPICS_VERSION { -1 } else { 1 })]);
+    let response = connection.call(version, &request).await?;
     let code = response.topics.first().map_or(0, |t| t.error_code);
     anyhow::ensure!(code == 0 || code == 36, "creating {}: error {code}", params.topic);
     Ok(())
+}
+
+/// The highest CreateTopics version both sides speak, if the broker has it.
+fn create_topics_version(versions: &ApiVersionsResponse) -> Option<i16> {
+    let create_topics = versions
+        .api_keys
+        .iter()
+        .find(|api| api.api_key == ApiKey::CreateTopics as i16)?;
+    let version = create_topics.max_version.min(CREATE_TOPICS_VERSION);
+    (version >= create_topics.min_version && version >= 0).then_some(version)
 }
 
 pub(crate) fn codec(name: &str) -> anyhow::Result<Codec> {
@@ -611,4 +636,40 @@ async fn join_consumers(threads: Vec<ConsumerThread>) -> anyhow::Result<Vec<anyh
             .collect::<Vec<_>>()
     })
     .await?)
+}
+
+#[cfg(test)]
+mod tests {
+    use kafka_protocol::messages::api_versions_response::ApiVersion;
+
+    use super::*;
+
+    fn broker_with(apis: &[(ApiKey, i16, i16)]) -> ApiVersionsResponse {
+        ApiVersionsResponse::default().with_api_keys(
+            apis.iter()
+                .map(|&(key, min, max)| {
+                    ApiVersion::default()
+                        .with_api_key(key as i16)
+                        .with_min_version(min)
+                        .with_max_version(max)
+                })
+                .collect(),
+        )
+    }
+
+    #[test]
+    fn create_topics_uses_the_highest_version_both_sides_speak() {
+        let kafka = broker_with(&[(ApiKey::Produce, 0, 11), (ApiKey::CreateTopics, 2, 7)]);
+        assert_eq!(create_topics_version(&kafka), Some(CREATE_TOPICS_VERSION));
+        let old = broker_with(&[(ApiKey::CreateTopics, 0, 2)]);
+        assert_eq!(create_topics_version(&old), Some(2));
+    }
+
+    #[test]
+    fn create_topics_is_skipped_where_the_broker_lacks_it() {
+        let mock = broker_with(&[(ApiKey::Produce, 0, 10), (ApiKey::Fetch, 0, 16)]);
+        assert_eq!(create_topics_version(&mock), None, "librdkafka's mock broker");
+        let newer_only = broker_with(&[(ApiKey::CreateTopics, 5, 7)]);
+        assert_eq!(create_topics_version(&newer_only), None);
+    }
 }
