@@ -29,6 +29,7 @@ pub mod stats;
 pub use cache::{BatchCache, PartitionKey};
 pub use error::{LogError, Result};
 pub use io::IoMode;
+pub use log::io_policy::IoPolicy;
 pub use log::partition_log::{
     AppendResult, CompactionPlan, FileRegion, Isolation, LogConfig, LogOffsets, PartitionLog, ReadChunk, ReadResult,
     SharedLog, WriteFailed,

@@ -9,14 +9,15 @@ use std::rc::Rc;
 use bytes::{Bytes, BytesMut};
 use ringlog_engine::batch::{build_batch, validate_batch};
 use ringlog_engine::io::probe_direct_io;
-use ringlog_engine::{BatchCache, IoMode, LogConfig, LogError, PartitionLog, ReadChunk, SharedLog};
+use ringlog_engine::log::io_policy;
+use ringlog_engine::{BatchCache, IoMode, IoPolicy, LogConfig, LogError, PartitionLog, ReadChunk, SharedLog};
 
 const NOW_MS: i64 = 1_700_000_000_000;
 
 fn config(io_mode: IoMode, segment_bytes: u64) -> LogConfig {
     LogConfig {
         segment_bytes,
-        io_mode,
+        io_policy: IoPolicy::Fixed(io_mode),
         ..LogConfig::default()
     }
 }
@@ -35,7 +36,11 @@ fn value_batch(index: usize, timestamp_ms: i64) -> BytesMut {
 }
 
 async fn append_durably(log: &SharedLog, batch: BytesMut) -> i64 {
-    let result = log.borrow_mut().append(vec![batch], None, NOW_MS).expect("append");
+    append_durably_at(log, batch, NOW_MS).await
+}
+
+async fn append_durably_at(log: &SharedLog, batch: BytesMut, now_ms: i64) -> i64 {
+    let result = log.borrow_mut().append(vec![batch], None, now_ms).expect("append");
     let durable = log.borrow_mut().wait_durable(result.next_offset);
     durable.await.expect("waiter").expect("durable");
     result.base_offset
@@ -136,6 +141,76 @@ fn direct_log_appends_reads_and_rolls() {
     if probe_direct_io(probe.path()) == IoMode::Direct {
         exercise_append_read_roll(IoMode::Direct);
     }
+}
+
+/// `log.io.mode=auto`: a quiet partition writes through the page cache, a
+/// busy one with O_DIRECT, each change in a segment of its own; the log reads
+/// back whole across the changes, and again after a crash.
+#[test]
+fn auto_io_follows_the_ingest_rate_segment_by_segment() {
+    let probe = tempfile::tempdir().expect("tempdir");
+    if probe_direct_io(probe.path()) != IoMode::Direct {
+        return;
+    }
+    const LIMIT_BYTES_PER_S: u64 = 4096;
+    let config = LogConfig {
+        io_policy: IoPolicy::Auto {
+            direct_above_bytes_per_s: LIMIT_BYTES_PER_S,
+        },
+        ..LogConfig::default()
+    };
+    let dir = tempfile::tempdir().expect("tempdir");
+    let mut next = 0;
+    tokio_uring::start(async {
+        let log = open(dir.path(), config.clone(), false, 0);
+        let mut append = |now_ms| {
+            next += 1;
+            append_durably_at(&log, value_batch(next, now_ms), now_ms)
+        };
+        for _ in 0..3 {
+            append(NOW_MS).await;
+        }
+        assert_eq!(log.borrow().active_io_mode(), IoMode::Buffered, "quiet: page cache");
+        assert_eq!(log.borrow().segment_count(), 1);
+        while log.borrow().active_io_mode() == IoMode::Buffered {
+            append(NOW_MS + 10).await;
+        }
+        assert_eq!(log.borrow().segment_count(), 2, "busy: rolled to a direct segment");
+        for _ in 0..5 {
+            append(NOW_MS + 20).await;
+        }
+        let quiet_ms = NOW_MS + 20 + io_policy::DIRECT_SEGMENT_MIN_MS;
+        append(quiet_ms).await;
+        assert_eq!(log.borrow().active_io_mode(), IoMode::Buffered, "quiet again");
+        assert_eq!(log.borrow().segment_count(), 3);
+        append(quiet_ms).await;
+        let end = log.borrow().offsets().log_end_offset;
+        assert_eq!(read_all_offsets(&log), (0..end).step_by(2).collect::<Vec<_>>());
+        // Dropped without close: recovery reads the segments as a crash left them.
+    });
+    tokio_uring::start(async {
+        let log = open(dir.path(), config, false, 0);
+        assert_eq!(read_all_offsets(&log).len(), next);
+        assert_eq!(
+            log.borrow().active_io_mode(),
+            IoMode::Buffered,
+            "reopens in the page-cache mode"
+        );
+        PartitionLog::close(&log).await.expect("close");
+    });
+}
+
+/// Base offsets of every batch, read from the start (CRCs checked).
+fn read_all_offsets(log: &SharedLog) -> Vec<i64> {
+    let mut offsets = Vec::new();
+    let mut next = 0;
+    while next < log.borrow().offsets().high_watermark {
+        let bases = batch_offsets(&read_bytes(log, next, 1 << 20));
+        assert!(!bases.is_empty(), "no whole batch at {next}");
+        next = bases.last().expect("non-empty") + 2;
+        offsets.extend(bases);
+    }
+    offsets
 }
 
 #[test]

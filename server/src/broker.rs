@@ -6,7 +6,7 @@ use std::path::PathBuf;
 use std::sync::Arc;
 
 use arc_swap::ArcSwap;
-use ringlog_engine::IoMode;
+use ringlog_engine::IoPolicy;
 use tokio::sync::{mpsc, oneshot};
 
 use crate::config::BrokerConfig;
@@ -22,7 +22,7 @@ pub struct Broker {
     pub config: BrokerConfig,
     pub data_dir: PathBuf,
     /// `log.io.mode` after probing the data dir's filesystem.
-    pub io_mode: IoMode,
+    pub io_policy: IoPolicy,
     pub advertised_host: String,
     pub advertised_port: i32,
     /// Partitions of `__consumer_offsets`, fixed when the topic was created.
@@ -41,7 +41,7 @@ impl Broker {
     pub fn new(
         config: BrokerConfig,
         data_dir: PathBuf,
-        io_mode: IoMode,
+        io_policy: IoPolicy,
         advertised_host: String,
         advertised_port: i32,
         metadata: ClusterMetadata,
@@ -61,7 +61,7 @@ impl Broker {
             transaction_partitions,
             config,
             data_dir,
-            io_mode,
+            io_policy,
             advertised_host,
             advertised_port,
             connections: std::sync::atomic::AtomicUsize::new(0),

@@ -8,8 +8,6 @@
 use std::collections::BTreeMap;
 use std::path::Path;
 
-use ringlog_engine::IoMode;
-
 pub struct Setting {
     pub key: &'static str,
     pub default: &'static str,
@@ -38,9 +36,10 @@ pub const SETTINGS: &[Setting] = &[
     Setting { key: "log.flush.interval.messages", default: "9223372036854775807", description: "fsync after this many messages; 1 = before every acknowledgement; default never (page cache, as Kafka)" },
     Setting { key: "log.flush.interval.ms", default: "", description: "fsync dirty partitions at this interval; empty = never" },
     Setting { key: "log.message.timestamp.type", default: "CreateTime", description: "CreateTime or LogAppendTime (topic: message.timestamp.type)" },
-    Setting { key: "log.io.mode", default: "direct", description: "direct (O_DIRECT through io_uring) or buffered (page cache); direct falls back to buffered where the filesystem refuses it" },
+    Setting { key: "log.io.mode", default: "auto", description: "direct (O_DIRECT through io_uring), buffered (page cache), or auto: each partition through the page cache while its ingest is below log.io.auto.direct.bytes.per.second, O_DIRECT above (a change rolls the segment); direct and auto fall back to buffered where the filesystem refuses O_DIRECT; ringlog's own" },
+    Setting { key: "log.io.auto.direct.bytes.per.second", default: "8388608", description: "with log.io.mode=auto, the ingest rate of one partition above which its segments are written with O_DIRECT; ringlog's own" },
     Setting { key: "log.cache.bytes.per.core", default: "268435456", description: "memory per core for recently appended batches served to tailing consumers" },
-    Setting { key: "log.read.mode", default: "sendfile", description: "how fetches send segment bytes: sendfile (zero-copy from the page cache) or direct (O_DIRECT reads into reused buffers, then written to the socket; only with log.io.mode=direct); ringlog's own" },
+    Setting { key: "log.read.mode", default: "sendfile", description: "how fetches send segment bytes: sendfile (zero-copy from the page cache) or direct (O_DIRECT reads into reused buffers, then written to the socket; needs log.io.mode direct or auto); ringlog's own" },
     Setting { key: "log.read.drop.page.cache", default: "true", description: "once a fetch response has been read by the client, drop the segment pages it sent from the page cache (catch-up reads are mostly read once, and new page-cache memory is slow where the host takes back free memory); ringlog's own" },
     Setting { key: "offsets.topic.num.partitions", default: "50", description: "partitions of __consumer_offsets (fixed once the topic exists)" },
     Setting { key: "offsets.topic.segment.bytes", default: "104857600", description: "segment size of __consumer_offsets" },
@@ -64,6 +63,27 @@ pub enum ConfigError {
     InvalidValue { key: String, value: String, reason: String },
     #[error("reading config file {path}: {reason}")]
     File { path: String, reason: String },
+}
+
+/// How segments are written (`log.io.mode`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum LogIoMode {
+    Direct,
+    Buffered,
+    /// Per partition, by ingest rate: see `ringlog_engine::log::io_policy`.
+    Auto,
+}
+
+impl std::str::FromStr for LogIoMode {
+    type Err = String;
+    fn from_str(text: &str) -> Result<Self, String> {
+        match text {
+            "direct" => Ok(Self::Direct),
+            "buffered" => Ok(Self::Buffered),
+            "auto" => Ok(Self::Auto),
+            other => Err(format!("{other:?} is none of direct, buffered and auto")),
+        }
+    }
 }
 
 /// How fetches send bytes that are in segment files (`log.read.mode`).
@@ -111,7 +131,8 @@ pub struct BrokerConfig {
     pub log_index_interval_bytes: u64,
     pub log_flush_interval_messages: u64,
     pub log_flush_interval_ms: Option<u64>,
-    pub log_io_mode: IoMode,
+    pub log_io_mode: LogIoMode,
+    pub log_io_auto_direct_bytes_per_second: u64,
     pub log_cache_bytes_per_core: usize,
     pub log_read_mode: ReadMode,
     pub log_read_drop_page_cache: bool,
@@ -198,6 +219,7 @@ impl BrokerConfig {
                 _ => Some(parse_positive(values, "log.flush.interval.ms")?),
             },
             log_io_mode: parse(values, "log.io.mode")?,
+            log_io_auto_direct_bytes_per_second: parse_positive(values, "log.io.auto.direct.bytes.per.second")?,
             log_cache_bytes_per_core: parse(values, "log.cache.bytes.per.core")?,
             log_read_mode: parse(values, "log.read.mode")?,
             log_read_drop_page_cache: parse(values, "log.read.drop.page.cache")?,

@@ -6,11 +6,11 @@ use std::sync::Arc;
 
 use anyhow::Context;
 use clap::{Parser, Subcommand};
-use ringlog_engine::IoMode;
+use ringlog_engine::{IoMode, IoPolicy};
 use tokio::sync::mpsc;
 
 use ringlog_server::broker::Broker;
-use ringlog_server::config::{BrokerConfig, ReadMode};
+use ringlog_server::config::{BrokerConfig, LogIoMode, ReadMode};
 use ringlog_server::metadata::ClusterMetadata;
 use ringlog_server::runtime::messages::ShardRequest;
 use ringlog_server::runtime::shard::{run_core, CoreStartup};
@@ -174,15 +174,17 @@ fn advertised_address(args: &ServeArgs, bound: SocketAddr) -> anyhow::Result<(St
     }
 }
 
-/// `log.read.mode=direct` needs O_DIRECT writes (O_DIRECT reads see only
-/// what reached the disk) and segments that can be reopened for O_DIRECT;
-/// without either, fetches use sendfile, said once at start.
+/// `log.read.mode=direct` needs a data dir that takes O_DIRECT (`log.io.mode`
+/// direct or auto) and segments that can be reopened for O_DIRECT; without
+/// either, fetches use sendfile, said once at start. Under auto, segments of
+/// quiet partitions go through the page cache; the kernel writes their dirty
+/// pages back before an O_DIRECT read of them, so such reads stay coherent.
 fn effective_read_mode(wanted: ReadMode, io_mode: IoMode, data_dir: &Path) -> ReadMode {
     if wanted == ReadMode::Sendfile {
         return ReadMode::Sendfile;
     }
     if io_mode != IoMode::Direct {
-        tracing::warn!("log.read.mode=direct needs O_DIRECT writes (log.io.mode=direct); fetches use sendfile");
+        tracing::warn!("log.read.mode=direct needs O_DIRECT (log.io.mode direct or auto); fetches use sendfile");
         return ReadMode::Sendfile;
     }
     if let Err(error) = ringlog_engine::io::probe_direct_reopen(data_dir) {
@@ -202,8 +204,14 @@ fn serve(args: ServeArgs) -> anyhow::Result<()> {
     let clean_marker = args.data_dir.join(CLEAN_SHUTDOWN_FILE_NAME);
     let clean_shutdown = clean_marker.exists();
     let io_mode = match config.log_io_mode {
-        IoMode::Direct => ringlog_engine::io::probe_direct_io(&args.data_dir),
-        IoMode::Buffered => IoMode::Buffered,
+        LogIoMode::Direct | LogIoMode::Auto => ringlog_engine::io::probe_direct_io(&args.data_dir),
+        LogIoMode::Buffered => IoMode::Buffered,
+    };
+    let io_policy = match (config.log_io_mode, io_mode) {
+        (LogIoMode::Auto, IoMode::Direct) => IoPolicy::Auto {
+            direct_above_bytes_per_s: config.log_io_auto_direct_bytes_per_second,
+        },
+        _ => IoPolicy::Fixed(io_mode),
     };
     config.log_read_mode = effective_read_mode(config.log_read_mode, io_mode, &args.data_dir);
     let mut metadata = ClusterMetadata::load_or_create(&args.data_dir, config.node_id)?;
@@ -228,7 +236,7 @@ fn serve(args: ServeArgs) -> anyhow::Result<()> {
     let broker = Arc::new(Broker::new(
         config,
         args.data_dir.clone(),
-        io_mode,
+        io_policy,
         advertised_host,
         advertised_port,
         metadata,
@@ -274,6 +282,7 @@ fn serve(args: ServeArgs) -> anyhow::Result<()> {
         cores = core_count,
         partitions,
         ?io_mode,
+        io_auto = matches!(io_policy, IoPolicy::Auto { .. }),
         clean_start = clean_shutdown,
         data_dir = %args.data_dir.display(),
         "ringlog is serving"

@@ -196,7 +196,8 @@ fn acked_total(shared: &Shared) -> i64 {
     shared.acked.lock().expect("acked").iter().sum()
 }
 
-fn crash_loop(settings: &[(&str, &str)], default_kills: u64) {
+/// Returns the broker, still serving, for checks of its files.
+fn crash_loop(settings: &[(&str, &str)], default_kills: u64) -> RunningBroker {
     let kills = env_number("RINGLOG_CRASH_KILLS", default_kills);
     let clock_seed = std::time::SystemTime::now()
         .duration_since(std::time::UNIX_EPOCH)
@@ -256,6 +257,7 @@ fn crash_loop(settings: &[(&str, &str)], default_kills: u64) {
         "crash-loop result: kills={kills} seed={seed} acked_records={acked_records} lost=0 duplicated=0 corrupt=0 elapsed_s={:.0}",
         started.elapsed().as_secs_f64()
     );
+    broker
 }
 
 #[test]
@@ -265,7 +267,31 @@ fn no_acknowledged_record_is_lost_or_duplicated_under_kill_9_with_flush_every_ba
 
 #[test]
 fn a_process_kill_loses_nothing_acknowledged_with_flush_never() {
-    // The page cache (or the device, for O_DIRECT writes) survives a process
-    // kill: an acknowledgement after write(2) is enough.
-    crash_loop(&[], 4);
+    // The device survives a process kill: an acknowledgement after the
+    // O_DIRECT write completes is enough.
+    crash_loop(&[("log.io.mode", "direct")], 4);
+}
+
+/// `log.io.mode=auto` with a threshold the producer passes within a second:
+/// every incarnation reopens its last segment (often an O_DIRECT one with
+/// preallocated zeros) through the page cache, then rolls to O_DIRECT
+/// under load, so kills land before, during and after the switch.
+#[test]
+fn a_process_kill_loses_nothing_acknowledged_while_partitions_switch_write_modes() {
+    let broker = crash_loop(
+        &[("log.io.mode", "auto"), ("log.io.auto.direct.bytes.per.second", "4096")],
+        4,
+    );
+    let segments = std::fs::read_dir(broker.data_dir().join(format!("{TOPIC}-0")))
+        .expect("partition dir")
+        .filter(|entry| {
+            entry
+                .as_ref()
+                .is_ok_and(|e| e.path().extension().is_some_and(|x| x == "log"))
+        })
+        .count();
+    assert!(
+        segments > 1,
+        "the write mode changed at least once: {segments} segments"
+    );
 }

@@ -194,6 +194,7 @@ fn catch_up_reads_leave_the_page_cache_unless_told_to_keep_it() {
 fn broker_reading_files(settings: &[(&str, &str)]) -> Option<RunningBroker> {
     let mut settings = settings.to_vec();
     settings.push(("log.cache.bytes.per.core", "0"));
+    settings.push(("log.io.mode", "direct"));
     let broker = RunningBroker::start(&settings);
     if !broker.log().contains("io_mode=Direct") {
         eprintln!("no O_DIRECT under the data dir; skipping");

@@ -2,6 +2,7 @@
 
 pub mod compaction;
 pub mod index;
+pub mod io_policy;
 pub mod leader_epoch;
 pub mod partition_log;
 pub mod producer_state;

@@ -27,6 +27,7 @@ use crate::error::{LogError, Result};
 use crate::io::{self, IoMode, SegmentWriter};
 use crate::limits::{DATA_WAITERS_MAX, WRITE_JOB_BYTES_MAX};
 use crate::log::compaction::{self, CleanStats, CompactionPolicy, OffsetMap};
+use crate::log::io_policy::{IoModeChooser, IoPolicy};
 use crate::log::leader_epoch::LeaderEpochCache;
 use crate::log::producer_state::{
     AbortedTransaction, AppendCheckError, ProducerStateTable, SequenceCheck, SequenceError, SNAPSHOT_SUFFIX,
@@ -42,7 +43,7 @@ pub struct LogConfig {
     pub index_interval_bytes: u64,
     /// fsync after this many messages; 1 = every write; `u64::MAX` = never.
     pub flush_interval_messages: u64,
-    pub io_mode: IoMode,
+    pub io_policy: IoPolicy,
     pub leader_epoch: i32,
 }
 
@@ -53,7 +54,7 @@ impl Default for LogConfig {
             segment_ms: 7 * 24 * 3600 * 1000,
             index_interval_bytes: 4096,
             flush_interval_messages: u64::MAX,
-            io_mode: IoMode::Buffered,
+            io_policy: IoPolicy::Fixed(IoMode::Buffered),
             leader_epoch: 0,
         }
     }
@@ -186,6 +187,8 @@ pub struct PartitionLog {
     dir: PathBuf,
     key: PartitionKey,
     config: LogConfig,
+    /// Picks the write mode of each new segment from the ingest rate.
+    io_chooser: IoModeChooser,
     segments: Vec<Segment>,
     offsets: LogOffsets,
     epochs: LeaderEpochCache,
@@ -224,16 +227,17 @@ impl PartitionLog {
     ) -> Result<SharedLog> {
         std::fs::create_dir_all(dir).map_err(|e| LogError::io("creating partition dir", dir, e))?;
         let mut segments = open_segments(dir, &config, clean_shutdown, now_ms)?;
+        let io_chooser = IoModeChooser::new(config.io_policy, now_ms);
         if segments.is_empty() {
             segments.push(Segment::create(
                 dir,
                 0,
-                config.io_mode,
+                io_chooser.initial_mode(),
                 config.index_interval_bytes,
                 now_ms,
             )?);
         } else if let Some(last) = segments.last_mut() {
-            last.reopen_for_append(config.io_mode);
+            last.reopen_for_append(io_chooser.initial_mode());
         }
         let log_end_offset = segments.last().map_or(0, Segment::next_offset);
         let log_start_offset = read_log_start_checkpoint(dir)
@@ -247,6 +251,7 @@ impl PartitionLog {
             dir: dir.to_path_buf(),
             key,
             config,
+            io_chooser,
             segments,
             offsets: LogOffsets {
                 log_start_offset,
@@ -299,6 +304,12 @@ impl PartitionLog {
 
     pub fn segment_count(&self) -> usize {
         self.segments.len()
+    }
+
+    /// How the active segment is written (with `log.io.mode=auto`, it follows
+    /// the ingest rate).
+    pub fn active_io_mode(&self) -> IoMode {
+        self.active_segment().io_mode()
     }
 
     fn check_offsets(&self) {
@@ -450,11 +461,24 @@ impl PartitionLog {
     }
 
     fn maybe_roll(&mut self, batch_bytes: u64, now_ms: i64) -> Result<()> {
+        self.io_chooser.record(batch_bytes, now_ms);
         let active = self.active_segment();
+        let age_ms = now_ms - active.created_at_ms;
+        let io_mode = self.io_chooser.wanted(active.io_mode(), age_ms);
+        let switch = io_mode != active.io_mode();
         let full = active.assigned_bytes() + batch_bytes > self.config.segment_bytes;
-        let old = now_ms - active.created_at_ms >= self.config.segment_ms;
-        if active.is_empty() || !(full || old) {
+        let old = age_ms >= self.config.segment_ms;
+        if active.is_empty() {
+            if switch {
+                self.active_segment_mut().set_io_mode_before_first_write(io_mode);
+            }
             return Ok(());
+        }
+        if !(full || old || switch) {
+            return Ok(());
+        }
+        if switch {
+            tracing::debug!(dir = %self.dir.display(), ?io_mode, "ingest rate changed: rolling to a segment in the other write mode");
         }
         let base_offset = self.offsets.log_end_offset;
         // The producer state as of the new segment's start, so recovery only
@@ -463,7 +487,7 @@ impl PartitionLog {
         let segment = Segment::create(
             &self.dir,
             base_offset,
-            self.config.io_mode,
+            io_mode,
             self.config.index_interval_bytes,
             now_ms,
         )?;

@@ -551,7 +551,7 @@ impl Shard {
             segment_ms: settings.segment_ms,
             index_interval_bytes: config.log_index_interval_bytes,
             flush_interval_messages: config.log_flush_interval_messages,
-            io_mode: self.broker.io_mode,
+            io_policy: self.broker.io_policy,
             leader_epoch: state.leader_epoch,
         };
         self.next_partition_key += 1;
