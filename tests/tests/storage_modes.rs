@@ -7,7 +7,8 @@ use rdkafka::config::ClientConfig;
 use rdkafka::consumer::{BaseConsumer, Consumer};
 use rdkafka::producer::{FutureProducer, FutureRecord};
 use rdkafka::Message;
-use ringlog_tests::{assign_from_beginning, manual_consumer_config, RunningBroker};
+use ringlog_engine::batch::build_batch;
+use ringlog_tests::{assign_from_beginning, create_topic_raw, manual_consumer_config, RawConnection, RunningBroker};
 
 async fn produce_and_consume(broker: &RunningBroker, topic: &str, count: usize) -> Vec<rdkafka::Timestamp> {
     let producer: FutureProducer = ClientConfig::new()
@@ -293,4 +294,50 @@ async fn direct_reads_fall_back_to_sendfile_with_buffered_writes() {
     produce_and_consume(&broker, "read-fallback", 50).await;
     let log = broker.log();
     assert_eq!(log.matches("fetches use sendfile").count(), 1, "one clear line:\n{log}");
+}
+
+/// `log.io.mode=auto`: a partition taking more than the threshold rolls to a
+/// segment written with O_DIRECT; a quiet one stays in the page cache. The
+/// per-core gauge counts the direct ones.
+#[test]
+fn auto_mode_writes_busy_partitions_direct_and_quiet_ones_through_the_page_cache() {
+    let broker = RunningBroker::start(&[
+        ("log.io.mode", "auto"),
+        ("log.io.auto.direct.bytes.per.second", "65536"),
+    ]);
+    if !broker.log().contains("io_auto=true") {
+        eprintln!("no O_DIRECT under the data dir (auto is then buffered); skipping");
+        return;
+    }
+    for topic in ["busy", "quiet"] {
+        assert_eq!(create_topic_raw(broker.bootstrap(), topic, 1, &[]), 0);
+    }
+    let mut producer = RawConnection::connect(broker.bootstrap());
+    let batch = |value_bytes: usize| build_batch(&[(None, Some(&vec![7u8; value_bytes][..]))], 0).freeze();
+    for _ in 0..3 {
+        assert_eq!(producer.produce("quiet", 0, batch(100)).0, 0);
+    }
+    // 200 KB at once: over 64 KiB within the first second.
+    for _ in 0..20 {
+        assert_eq!(producer.produce("busy", 0, batch(10_000)).0, 0);
+    }
+    let direct_partitions: f64 = broker
+        .http_get("/metrics")
+        .lines()
+        .filter(|line| line.starts_with("ringlog_core_partitions_direct{"))
+        .filter_map(|line| line.rsplit(' ').next()?.parse::<f64>().ok())
+        .sum();
+    assert_eq!(direct_partitions, 1.0, "only the busy partition writes direct");
+    let segments = |partition_dir: &str| {
+        std::fs::read_dir(broker.data_dir().join(partition_dir))
+            .expect("partition dir")
+            .filter(|entry| {
+                entry
+                    .as_ref()
+                    .is_ok_and(|e| e.path().extension().is_some_and(|x| x == "log"))
+            })
+            .count()
+    };
+    assert_eq!(segments("busy-0"), 2, "the switch rolled the segment");
+    assert_eq!(segments("quiet-0"), 1);
 }

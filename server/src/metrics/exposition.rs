@@ -236,7 +236,7 @@ fn render_requests(out: &mut String, scrape: &Scrape) {
 }
 
 fn render_cores(out: &mut String, scrape: &Scrape) {
-    let per_core: [CoreFamily; 6] = [
+    let per_core: [CoreFamily; 7] = [
         (
             "ringlog_core_busy_seconds_total",
             "counter",
@@ -257,6 +257,12 @@ fn render_cores(out: &mut String, scrape: &Scrape) {
             "gauge",
             "Segments of the partitions the core owns.",
             |c| c.partitions.iter().map(|p| p.segments as f64).sum(),
+        ),
+        (
+            "ringlog_core_partitions_direct",
+            "gauge",
+            "Partitions the core owns whose active segment is written with O_DIRECT (log.io.mode=auto moves busy partitions there).",
+            |c| c.partitions.iter().filter(|p| p.writes_direct).count() as f64,
         ),
         (
             "ringlog_core_connections",
@@ -376,6 +382,7 @@ mod tests {
                 high_watermark: 10,
                 size_bytes: 4096,
                 segments: 1,
+                writes_direct: core_id == 1,
             }],
             committed: Vec::new(),
             log_writes: {
@@ -412,6 +419,8 @@ mod tests {
         assert!(text.contains("ringlog_request_duration_seconds_bucket{api=\"Produce\",le=\"+Inf\"} 2\n"));
         assert!(text.contains("ringlog_request_errors_total{api=\"Produce\",error=\"CORRUPT_MESSAGE\"} 2\n"));
         assert!(text.contains("ringlog_core_queue_depth{core=\"1\"} 3\n"));
+        assert!(text.contains("ringlog_core_partitions_direct{core=\"0\"} 0\n"));
+        assert!(text.contains("ringlog_core_partitions_direct{core=\"1\"} 1\n"));
         assert!(text.contains("ringlog_log_write_duration_seconds_bucket{le=\"0.001\"} 0\n"));
         assert!(text.contains("ringlog_log_write_duration_seconds_bucket{le=\"0.0025\"} 2\n"));
         assert!(text.contains("ringlog_log_write_duration_seconds_bucket{le=\"+Inf\"} 2\n"));

@@ -230,6 +230,8 @@ pub struct PartitionStats {
     pub high_watermark: i64,
     pub size_bytes: u64,
     pub segments: usize,
+    /// The active segment is written with O_DIRECT (not the page cache).
+    pub writes_direct: bool,
 }
 
 /// A group's committed offset for one partition.

@@ -1193,6 +1193,7 @@ impl Shard {
                     high_watermark: offsets.high_watermark,
                     size_bytes: log.size_bytes(),
                     segments: log.segment_count(),
+                    writes_direct: log.active_io_mode() == ringlog_engine::IoMode::Direct,
                 }
             })
             .collect();
