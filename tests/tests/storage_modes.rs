@@ -182,7 +182,12 @@ fn catch_up_reads_leave_the_page_cache_unless_told_to_keep_it() {
         std::thread::sleep(std::time::Duration::from_millis(500));
         let resident = resident_bytes_below(&segment, whole_folios_bytes);
         if keep {
-            assert_eq!(resident, whole_folios_bytes, "pages kept");
+            // Nearly all: under memory pressure the kernel may reclaim a few
+            // pages by itself (a CI run once found 8 KiB of 22 MiB gone).
+            assert!(
+                resident >= whole_folios_bytes * 9 / 10,
+                "pages kept: {resident} of {whole_folios_bytes} bytes resident"
+            );
         } else {
             assert_eq!(resident, 0, "pages sent were dropped");
         }
