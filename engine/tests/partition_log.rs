@@ -156,6 +156,7 @@ fn auto_io_follows_the_ingest_rate_segment_by_segment() {
     let config = LogConfig {
         io_policy: IoPolicy::Auto {
             direct_above_bytes_per_s: LIMIT_BYTES_PER_S,
+            core_direct_above_bytes_per_s: 64 * LIMIT_BYTES_PER_S,
         },
         ..LogConfig::default()
     };

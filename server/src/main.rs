@@ -210,6 +210,7 @@ fn serve(args: ServeArgs) -> anyhow::Result<()> {
     let io_policy = match (config.log_io_mode, io_mode) {
         (LogIoMode::Auto, IoMode::Direct) => IoPolicy::Auto {
             direct_above_bytes_per_s: config.log_io_auto_direct_bytes_per_second,
+            core_direct_above_bytes_per_s: config.log_io_auto_core_direct_bytes_per_second,
         },
         _ => IoPolicy::Fixed(io_mode),
     };

@@ -4,17 +4,23 @@
 //! ingest is low, where a write is a memory copy instead of a device round
 //! trip (on the development VM it halved the produce acknowledgement), and
 //! with O_DIRECT once it is high, where the page cache would cap throughput
-//! (~0.47 GB/s there, against ~2.3 GB/s direct).
+//! (~0.47 GB/s there, against ~2.3 GB/s direct) and cost more CPU per byte.
+//! Many quiet partitions add up: the core's ingest, all partitions together,
+//! must be low too (256 partitions at 4 MB/s each went through the page
+//! cache at half the throughput of O_DIRECT).
 //!
 //! Invariants:
 //! - The mode belongs to a segment: changing it rolls the active segment, so
 //!   no file is written both ways.
-//! - To O_DIRECT as soon as the current window has passed the threshold; back
-//!   to the page cache only after a whole window under half of it, and never
-//!   sooner than [`DIRECT_SEGMENT_MIN_MS`] into a direct segment. So a
-//!   partition hovering at the threshold rolls at most once per that time.
+//! - To O_DIRECT as soon as the current window (of the partition or of its
+//!   core) has passed its threshold; back to the page cache only after whole
+//!   windows under half of both, and never sooner than
+//!   [`DIRECT_SEGMENT_MIN_MS`] into a direct segment. So a partition hovering
+//!   at a threshold rolls at most once per that time.
 //! - A partition (re)opens in the page-cache mode: its rate is unknown, and
-//!   the first window above the threshold corrects it.
+//!   the first window above a threshold corrects it.
+
+use std::cell::RefCell;
 
 use crate::io::IoMode;
 
@@ -29,27 +35,80 @@ pub enum IoPolicy {
     /// Every segment in this mode.
     Fixed(IoMode),
     /// Page cache while the partition takes less than
-    /// `direct_above_bytes_per_s`, O_DIRECT above it.
-    Auto { direct_above_bytes_per_s: u64 },
+    /// `direct_above_bytes_per_s` and its core less than
+    /// `core_direct_above_bytes_per_s`; O_DIRECT otherwise.
+    Auto {
+        direct_above_bytes_per_s: u64,
+        core_direct_above_bytes_per_s: u64,
+    },
+}
+
+/// Bytes appended over fixed windows.
+#[derive(Debug, Clone, Copy)]
+struct IngestWindow {
+    start_ms: i64,
+    bytes: u64,
+    /// Bytes per second over the last whole window; 0 after an idle one.
+    previous_bytes_per_s: u64,
+}
+
+impl IngestWindow {
+    const fn new(now_ms: i64) -> Self {
+        Self {
+            start_ms: now_ms,
+            bytes: 0,
+            previous_bytes_per_s: 0,
+        }
+    }
+
+    fn record(&mut self, bytes: u64, now_ms: i64) {
+        let elapsed_ms = now_ms - self.start_ms;
+        if elapsed_ms >= WINDOW_MS {
+            // A gap of more than a window means the last whole one was idle.
+            self.previous_bytes_per_s = if elapsed_ms < 2 * WINDOW_MS {
+                self.bytes * 1000 / elapsed_ms as u64
+            } else {
+                0
+            };
+            self.start_ms = now_ms;
+            self.bytes = 0;
+        }
+        self.bytes += bytes;
+    }
+
+    /// The current window, or the last whole one, passed `limit`.
+    fn above(&self, limit_bytes_per_s: u64) -> bool {
+        self.bytes > window_bytes(limit_bytes_per_s) || self.previous_bytes_per_s > limit_bytes_per_s
+    }
+
+    /// The last whole window and the current one so far stayed under half of `limit`.
+    fn quiet_under(&self, limit_bytes_per_s: u64) -> bool {
+        self.previous_bytes_per_s < limit_bytes_per_s / 2 && self.bytes < window_bytes(limit_bytes_per_s) / 2
+    }
+}
+
+fn window_bytes(bytes_per_s: u64) -> u64 {
+    bytes_per_s.saturating_mul(WINDOW_MS as u64) / 1000
+}
+
+thread_local! {
+    /// Everything the partitions of this core appended: a core runs on one
+    /// thread, so this is the core's ingest.
+    static CORE_INGEST: RefCell<IngestWindow> = const { RefCell::new(IngestWindow::new(0)) };
 }
 
 /// A partition's recent ingest, and the segment mode it calls for.
 #[derive(Debug)]
 pub struct IoModeChooser {
     policy: IoPolicy,
-    window_start_ms: i64,
-    window_bytes: u64,
-    /// Bytes per second over the last whole window; 0 after an idle one.
-    previous_window_bytes_per_s: u64,
+    partition: IngestWindow,
 }
 
 impl IoModeChooser {
     pub fn new(policy: IoPolicy, now_ms: i64) -> Self {
         Self {
             policy,
-            window_start_ms: now_ms,
-            window_bytes: 0,
-            previous_window_bytes_per_s: 0,
+            partition: IngestWindow::new(now_ms),
         }
     }
 
@@ -61,39 +120,28 @@ impl IoModeChooser {
         }
     }
 
-    /// Counts `bytes` appended at `now_ms`.
+    /// Counts `bytes` appended at `now_ms`, for the partition and its core.
     pub fn record(&mut self, bytes: u64, now_ms: i64) {
-        let elapsed_ms = now_ms - self.window_start_ms;
-        if elapsed_ms >= WINDOW_MS {
-            // A gap of more than a window means the last whole one was idle.
-            self.previous_window_bytes_per_s = if elapsed_ms < 2 * WINDOW_MS {
-                self.window_bytes * 1000 / elapsed_ms as u64
-            } else {
-                0
-            };
-            self.window_start_ms = now_ms;
-            self.window_bytes = 0;
-        }
-        self.window_bytes += bytes;
+        self.partition.record(bytes, now_ms);
+        CORE_INGEST.with(|core| core.borrow_mut().record(bytes, now_ms));
     }
 
     /// The mode the active segment should have, given its mode and age.
     pub fn wanted(&self, active_mode: IoMode, active_age_ms: i64) -> IoMode {
         let IoPolicy::Auto {
             direct_above_bytes_per_s: limit,
+            core_direct_above_bytes_per_s: core_limit,
         } = self.policy
         else {
             return active_mode;
         };
-        let window_limit_bytes = limit.saturating_mul(WINDOW_MS as u64) / 1000;
+        let core = CORE_INGEST.with(|core| *core.borrow());
         match active_mode {
-            IoMode::Buffered if self.window_bytes > window_limit_bytes || self.previous_window_bytes_per_s > limit => {
-                IoMode::Direct
-            }
+            IoMode::Buffered if self.partition.above(limit) || core.above(core_limit) => IoMode::Direct,
             IoMode::Direct
                 if active_age_ms >= DIRECT_SEGMENT_MIN_MS
-                    && self.previous_window_bytes_per_s < limit / 2
-                    && self.window_bytes < window_limit_bytes / 2 =>
+                    && self.partition.quiet_under(limit)
+                    && core.quiet_under(core_limit) =>
             {
                 IoMode::Buffered
             }
@@ -108,10 +156,16 @@ mod tests {
 
     const LIMIT: u64 = 8 << 20;
 
+    /// Each test runs on a thread of its own, so with its own core meter.
     fn auto() -> IoModeChooser {
+        auto_with_core_limit(u64::MAX / 2)
+    }
+
+    fn auto_with_core_limit(core_limit: u64) -> IoModeChooser {
         IoModeChooser::new(
             IoPolicy::Auto {
                 direct_above_bytes_per_s: LIMIT,
+                core_direct_above_bytes_per_s: core_limit,
             },
             0,
         )
@@ -185,5 +239,25 @@ mod tests {
         assert_eq!(chooser.wanted(IoMode::Buffered, 0), IoMode::Direct);
         chooser.record(1, 60_000);
         assert_eq!(chooser.wanted(IoMode::Direct, 60_000), IoMode::Buffered);
+    }
+
+    #[test]
+    fn many_quiet_partitions_go_direct_when_their_core_is_busy() {
+        let core_limit = 4 * LIMIT;
+        let mut partitions: Vec<IoModeChooser> = (0..16).map(|_| auto_with_core_limit(core_limit)).collect();
+        for partition in &mut partitions {
+            partition.record(LIMIT / 2, 100);
+        }
+        // Each under its own limit; together 8 x LIMIT, twice the core's.
+        assert!(partitions
+            .iter()
+            .all(|p| p.wanted(IoMode::Buffered, 100) == IoMode::Direct));
+        // Still busy a window later: they stay direct, even when old.
+        for partition in &mut partitions {
+            partition.record(LIMIT / 2, 1100);
+        }
+        assert!(partitions
+            .iter()
+            .all(|p| p.wanted(IoMode::Direct, DIRECT_SEGMENT_MIN_MS) == IoMode::Direct));
     }
 }
