@@ -207,13 +207,11 @@ impl Segment {
     }
 
     /// Changes the write mode of a segment nothing was ever written to (its
-    /// writer not yet open); false, and nothing changed, otherwise.
-    pub fn set_io_mode_before_first_write(&mut self, io_mode: IoMode) -> bool {
-        let unwritten = self.assigned_bytes == 0 && self.writer.is_none();
-        if unwritten {
+    /// writer not yet open); does nothing otherwise.
+    pub fn set_io_mode_before_first_write(&mut self, io_mode: IoMode) {
+        if self.assigned_bytes == 0 && self.writer.is_none() {
             self.io_mode = io_mode;
         }
-        unwritten
     }
 
     /// True while the segment takes appends or has writes pending.

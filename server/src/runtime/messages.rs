@@ -41,7 +41,6 @@ pub struct PartitionRead {
 }
 
 /// One partition of a [`ShardRequest::ReadPartitions`].
-#[derive(Clone)]
 pub struct PartitionToRead {
     pub tp: TopicPartition,
     pub offset: i64,
