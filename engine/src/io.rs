@@ -15,16 +15,21 @@
 //!   turned a ~0.1 ms device write into a 1-3 ms produce. The zeros past the
 //!   logical end are padding like the rest of the tail block: recovery stops
 //!   at them and sealing cuts them off.
+//! - In [`IoMode::Buffered`] a write of at most [`INLINE_WRITE_BYTES_MAX`]
+//!   runs inline, on the calling thread, when the caller allows it and no
+//!   recent inline write on this thread blocked; others go through io_uring.
 //! - A [`DirectReader`] read covers whole blocks and hands back exactly the
 //!   range asked for, or fails: never fewer bytes.
 
 use std::alloc::{alloc, dealloc, Layout};
-use std::cell::RefCell;
+use std::cell::{Cell, RefCell};
 use std::future::Future;
 use std::io;
+use std::os::fd::AsRawFd;
 use std::os::unix::fs::{FileExt, OpenOptionsExt};
 use std::path::{Path, PathBuf};
 use std::ptr::NonNull;
+use std::time::{Duration, Instant};
 
 use bytes::Bytes;
 use tokio_uring::buf::BoundedBuf;
@@ -453,7 +458,7 @@ pub struct SegmentWriter {
     /// `align_down(logical_end)` to `logical_end`.
     tail: RefCell<Vec<u8>>,
     /// Direct mode: the file's length; writes stay below it.
-    allocated_bytes: std::cell::Cell<u64>,
+    allocated_bytes: Cell<u64>,
 }
 
 impl SegmentWriter {
@@ -477,7 +482,7 @@ impl SegmentWriter {
             path: path.to_path_buf(),
             mode,
             tail: RefCell::new(tail),
-            allocated_bytes: std::cell::Cell::new(allocated_bytes),
+            allocated_bytes: Cell::new(allocated_bytes),
         })
     }
 
@@ -486,9 +491,15 @@ impl SegmentWriter {
     }
 
     /// Writes `chunks` contiguously at logical `position` (the current end).
-    pub async fn write(&self, position: u64, chunks: Vec<Bytes>) -> io::Result<()> {
+    /// `inline_allowed`: the caller's thread may make a small buffered write
+    /// itself (see [`SegmentWriter::write_inline`]); say no where the thread is
+    /// busy enough that handing the copy to a kernel worker is worth its cost.
+    pub async fn write(&self, position: u64, chunks: Vec<Bytes>, inline_allowed: bool) -> io::Result<()> {
         match self.mode {
             IoMode::Buffered => {
+                if inline_allowed && inline_write_allowed(&chunks) {
+                    return self.write_inline(position, &chunks);
+                }
                 // Bytes are IoBufs: the kernel reads them straight from the
                 // request buffers, no user-space copy.
                 let (result, _) = self.file.writev_at_all(chunks, Some(position)).await;
@@ -496,6 +507,43 @@ impl SegmentWriter {
             }
             IoMode::Direct => self.write_direct(position, &chunks).await,
         }
+    }
+
+    /// A buffered write made on this thread with `pwritev`: copying a few
+    /// pages into the page cache takes microseconds, while io_uring hands
+    /// every buffered write to a kernel worker thread (ext4 has no
+    /// non-blocking buffered writes), which costs two thread wake-ups.
+    fn write_inline(&self, mut position: u64, chunks: &[Bytes]) -> io::Result<()> {
+        let timer = BlockTimer::start();
+        let mut iovecs: Vec<libc::iovec> = chunks
+            .iter()
+            .filter(|c| !c.is_empty())
+            .map(|c| libc::iovec {
+                iov_base: c.as_ptr() as *mut libc::c_void,
+                iov_len: c.len(),
+            })
+            .collect();
+        let mut pending = &mut iovecs[..];
+        while !pending.is_empty() {
+            let count = pending.len().min(IOV_MAX) as libc::c_int;
+            // SAFETY: every iovec points into a live `Bytes` of `chunks`.
+            let written =
+                unsafe { libc::pwritev(self.file.as_raw_fd(), pending.as_ptr(), count, position as libc::off_t) };
+            if written < 0 {
+                let error = io::Error::last_os_error();
+                if error.kind() == io::ErrorKind::Interrupted {
+                    continue;
+                }
+                return Err(error);
+            }
+            if written == 0 {
+                return Err(io::Error::new(io::ErrorKind::WriteZero, "pwritev wrote nothing"));
+            }
+            position += written as u64;
+            pending = advance_iovecs(pending, written as usize);
+        }
+        note_inline_write(timer.blocked_longer_than(INLINE_WRITE_SLOW));
+        Ok(())
     }
 
     async fn write_direct(&self, position: u64, chunks: &[Bytes]) -> io::Result<()> {
@@ -566,6 +614,123 @@ impl SegmentWriter {
     pub async fn sync(&self) -> io::Result<()> {
         self.file.sync_data().await
     }
+}
+
+/// Buffered writes up to this size go inline ([`SegmentWriter::write_inline`]):
+/// what a partition writes at a time below the auto policy's direct threshold.
+const INLINE_WRITE_BYTES_MAX: usize = 64 * 1024;
+/// Linux's limit on iovecs per call (UIO_MAXIOV).
+const IOV_MAX: usize = 1024;
+/// An inline write that blocked (the thread slept in the kernel: dirty-page
+/// throttling, a journal commit) for longer than this sends this thread's
+/// buffered writes through io_uring for a while, so one stall does not
+/// become many. Each such write doubles the pause, up to the maximum; a
+/// minute without one resets it. A write that was only slow (the VM's vCPU
+/// preempted, as happens here several times a second) does not count.
+const INLINE_WRITE_SLOW: Duration = Duration::from_millis(1);
+const INLINE_PAUSE_MIN: Duration = Duration::from_secs(1);
+const INLINE_PAUSE_MAX: Duration = Duration::from_secs(64);
+
+/// Whether the calling thread blocked in the kernel during a call.
+struct BlockTimer {
+    started: Instant,
+    voluntary_switches: i64,
+}
+
+impl BlockTimer {
+    fn start() -> Self {
+        Self {
+            started: Instant::now(),
+            voluntary_switches: voluntary_context_switches(),
+        }
+    }
+
+    /// The thread slept (gave up the CPU itself) and the call took longer than `limit`.
+    fn blocked_longer_than(&self, limit: Duration) -> bool {
+        self.started.elapsed() > limit && voluntary_context_switches() > self.voluntary_switches
+    }
+}
+
+/// This thread's voluntary context switches so far, or 0 where unknown.
+fn voluntary_context_switches() -> i64 {
+    let mut usage = std::mem::MaybeUninit::<libc::rusage>::zeroed();
+    // SAFETY: getrusage fills the struct it is given.
+    if unsafe { libc::getrusage(libc::RUSAGE_THREAD, usage.as_mut_ptr()) } != 0 {
+        return 0;
+    }
+    // SAFETY: initialised by the successful call (and zeroed before it).
+    unsafe { usage.assume_init() }.ru_nvcsw
+}
+
+/// This thread's inline-write back-off (see [`INLINE_WRITE_SLOW`]).
+#[derive(Clone, Copy)]
+struct InlineBackoff {
+    paused_until: Option<Instant>,
+    last_blocked_at: Option<Instant>,
+    next_pause: Duration,
+}
+
+impl InlineBackoff {
+    const fn new() -> Self {
+        Self {
+            paused_until: None,
+            last_blocked_at: None,
+            next_pause: INLINE_PAUSE_MIN,
+        }
+    }
+
+    fn allows_inline(&self, now: Instant) -> bool {
+        self.paused_until.is_none_or(|until| now >= until)
+    }
+
+    fn note(&mut self, now: Instant, blocked: bool) {
+        if blocked {
+            self.paused_until = Some(now + self.next_pause);
+            self.last_blocked_at = Some(now);
+            self.next_pause = (self.next_pause * 2).min(INLINE_PAUSE_MAX);
+        } else if self
+            .last_blocked_at
+            .is_some_and(|at| now.duration_since(at) > 60 * INLINE_PAUSE_MIN)
+        {
+            *self = Self::new();
+        }
+    }
+}
+
+thread_local! {
+    static INLINE_BACKOFF: Cell<InlineBackoff> = const { Cell::new(InlineBackoff::new()) };
+}
+
+fn inline_write_allowed(chunks: &[Bytes]) -> bool {
+    let bytes: usize = chunks.iter().map(|c| c.len()).sum();
+    bytes <= INLINE_WRITE_BYTES_MAX && INLINE_BACKOFF.with(|backoff| backoff.get().allows_inline(Instant::now()))
+}
+
+fn note_inline_write(blocked: bool) {
+    if blocked {
+        tracing::debug!("an inline buffered write blocked; using io_uring for a while");
+    }
+    INLINE_BACKOFF.with(|cell| {
+        let mut backoff = cell.get();
+        backoff.note(Instant::now(), blocked);
+        cell.set(backoff);
+    });
+}
+
+/// `iovecs` with their first `written` bytes consumed.
+fn advance_iovecs(iovecs: &mut [libc::iovec], mut written: usize) -> &mut [libc::iovec] {
+    let mut first = 0;
+    while first < iovecs.len() && written >= iovecs[first].iov_len {
+        written -= iovecs[first].iov_len;
+        first += 1;
+    }
+    let rest = &mut iovecs[first..];
+    if let Some(head) = rest.first_mut() {
+        // SAFETY: `written` is less than this iovec's length.
+        head.iov_base = unsafe { (head.iov_base as *mut u8).add(written) }.cast();
+        head.iov_len -= written;
+    }
+    rest
 }
 
 /// The last `count` bytes of `parts` concatenated.
@@ -800,21 +965,21 @@ mod tests {
         });
     }
 
-    fn write_and_read_back(mode: IoMode) {
+    fn write_and_read_back(mode: IoMode, inline_allowed: bool) {
         let dir = tempfile::tempdir().expect("tempdir");
         let path = dir.path().join("seg.log");
         tokio_uring::start(async {
             let writer = SegmentWriter::open(&path, mode, 0).expect("open");
             writer
-                .write(0, vec![Bytes::from_static(b"hello ")])
+                .write(0, vec![Bytes::from_static(b"hello ")], inline_allowed)
                 .await
                 .expect("write 1");
             writer
-                .write(6, vec![Bytes::from(vec![7u8; 5000])])
+                .write(6, vec![Bytes::from(vec![7u8; 5000])], inline_allowed)
                 .await
                 .expect("write 2");
             writer
-                .write(5006, vec![Bytes::from_static(b"end")])
+                .write(5006, vec![Bytes::from_static(b"end")], inline_allowed)
                 .await
                 .expect("write 3");
             writer.sync().await.expect("sync");
@@ -827,7 +992,7 @@ mod tests {
         tokio_uring::start(async {
             let writer = SegmentWriter::open(&path, mode, 5009).expect("reopen");
             writer
-                .write(5009, vec![Bytes::from_static(b"!")])
+                .write(5009, vec![Bytes::from_static(b"!")], inline_allowed)
                 .await
                 .expect("write 4");
         });
@@ -837,14 +1002,94 @@ mod tests {
 
     #[test]
     fn buffered_writes_land_at_their_positions() {
-        write_and_read_back(IoMode::Buffered);
+        write_and_read_back(IoMode::Buffered, false);
+    }
+
+    #[test]
+    fn inline_buffered_writes_land_at_their_positions() {
+        write_and_read_back(IoMode::Buffered, true);
+    }
+
+    #[test]
+    fn an_inline_write_of_more_chunks_than_one_call_takes_writes_them_all() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let path = dir.path().join("seg.log");
+        let chunks: Vec<Bytes> = (0..IOV_MAX * 2 + 7).map(|i| Bytes::from(vec![i as u8; 3])).collect();
+        let expected: Vec<u8> = chunks.iter().flat_map(|c| c.iter().copied()).collect();
+        tokio_uring::start(async {
+            let writer = SegmentWriter::open(&path, IoMode::Buffered, 0).expect("open");
+            writer.write_inline(0, &chunks).expect("inline write");
+        });
+        assert_eq!(std::fs::read(&path).expect("read"), expected);
+    }
+
+    #[test]
+    fn advancing_iovecs_skips_whole_ones_and_trims_the_next() {
+        let (a, b) = ([1u8; 4], [2u8; 6]);
+        let mut iovecs = [a.as_slice(), b.as_slice()].map(|part| libc::iovec {
+            iov_base: part.as_ptr() as *mut libc::c_void,
+            iov_len: part.len(),
+        });
+        let rest = advance_iovecs(&mut iovecs, 5);
+        assert_eq!(rest.len(), 1);
+        assert_eq!(rest[0].iov_len, 5);
+        assert_eq!(rest[0].iov_base as usize, b.as_ptr() as usize + 1);
+        assert!(advance_iovecs(rest, 5).is_empty());
+    }
+
+    #[test]
+    fn blocked_inline_writes_pause_them_for_longer_each_time() {
+        let start = Instant::now();
+        let (fast, slow) = (false, true);
+        let mut backoff = InlineBackoff::new();
+        backoff.note(start, fast);
+        assert!(backoff.allows_inline(start));
+        backoff.note(start, slow);
+        assert!(!backoff.allows_inline(start + INLINE_PAUSE_MIN / 2));
+        let resumed = start + INLINE_PAUSE_MIN;
+        assert!(backoff.allows_inline(resumed));
+        backoff.note(resumed, slow);
+        assert!(
+            !backoff.allows_inline(resumed + INLINE_PAUSE_MIN),
+            "the second pause is twice as long"
+        );
+        assert!(backoff.allows_inline(resumed + 2 * INLINE_PAUSE_MIN));
+        for _ in 0..20 {
+            backoff.note(resumed, slow);
+        }
+        assert!(
+            backoff.allows_inline(resumed + INLINE_PAUSE_MAX),
+            "the pause is bounded"
+        );
+        let much_later = resumed + INLINE_PAUSE_MAX + Duration::from_secs(61);
+        backoff.note(much_later, fast);
+        backoff.note(much_later, slow);
+        assert!(
+            backoff.allows_inline(much_later + INLINE_PAUSE_MIN),
+            "a quiet minute resets the pause"
+        );
+    }
+
+    #[test]
+    fn a_sleep_counts_as_blocking_and_a_busy_wait_does_not() {
+        let timer = BlockTimer::start();
+        std::thread::sleep(Duration::from_millis(3));
+        assert!(timer.blocked_longer_than(Duration::from_millis(1)));
+        assert!(!timer.blocked_longer_than(Duration::from_secs(5)));
+        let timer = BlockTimer::start();
+        let spin_until = Instant::now() + Duration::from_millis(3);
+        while Instant::now() < spin_until {
+            std::hint::spin_loop();
+        }
+        // Preemption can make the thread switch, but never voluntarily.
+        assert!(!timer.blocked_longer_than(Duration::from_millis(1)));
     }
 
     #[test]
     fn direct_writes_land_at_their_positions() {
         let dir = tempfile::tempdir().expect("tempdir");
         if probe_direct_io(dir.path()) == IoMode::Direct {
-            write_and_read_back(IoMode::Direct);
+            write_and_read_back(IoMode::Direct, true);
         }
     }
 }

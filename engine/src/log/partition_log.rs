@@ -27,7 +27,7 @@ use crate::error::{LogError, Result};
 use crate::io::{self, IoMode, SegmentWriter};
 use crate::limits::{DATA_WAITERS_MAX, WRITE_JOB_BYTES_MAX};
 use crate::log::compaction::{self, CleanStats, CompactionPolicy, OffsetMap};
-use crate::log::io_policy::{IoModeChooser, IoPolicy};
+use crate::log::io_policy::{self, IoModeChooser, IoPolicy};
 use crate::log::leader_epoch::LeaderEpochCache;
 use crate::log::producer_state::{
     AbortedTransaction, AppendCheckError, ProducerStateTable, SequenceCheck, SequenceError, SNAPSHOT_SUFFIX,
@@ -1122,7 +1122,8 @@ async fn run_write_job(job: &WriteJob) -> std::io::Result<()> {
 
 async fn write_and_sync(writer: &SegmentWriter, job: &WriteJob) -> std::io::Result<()> {
     if !job.chunks.is_empty() {
-        writer.write(job.position, job.chunks.clone()).await?;
+        let inline_allowed = !io_policy::core_ingest_above(io_policy::INLINE_WRITES_CORE_BYTES_PER_S_MAX);
+        writer.write(job.position, job.chunks.clone(), inline_allowed).await?;
     }
     if job.fsync {
         writer.sync().await?;
