@@ -500,13 +500,30 @@ impl SegmentWriter {
                 if inline_allowed && inline_write_allowed(&chunks) {
                     return self.write_inline(position, &chunks);
                 }
-                // Bytes are IoBufs: the kernel reads them straight from the
-                // request buffers, no user-space copy.
-                let (result, _) = self.file.writev_at_all(chunks, Some(position)).await;
-                result.map(|_| ())
+                self.writev_all_at(position, chunks).await
             }
             IoMode::Direct => self.write_direct(position, &chunks).await,
         }
+    }
+
+    /// io_uring writevs until every byte of `chunks` is written. (Bytes are
+    /// IoBufs: the kernel reads them straight from the request buffers.)
+    /// Not tokio-uring's `writev_at_all`: it panics on a short write, which a
+    /// nearly full disk gives, and passes any number of iovecs at once, where
+    /// the kernel takes at most [`IOV_MAX`].
+    async fn writev_all_at(&self, mut position: u64, chunks: Vec<Bytes>) -> io::Result<()> {
+        let mut pending: std::collections::VecDeque<Bytes> = chunks.into_iter().filter(|c| !c.is_empty()).collect();
+        while !pending.is_empty() {
+            let submitted: Vec<Bytes> = pending.iter().take(IOV_MAX).cloned().collect();
+            let (result, _) = self.file.writev_at(submitted, position).await;
+            let written = result?;
+            if written == 0 {
+                return Err(io::Error::new(io::ErrorKind::WriteZero, "writev wrote nothing"));
+            }
+            position += written as u64;
+            drop_written(&mut pending, written);
+        }
+        Ok(())
     }
 
     /// A buffered write made on this thread with `pwritev`: copying a few
@@ -715,6 +732,19 @@ fn note_inline_write(blocked: bool) {
         backoff.note(Instant::now(), blocked);
         cell.set(backoff);
     });
+}
+
+/// Removes the first `written` bytes from the front of `chunks`.
+fn drop_written(chunks: &mut std::collections::VecDeque<Bytes>, mut written: usize) {
+    while let Some(front) = chunks.front_mut() {
+        if written < front.len() {
+            *front = Bytes::slice(front, written..);
+            return;
+        }
+        written -= front.len();
+        chunks.pop_front();
+    }
+    debug_assert_eq!(written, 0, "more written than was asked");
 }
 
 /// `iovecs` with their first `written` bytes consumed.
@@ -1011,16 +1041,34 @@ mod tests {
     }
 
     #[test]
-    fn an_inline_write_of_more_chunks_than_one_call_takes_writes_them_all() {
-        let dir = tempfile::tempdir().expect("tempdir");
-        let path = dir.path().join("seg.log");
-        let chunks: Vec<Bytes> = (0..IOV_MAX * 2 + 7).map(|i| Bytes::from(vec![i as u8; 3])).collect();
-        let expected: Vec<u8> = chunks.iter().flat_map(|c| c.iter().copied()).collect();
-        tokio_uring::start(async {
-            let writer = SegmentWriter::open(&path, IoMode::Buffered, 0).expect("open");
-            writer.write_inline(0, &chunks).expect("inline write");
-        });
-        assert_eq!(std::fs::read(&path).expect("read"), expected);
+    fn writes_of_more_chunks_than_one_call_takes_write_them_all() {
+        for inline_allowed in [true, false] {
+            let dir = tempfile::tempdir().expect("tempdir");
+            let path = dir.path().join("seg.log");
+            let chunks: Vec<Bytes> = (0..IOV_MAX * 2 + 7).map(|i| Bytes::from(vec![i as u8; 3])).collect();
+            let expected: Vec<u8> = chunks.iter().flat_map(|c| c.iter().copied()).collect();
+            tokio_uring::start(async {
+                let writer = SegmentWriter::open(&path, IoMode::Buffered, 0).expect("open");
+                writer.write(0, chunks, inline_allowed).await.expect("write");
+            });
+            assert_eq!(
+                std::fs::read(&path).expect("read"),
+                expected,
+                "inline allowed: {inline_allowed}"
+            );
+        }
+    }
+
+    #[test]
+    fn dropping_written_bytes_removes_whole_chunks_and_trims_the_next() {
+        let mut chunks: std::collections::VecDeque<Bytes> = [&b"abc"[..], b"defg", b"h"]
+            .into_iter()
+            .map(Bytes::from_static)
+            .collect();
+        drop_written(&mut chunks, 5);
+        assert_eq!(chunks, [Bytes::from_static(b"fg"), Bytes::from_static(b"h")]);
+        drop_written(&mut chunks, 3);
+        assert!(chunks.is_empty());
     }
 
     #[test]

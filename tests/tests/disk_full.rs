@@ -15,9 +15,11 @@ const FREE_BYTES: u64 = 3 << 20;
 const RECORD_PADDING_BYTES: usize = 16 * 1024;
 const KAFKA_STORAGE_ERROR: i16 = 56;
 
-/// A tmpfs mounted for one test, unmounted when dropped.
+/// A small filesystem mounted for one test, unmounted when dropped.
 struct SmallFilesystem {
     mount_point: tempfile::TempDir,
+    /// The image file behind a loop-mounted ext4.
+    _image_dir: Option<tempfile::TempDir>,
 }
 
 impl SmallFilesystem {
@@ -38,7 +40,42 @@ impl SmallFilesystem {
             );
             return None;
         }
-        Some(Self { mount_point })
+        Some(Self {
+            mount_point,
+            _image_dir: None,
+        })
+    }
+
+    /// A loop-mounted ext4, where segments are written with O_DIRECT and
+    /// grown with fallocate as on a real disk; `None` where loop devices or
+    /// mkfs are missing.
+    fn mount_ext4(size_bytes: u64) -> Option<Self> {
+        let image_dir = tempfile::tempdir().expect("image dir");
+        let image = image_dir.path().join("fs.img");
+        std::fs::File::create(&image)
+            .and_then(|f| f.set_len(size_bytes))
+            .expect("image file");
+        // No blocks reserved for root (the tests may run as root).
+        let made = std::process::Command::new("mkfs.ext4")
+            .args(["-q", "-F", "-m", "0"])
+            .arg(&image)
+            .output();
+        if !made.is_ok_and(|output| output.status.success()) {
+            return None;
+        }
+        let mount_point = tempfile::tempdir().expect("mount point");
+        let mounted = std::process::Command::new("mount")
+            .args(["-o", "loop"])
+            .arg(&image)
+            .arg(mount_point.path())
+            .output();
+        if !mounted.is_ok_and(|output| output.status.success()) {
+            return None;
+        }
+        Some(Self {
+            mount_point,
+            _image_dir: Some(image_dir),
+        })
     }
 
     fn path(&self) -> &Path {
@@ -98,19 +135,20 @@ fn assert_log_holds(broker: &RunningBroker, count: i32, when: &str) {
     assert_eq!(numbers, (0..count).collect::<Vec<_>>(), "{when}");
 }
 
-#[test]
-fn a_full_disk_refuses_produce_keeps_reads_and_recovers_when_space_returns() {
-    let Some(filesystem) = SmallFilesystem::mount(FILESYSTEM_BYTES) else {
-        eprintln!("SKIPPED: cannot mount a tmpfs here (not root)");
-        return;
-    };
-    let mut broker = RunningBroker::start_under(
+/// A broker on `filesystem` with one topic, and the records it acknowledged
+/// before filling the disk left it refusing produce.
+fn broker_on_a_full_disk(
+    filesystem: &SmallFilesystem,
+    io_mode: &str,
+) -> (RunningBroker, RawConnection, i64, i32, PathBuf) {
+    let broker = RunningBroker::start_under(
         filesystem.path(),
         &[
             ("offsets.topic.num.partitions", "1"),
             ("transaction.state.log.num.partitions", "1"),
             ("log.segment.bytes", "1048576"),
             ("offsets.topic.segment.bytes", "1048576"),
+            ("log.io.mode", io_mode),
         ],
     );
     assert_eq!(create_topic_raw(broker.bootstrap(), TOPIC, 1, &[]), 0);
@@ -129,6 +167,16 @@ fn a_full_disk_refuses_produce_keeps_reads_and_recovers_when_space_returns() {
     };
     assert_eq!(refused, KAFKA_STORAGE_ERROR, "a full disk answers KAFKA_STORAGE_ERROR");
     assert!(acked > 10, "records were accepted before the disk filled: {acked}");
+    (broker, connection, producer_id, acked, filler)
+}
+
+#[test]
+fn a_full_disk_refuses_produce_keeps_reads_and_recovers_when_space_returns() {
+    let Some(filesystem) = SmallFilesystem::mount(FILESYSTEM_BYTES) else {
+        eprintln!("SKIPPED: cannot mount a tmpfs here (not root)");
+        return;
+    };
+    let (mut broker, mut connection, producer_id, mut acked, filler) = broker_on_a_full_disk(&filesystem, "auto");
     // Still full: refused again, and the broker keeps serving reads.
     assert_eq!(produce_record(&mut connection, producer_id, acked), KAFKA_STORAGE_ERROR);
     assert_log_holds(&broker, acked, "while the disk is full");
@@ -160,5 +208,53 @@ fn a_full_disk_refuses_produce_keeps_reads_and_recovers_when_space_returns() {
     broker.stop();
     broker.restart();
     assert_log_holds(&broker, acked, "after a restart");
+    drop(broker); // before the filesystem is unmounted
+}
+
+/// Graceful shutdown flushes and seals; on a full disk those writes fail, and
+/// the broker must still exit (once one was seen alive 14 s after SIGTERM).
+#[test]
+fn a_broker_on_a_full_disk_stops_when_asked_and_restarts_with_what_it_acknowledged() {
+    for io_mode in ["direct", "buffered"] {
+        let filesystem = SmallFilesystem::mount_ext4(FILESYSTEM_BYTES * 2).or_else(|| {
+            eprintln!("no loop-mounted ext4 here; a tmpfs (buffered writes only) instead");
+            SmallFilesystem::mount(FILESYSTEM_BYTES)
+        });
+        let Some(filesystem) = filesystem else {
+            eprintln!("SKIPPED: cannot mount a filesystem here (not root)");
+            return;
+        };
+        stop_on_a_full_disk(&filesystem, io_mode);
+    }
+}
+
+fn stop_on_a_full_disk(filesystem: &SmallFilesystem, io_mode: &str) {
+    let (mut broker, mut connection, producer_id, acked, filler) = broker_on_a_full_disk(filesystem, io_mode);
+    let refusals_started = Instant::now();
+    for _ in 0..300 {
+        assert_eq!(produce_record(&mut connection, producer_id, acked), KAFKA_STORAGE_ERROR);
+    }
+    drop(connection);
+    // Each core logs at most one storage error a second (the log may be on the full disk).
+    let error_lines = broker.log().lines().filter(|line| line.contains("ERROR")).count();
+    let seconds = refusals_started.elapsed().as_secs() as usize + 2;
+    assert!(
+        error_lines <= 4 * seconds + 4,
+        "{io_mode}: {error_lines} error lines in {seconds} s"
+    );
+    broker.request_stop();
+    // The grace period is 10 s; a little more for a slow machine.
+    let deadline = Instant::now() + Duration::from_secs(20);
+    while broker.is_running() {
+        assert!(
+            Instant::now() < deadline,
+            "{io_mode}: the broker did not exit 20 s after SIGTERM"
+        );
+        std::thread::sleep(Duration::from_millis(50));
+    }
+    let _ = broker.wait_for_exit();
+    std::fs::remove_file(&filler).expect("freeing space");
+    broker.restart();
+    assert_log_holds(&broker, acked, &format!("{io_mode}: after a stop on a full disk"));
     drop(broker); // before the filesystem is unmounted
 }

@@ -852,16 +852,22 @@ impl PartitionLog {
         index.checked_sub(1).map(|i| &mut self.segments[i])
     }
 
+    /// Refuses appends until the partition is reopened, failing every append
+    /// waiting to be durable.
+    fn fail_writes(&mut self, reason: &str) {
+        let failure = WriteFailed(format!("{}: {reason}", self.dir.display()).into());
+        tracing::error!(%failure, "partition write failed; appends refused until it is reopened");
+        for (_, waiter) in self.durable_waiters.drain(..) {
+            let _ = waiter.send(Err(failure.clone()));
+        }
+        self.pending.clear();
+        self.failure = Some(failure);
+    }
+
     fn finish_write_job(&mut self, job: &WriteJob, outcome: std::io::Result<()>) {
         self.write_in_flight = false;
         if let Err(error) = outcome {
-            let failure = WriteFailed(format!("{}: {error}", self.dir.display()).into());
-            tracing::error!(%failure, "partition write failed; appends refused until it is reopened");
-            for (_, waiter) in self.durable_waiters.drain(..) {
-                let _ = waiter.send(Err(failure.clone()));
-            }
-            self.pending.clear();
-            self.failure = Some(failure);
+            self.fail_writes(&error.to_string());
             return;
         }
         if let Some(segment) = self.segment_mut(job.segment_base) {
@@ -1092,7 +1098,26 @@ impl PartitionLog {
     }
 }
 
+/// Fails the partition if its writer task unwinds. The runtime would catch
+/// the panic and carry on, leaving appends waiting for ever for a writer that
+/// is gone; failed, they get KAFKA_STORAGE_ERROR and the owner core's reopen
+/// retry starts a new writer.
+struct WriterPanicGuard(SharedLog);
+
+impl Drop for WriterPanicGuard {
+    fn drop(&mut self) {
+        if !std::thread::panicking() {
+            return;
+        }
+        if let Ok(mut log) = self.0.try_borrow_mut() {
+            log.write_in_flight = false;
+            log.fail_writes("the writer task panicked");
+        }
+    }
+}
+
 async fn run_writer(log: SharedLog, wake: Rc<LocalNotify>) {
+    let _guard = WriterPanicGuard(log.clone());
     loop {
         let step = log.borrow_mut().next_writer_step();
         match step {
@@ -1273,4 +1298,31 @@ fn open_segments(dir: &Path, config: &LogConfig, clean_shutdown: bool, now_ms: i
         segments.push(segment);
     }
     Ok(segments)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_panicking_writer_fails_the_partition_and_its_waiters() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        tokio_uring::start(async {
+            let cache = Rc::new(RefCell::new(BatchCache::new(1 << 20)));
+            let log = PartitionLog::open(dir.path(), 1, LogConfig::default(), cache, false, 0).expect("open");
+            let batch = crate::batch::build_batch(&[(None, Some(b"v"))], 0);
+            let appended = log.borrow_mut().append(vec![batch], None, 0).expect("append");
+            let durable = log.borrow_mut().wait_durable(appended.next_offset + 1);
+            let unwound = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| {
+                let _guard = WriterPanicGuard(log.clone());
+                panic!("a bug in a write");
+            }));
+            assert!(unwound.is_err());
+            assert!(log.borrow().is_failed(), "appends are refused until a reopen");
+            assert!(
+                durable.await.expect("answered").is_err(),
+                "the waiter hears of the failure"
+            );
+        });
+    }
 }

@@ -506,8 +506,44 @@ fn sequence_error(refusal: AppendCheckError) -> ResponseError {
 }
 
 fn storage_error(tp: &TopicPartition, error: &LogError) -> ResponseError {
-    tracing::error!(topic = %tp.topic, partition = tp.partition, %error, "partition storage error");
+    if let Some(suppressed) = storage_error_log_allowed() {
+        tracing::error!(topic = %tp.topic, partition = tp.partition, %error, suppressed, "partition storage error");
+    }
     ResponseError::KafkaStorageError
+}
+
+/// While a disk is full every produce fails the same way, thousands a
+/// second, and the log may be on that disk: each core logs at most one
+/// storage error per [`STORAGE_ERROR_LOG_INTERVAL`].
+#[derive(Default)]
+struct LogThrottle {
+    last_logged: Option<std::time::Instant>,
+    suppressed: u64,
+}
+
+const STORAGE_ERROR_LOG_INTERVAL: Duration = Duration::from_secs(1);
+
+impl LogThrottle {
+    /// `Some(how many were left out since the last one)` when this one may be logged.
+    fn allow(&mut self, now: std::time::Instant) -> Option<u64> {
+        if self
+            .last_logged
+            .is_some_and(|at| now.duration_since(at) < STORAGE_ERROR_LOG_INTERVAL)
+        {
+            self.suppressed += 1;
+            return None;
+        }
+        self.last_logged = Some(now);
+        Some(std::mem::take(&mut self.suppressed))
+    }
+}
+
+thread_local! {
+    static STORAGE_ERROR_LOG: RefCell<LogThrottle> = RefCell::new(LogThrottle::default());
+}
+
+fn storage_error_log_allowed() -> Option<u64> {
+    STORAGE_ERROR_LOG.with(|throttle| throttle.borrow_mut().allow(std::time::Instant::now()))
 }
 
 impl Shard {
@@ -758,7 +794,9 @@ impl Shard {
             let result = match durable.await {
                 Ok(Ok(())) => Ok(outcome),
                 Ok(Err(failed)) => {
-                    tracing::error!(topic = %tp.topic, partition = tp.partition, %failed, "produce not durable");
+                    if let Some(suppressed) = storage_error_log_allowed() {
+                        tracing::error!(topic = %tp.topic, partition = tp.partition, %failed, suppressed, "produce not durable");
+                    }
                     Err(ResponseError::KafkaStorageError)
                 }
                 Err(_) => Err(ResponseError::KafkaStorageError),
@@ -1290,5 +1328,22 @@ impl Shard {
                 }
             }
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_throttled_log_lets_one_line_a_second_through_and_counts_the_rest() {
+        let start = std::time::Instant::now();
+        let mut throttle = LogThrottle::default();
+        assert_eq!(throttle.allow(start), Some(0));
+        for _ in 0..5 {
+            assert_eq!(throttle.allow(start + Duration::from_millis(10)), None);
+        }
+        assert_eq!(throttle.allow(start + STORAGE_ERROR_LOG_INTERVAL), Some(5));
+        assert_eq!(throttle.allow(start + STORAGE_ERROR_LOG_INTERVAL), None);
     }
 }
