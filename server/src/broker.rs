@@ -37,6 +37,13 @@ pub struct Broker {
 }
 
 impl Broker {
+    /// `log.cache.bytes.per.core`, resolved.
+    pub fn cache_bytes_per_core(&self) -> usize {
+        self.config
+            .log_cache_bytes_per_core
+            .bytes_per_core(self.cores.len(), crate::config::usable_memory_bytes())
+    }
+
     #[allow(clippy::too_many_arguments)]
     pub fn new(
         config: BrokerConfig,

@@ -39,7 +39,7 @@ pub const SETTINGS: &[Setting] = &[
     Setting { key: "log.io.mode", default: "auto", description: "direct (O_DIRECT through io_uring), buffered (page cache), or auto: each partition through the page cache while its ingest is below log.io.auto.direct.bytes.per.second, O_DIRECT above (a change rolls the segment); direct and auto fall back to buffered where the filesystem refuses O_DIRECT; ringlog's own" },
     Setting { key: "log.io.auto.direct.bytes.per.second", default: "8388608", description: "with log.io.mode=auto, the ingest rate of one partition above which its segments are written with O_DIRECT; ringlog's own" },
     Setting { key: "log.io.auto.core.direct.bytes.per.second", default: "67108864", description: "with log.io.mode=auto, the ingest rate of one core (all its partitions) above which all its partitions write with O_DIRECT; ringlog's own" },
-    Setting { key: "log.cache.bytes.per.core", default: "268435456", description: "memory per core for recently appended batches served to tailing consumers" },
+    Setting { key: "log.cache.bytes.per.core", default: "auto", description: "memory per core for recently appended batches, from which consumers near the end of a partition read (O_DIRECT writes leave nothing in the page cache); auto: a tenth of the memory the broker may use (physical, or its cgroup's limit if lower) split across the cores; ringlog's own" },
     Setting { key: "log.read.mode", default: "sendfile", description: "how fetches send segment bytes: sendfile (zero-copy from the page cache) or direct (O_DIRECT reads into reused buffers, then written to the socket; needs log.io.mode direct or auto); ringlog's own" },
     Setting { key: "log.read.drop.page.cache", default: "true", description: "once a fetch response has been read by the client, drop the segment pages it sent from the page cache (catch-up reads are mostly read once, and new page-cache memory is slow where the host takes back free memory); ringlog's own" },
     Setting { key: "offsets.topic.num.partitions", default: "50", description: "partitions of __consumer_offsets (fixed once the topic exists)" },
@@ -85,6 +85,58 @@ impl std::str::FromStr for LogIoMode {
             other => Err(format!("{other:?} is none of direct, buffered and auto")),
         }
     }
+}
+
+/// Memory for each core's batch cache (`log.cache.bytes.per.core`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum CacheBudget {
+    /// [`CACHE_MEMORY_FRACTION`] of the broker's memory, split across its cores.
+    Auto,
+    BytesPerCore(usize),
+}
+
+/// The share of memory `log.cache.bytes.per.core=auto` gives the batch
+/// caches: what Kafka would find in the page cache for recent data, which
+/// O_DIRECT writes do not fill.
+pub const CACHE_MEMORY_FRACTION: (u64, u64) = (1, 10);
+const AUTO_CACHE_BYTES_PER_CORE_MIN: u64 = 32 << 20;
+const AUTO_CACHE_BYTES_PER_CORE_MAX: u64 = 8 << 30;
+
+impl CacheBudget {
+    pub fn bytes_per_core(self, cores: usize, memory_bytes: u64) -> usize {
+        match self {
+            Self::BytesPerCore(bytes) => bytes,
+            Self::Auto => {
+                let (numerator, denominator) = CACHE_MEMORY_FRACTION;
+                let per_core = memory_bytes / denominator * numerator / cores.max(1) as u64;
+                per_core.clamp(AUTO_CACHE_BYTES_PER_CORE_MIN, AUTO_CACHE_BYTES_PER_CORE_MAX) as usize
+            }
+        }
+    }
+}
+
+impl std::str::FromStr for CacheBudget {
+    type Err = String;
+    fn from_str(text: &str) -> Result<Self, String> {
+        if text == "auto" {
+            return Ok(Self::Auto);
+        }
+        text.parse()
+            .map(Self::BytesPerCore)
+            .map_err(|_| format!("{text:?} is neither auto nor a number of bytes"))
+    }
+}
+
+/// The memory this process may use: physical memory, or its cgroup (v2)
+/// limit where that is lower (in a container, say).
+pub fn usable_memory_bytes() -> u64 {
+    // SAFETY: sysconf has no preconditions.
+    let (pages, page_bytes) = unsafe { (libc::sysconf(libc::_SC_PHYS_PAGES), libc::sysconf(libc::_SC_PAGESIZE)) };
+    let physical = (pages.max(0) as u64).saturating_mul(page_bytes.max(0) as u64);
+    let cgroup_limit = std::fs::read_to_string("/sys/fs/cgroup/memory.max")
+        .ok()
+        .and_then(|text| text.trim().parse::<u64>().ok());
+    cgroup_limit.map_or(physical, |limit| limit.min(physical))
 }
 
 /// How fetches send bytes that are in segment files (`log.read.mode`).
@@ -135,7 +187,7 @@ pub struct BrokerConfig {
     pub log_io_mode: LogIoMode,
     pub log_io_auto_direct_bytes_per_second: u64,
     pub log_io_auto_core_direct_bytes_per_second: u64,
-    pub log_cache_bytes_per_core: usize,
+    pub log_cache_bytes_per_core: CacheBudget,
     pub log_read_mode: ReadMode,
     pub log_read_drop_page_cache: bool,
     pub fetch_max_wait_ms_max: u64,
@@ -355,6 +407,18 @@ pub fn parse_segment_bytes(key: &str, value: &str) -> Result<u64, ConfigError> {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn the_auto_cache_takes_a_tenth_of_memory_across_the_cores_within_bounds() {
+        let auto: CacheBudget = "auto".parse().expect("auto");
+        assert_eq!(auto.bytes_per_core(2, 24 << 30), (24usize << 30) / 10 / 2);
+        assert_eq!(auto.bytes_per_core(4, 1 << 30), 32 << 20, "at least 32 MiB a core");
+        assert_eq!(auto.bytes_per_core(1, 1 << 40), 8 << 30, "at most 8 GiB a core");
+        let fixed: CacheBudget = "1048576".parse().expect("bytes");
+        assert_eq!(fixed.bytes_per_core(2, 24 << 30), 1 << 20);
+        assert!("lots".parse::<CacheBudget>().is_err());
+        assert!(usable_memory_bytes() > 0);
+    }
 
     #[test]
     fn defaults_are_kafkas() {

@@ -132,7 +132,7 @@ async fn run_core_loop(startup: CoreStartup) {
     } = startup;
     let shard = Rc::new(RefCell::new(Shard {
         core_id,
-        cache: Rc::new(RefCell::new(BatchCache::new(broker.config.log_cache_bytes_per_core))),
+        cache: Rc::new(RefCell::new(BatchCache::new(broker.cache_bytes_per_core()))),
         broker: broker.clone(),
         partitions: HashMap::new(),
         next_partition_key: 0,
