@@ -349,9 +349,15 @@ fn verbatim_bytes_come_back() {
 
 /// A transactional batch of `producer_id` at `epoch`, sequence `sequence`.
 fn transactional_batch(producer_id: i64, epoch: i16, sequence: i32) -> BytesMut {
+    producer_batch(producer_id, epoch, sequence, true)
+}
+
+fn producer_batch(producer_id: i64, epoch: i16, sequence: i32, transactional: bool) -> BytesMut {
     use ringlog_engine::batch::*;
     let mut batch = build_batch(&[(None, Some(b"txn-record"))], NOW_MS);
-    batch[ATTRIBUTES_POS..ATTRIBUTES_POS + 2].copy_from_slice(&ATTR_TRANSACTIONAL.to_be_bytes());
+    if transactional {
+        batch[ATTRIBUTES_POS..ATTRIBUTES_POS + 2].copy_from_slice(&ATTR_TRANSACTIONAL.to_be_bytes());
+    }
     batch[PRODUCER_ID_POS..PRODUCER_ID_POS + 8].copy_from_slice(&producer_id.to_be_bytes());
     batch[PRODUCER_EPOCH_POS..PRODUCER_EPOCH_POS + 2].copy_from_slice(&epoch.to_be_bytes());
     batch[BASE_SEQUENCE_POS..BASE_SEQUENCE_POS + 4].copy_from_slice(&sequence.to_be_bytes());
@@ -687,4 +693,59 @@ fn a_crash_leaves_preallocated_zeros_that_recovery_cuts() {
         let log = open(dir.path(), config(IoMode::Direct, 1 << 20), true, 0);
         assert_eq!(batch_offsets(&read_bytes(&log, 0, 1 << 20)).len(), 11);
     });
+}
+
+/// A crash after a roll but before the batches below it reached the disk:
+/// the log reopens ending at the new segment's base with those batches
+/// missing, and a producer's retry of them must be appended again. A
+/// snapshot written at the roll named them, and answered the retry as a
+/// duplicate: acknowledged, and lost (found by the kill -9 loop).
+#[test]
+fn a_retry_of_batches_that_a_crash_lost_before_a_roll_is_appended_again() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let idempotent = |sequence| producer_batch(9, 0, sequence, false);
+    // Two batches fill a segment; the third rolls.
+    let segment_bytes = 2 * idempotent(0).len() as u64;
+    tokio_uring::start(async {
+        let log = open(dir.path(), config(IoMode::Buffered, segment_bytes), false, 0);
+        append_durably(&log, idempotent(0)).await;
+        for sequence in [1, 2] {
+            log.borrow_mut()
+                .append(vec![idempotent(sequence)], None, NOW_MS)
+                .expect("append");
+        }
+        // The runtime ends before the writer runs again: neither is written.
+    });
+    tokio_uring::start(async {
+        let log = open(dir.path(), config(IoMode::Buffered, segment_bytes), false, 0);
+        assert_eq!(log.borrow().offsets().log_end_offset, 2, "the rolled segment's base");
+        let retry = log
+            .borrow_mut()
+            .append(vec![idempotent(1)], None, NOW_MS)
+            .expect("retry");
+        assert!(!retry.duplicate, "sequence 1 never reached the disk");
+        settle(&log).await;
+        assert_eq!(batch_offsets(&read_bytes(&log, 0, 1 << 20)), vec![0]);
+        assert_eq!(
+            batch_offsets(&read_bytes(&log, 1, 1 << 20)),
+            vec![2],
+            "offset 1 is skipped"
+        );
+    });
+}
+
+#[test]
+fn snapshots_past_the_recovered_log_end_are_removed() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    tokio_uring::start(async {
+        let log = open(dir.path(), config(IoMode::Buffered, 1 << 20), false, 0);
+        append_durably(&log, value_batch(0, NOW_MS)).await;
+    });
+    let stale = dir.path().join("00000000000000000100.snapshot");
+    std::fs::write(&stale, b"from a history that did not survive").expect("stale snapshot");
+    tokio_uring::start(async {
+        let log = open(dir.path(), config(IoMode::Buffered, 1 << 20), false, 0);
+        assert_eq!(log.borrow().offsets().log_end_offset, 2);
+    });
+    assert!(!stale.exists());
 }

@@ -208,6 +208,10 @@ pub struct PartitionLog {
     last_used_ms: std::cell::Cell<i64>,
     durable_waiters: VecDeque<(i64, oneshot::Sender<Result<(), WriteFailed>>)>,
     data_waiters: Vec<oneshot::Sender<()>>,
+    /// Producer snapshots taken at rolls, `(offset, encoded)`, in offset
+    /// order; each is written once every batch below its offset is durable
+    /// (see [`Self::write_durable_snapshots`]).
+    unwritten_snapshots: VecDeque<(i64, Vec<u8>)>,
     cache: Rc<RefCell<BatchCache>>,
     wake_writer: Rc<LocalNotify>,
 }
@@ -245,6 +249,7 @@ impl PartitionLog {
             .max(segments.first().map_or(0, |s| s.base_offset))
             .min(log_end_offset);
         let epochs = LeaderEpochCache::load_or_create(dir, config.leader_epoch, log_start_offset)?;
+        remove_snapshots_above(dir, log_end_offset);
         let producers = rebuild_producer_state(dir, &segments, log_start_offset, log_end_offset)?;
         let wake_writer = Rc::new(LocalNotify::default());
         let log = Self {
@@ -271,6 +276,7 @@ impl PartitionLog {
             last_used_ms: std::cell::Cell::new(now_ms),
             durable_waiters: VecDeque::new(),
             data_waiters: Vec::new(),
+            unwritten_snapshots: VecDeque::new(),
             cache,
             wake_writer: wake_writer.clone(),
         };
@@ -482,8 +488,9 @@ impl PartitionLog {
         }
         let base_offset = self.offsets.log_end_offset;
         // The producer state as of the new segment's start, so recovery only
-        // replays the active segment.
-        self.write_producer_snapshot(base_offset);
+        // replays the active segment; written once it describes durable data.
+        let snapshot = self.producers.encode_snapshot(base_offset);
+        self.unwritten_snapshots.push_back((base_offset, snapshot));
         let segment = Segment::create(
             &self.dir,
             base_offset,
@@ -494,6 +501,7 @@ impl PartitionLog {
         tracing::debug!(dir = %self.dir.display(), base_offset, "rolled segment");
         self.segments.push(segment);
         self.seal_finished_segments();
+        self.write_durable_snapshots();
         Ok(())
     }
 
@@ -695,15 +703,41 @@ impl PartitionLog {
         self.config.segment_ms = segment_ms;
     }
 
-    /// Writes the producer table as of `offset` (the log end) and keeps only
-    /// the two latest snapshots. A failure is logged: recovery then replays
-    /// from an older snapshot.
-    fn write_producer_snapshot(&self, offset: i64) {
-        debug_assert_eq!(offset, self.offsets.log_end_offset, "snapshot at the log end");
+    /// Writes the snapshots taken at rolls whose batches are all durable now.
+    /// Not sooner: a snapshot names the offset it describes the state at, and
+    /// a crash before the batches below it are written would leave a log
+    /// ending there (at the next segment's base) with those batches missing.
+    /// Loaded, the snapshot would answer a producer's retry of them as a
+    /// duplicate: acknowledged, and lost.
+    fn write_durable_snapshots(&mut self) {
+        while let Some((offset, _)) = self.unwritten_snapshots.front() {
+            if *offset > self.offsets.high_watermark {
+                return;
+            }
+            if let Some((offset, snapshot)) = self.unwritten_snapshots.pop_front() {
+                self.store_producer_snapshot(offset, &snapshot);
+            }
+        }
+    }
+
+    /// Writes the producer table as of the log end, if every batch is durable
+    /// (a snapshot is a shortcut: without one, recovery replays more).
+    fn write_producer_snapshot(&self) {
+        let offset = self.offsets.log_end_offset;
+        if offset != self.offsets.high_watermark {
+            tracing::warn!(dir = %self.dir.display(), "batches not durable at close; no producer snapshot");
+            return;
+        }
+        self.store_producer_snapshot(offset, &self.producers.encode_snapshot(offset));
+    }
+
+    /// Writes the snapshot at `offset` and keeps only the two latest. A
+    /// failure is logged: recovery then replays from an older snapshot.
+    fn store_producer_snapshot(&self, offset: i64, snapshot: &[u8]) {
         let path = segment::segment_path(&self.dir, offset, SNAPSHOT_SUFFIX);
         // Lazily: a snapshot is a shortcut, rebuilt from batch headers when it
         // is missing or damaged; a clean shutdown syncs it with the rest.
-        if let Err(error) = io::write_file_lazily(&path, &self.producers.encode_snapshot(offset)) {
+        if let Err(error) = io::write_file_lazily(&path, snapshot) {
             tracing::warn!(path = %path.display(), %error, "writing producer snapshot failed");
             return;
         }
@@ -895,6 +929,7 @@ impl PartitionLog {
             }
         }
         self.seal_finished_segments();
+        self.write_durable_snapshots();
     }
 
     /// Reads whole batches from `offset`: from the cache when it holds them,
@@ -1081,8 +1116,7 @@ impl PartitionLog {
         if log.failure.is_some() || log.unchanged_since_clean_open {
             return Ok(());
         }
-        let log_end_offset = log.offsets.log_end_offset;
-        log.write_producer_snapshot(log_end_offset);
+        log.write_producer_snapshot();
         log.active_segment_mut().close_clean()
     }
 
@@ -1189,6 +1223,20 @@ pub struct CompactionPlan {
     /// Base offsets of the segments to clean, oldest first.
     pub segments: Vec<i64>,
     clean_upto: i64,
+}
+
+/// Snapshots past the recovered log end describe batches that did not
+/// survive; the log may grow past their offsets again with other batches, so
+/// they go now (as Kafka's recovery does).
+fn remove_snapshots_above(dir: &Path, log_end_offset: i64) {
+    for offset in list_snapshots(dir)
+        .into_iter()
+        .filter(|offset| *offset > log_end_offset)
+    {
+        let path = segment::segment_path(dir, offset, SNAPSHOT_SUFFIX);
+        tracing::info!(path = %path.display(), log_end_offset, "removing a producer snapshot past the log end");
+        let _ = std::fs::remove_file(path);
+    }
 }
 
 fn list_snapshots(dir: &Path) -> Vec<i64> {
