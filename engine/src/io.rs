@@ -69,6 +69,44 @@ pub fn spawn_local<F: Future + 'static>(task: F) {
     tokio_uring::spawn(task);
 }
 
+/// How long a panicked service task waits before it starts again.
+const SUPERVISED_RESTART_DELAY: Duration = Duration::from_secs(1);
+
+/// Runs a long-lived service task (a timer, the cleaner) on the current
+/// core, starting it again whenever it panics. The runtime would catch the
+/// panic and carry on without the task: retention or compaction that stopped
+/// in silence is worse than one that logs the panic and tries again.
+pub fn spawn_supervised<F, Fut>(name: &'static str, start: F)
+where
+    F: FnMut() -> Fut + 'static,
+    Fut: Future<Output = ()> + 'static,
+{
+    spawn_supervised_with_delay(name, start, SUPERVISED_RESTART_DELAY);
+}
+
+fn spawn_supervised_with_delay<F, Fut>(name: &'static str, mut start: F, restart_delay: Duration)
+where
+    F: FnMut() -> Fut + 'static,
+    Fut: Future<Output = ()> + 'static,
+{
+    tokio_uring::spawn(async move {
+        loop {
+            match tokio_uring::spawn(start()).await {
+                Err(error) if error.is_panic() => {
+                    tracing::error!(
+                        task = name,
+                        ?restart_delay,
+                        "a service task panicked; starting it again"
+                    );
+                    tokio::time::sleep(restart_delay).await;
+                }
+                // Finished, or cancelled as the runtime shuts down.
+                _ => return,
+            }
+        }
+    });
+}
+
 /// Tries an aligned O_DIRECT write in `dir`; returns the mode to use there.
 /// tmpfs and some network filesystems refuse O_DIRECT.
 pub fn probe_direct_io(dir: &Path) -> IoMode {
@@ -1069,6 +1107,24 @@ mod tests {
         assert_eq!(chunks, [Bytes::from_static(b"fg"), Bytes::from_static(b"h")]);
         drop_written(&mut chunks, 3);
         assert!(chunks.is_empty());
+    }
+
+    #[test]
+    fn a_supervised_task_that_panics_starts_again() {
+        let runs = std::rc::Rc::new(Cell::new(0));
+        let counted = runs.clone();
+        tokio_uring::start(async move {
+            let start = move || {
+                let counted = counted.clone();
+                async move {
+                    counted.set(counted.get() + 1);
+                    assert!(counted.get() > 1, "the first run fails");
+                }
+            };
+            spawn_supervised_with_delay("test", start, Duration::from_millis(1));
+            tokio::time::sleep(Duration::from_millis(200)).await;
+        });
+        assert_eq!(runs.get(), 2, "started again once, then finished");
     }
 
     #[test]

@@ -15,6 +15,7 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use kafka_protocol::ResponseError;
+use ringlog_engine::io::spawn_supervised;
 use ringlog_engine::log::compaction::CompactionPolicy;
 use ringlog_engine::log::producer_state::{AppendCheckError, SequenceError};
 use ringlog_engine::{io::spawn_local, BatchCache, Isolation, LogConfig, LogError, PartitionLog, SharedLog};
@@ -119,6 +120,27 @@ pub fn run_core(startup: CoreStartup) {
     tokio_uring::start(run_core_loop(startup));
 }
 
+/// The core's timers and background work, each started again if it panics.
+fn spawn_services(shard: &Rc<RefCell<Shard>>, broker: &Broker) {
+    let config = &broker.config;
+    let own = shard.clone();
+    spawn_supervised("group timer", move || run_group_timer(own.clone()));
+    let (own, interval_ms) = (shard.clone(), config.log_retention_check_interval_ms);
+    spawn_supervised("retention", move || run_retention_timer(own.clone(), interval_ms));
+    let (own, backoff_ms) = (shard.clone(), config.log_cleaner_backoff_ms);
+    spawn_supervised("cleaner", move || run_cleaner(own.clone(), backoff_ms));
+    let own = shard.clone();
+    spawn_supervised("failed partition repair", move || {
+        run_failed_partition_repair(own.clone())
+    });
+    let (own, cores) = (shard.clone(), broker.core_count());
+    spawn_supervised("idle files sweep", move || run_idle_files_sweep(own.clone(), cores));
+    if let Some(interval_ms) = config.log_flush_interval_ms {
+        let own = shard.clone();
+        spawn_supervised("flush timer", move || run_flush_timer(own.clone(), interval_ms));
+    }
+}
+
 async fn run_core_loop(startup: CoreStartup) {
     let CoreStartup {
         core_id,
@@ -164,17 +186,7 @@ async fn run_core_loop(startup: CoreStartup) {
     for (transactional_id, txn) in prepared {
         spawn_local(transactions::complete_prepared(shard.clone(), transactional_id, txn));
     }
-    spawn_local(run_group_timer(shard.clone()));
-    spawn_local(run_retention_timer(
-        shard.clone(),
-        broker.config.log_retention_check_interval_ms,
-    ));
-    spawn_local(run_cleaner(shard.clone(), broker.config.log_cleaner_backoff_ms));
-    spawn_local(run_failed_partition_repair(shard.clone()));
-    spawn_local(run_idle_files_sweep(shard.clone(), broker.core_count()));
-    if let Some(interval_ms) = broker.config.log_flush_interval_ms {
-        spawn_local(run_flush_timer(shard.clone(), interval_ms));
-    }
+    spawn_services(&shard, &broker);
     while let Some(request) = requests.recv().await {
         if let ShardRequest::Shutdown { reply } = request {
             accept_task.abort();
