@@ -1323,6 +1323,9 @@ fn open_segments(dir: &Path, config: &LogConfig, clean_shutdown: bool, now_ms: i
     }
     bases.sort_unstable();
     let mut segments: Vec<Segment> = Vec::with_capacity(bases.len());
+    // Rolls whose writes never completed (a crash, a full disk) leave empty
+    // segments; after a disk-full episode there can be hundreds: one line.
+    let mut removed_empty_bases = Vec::new();
     for (index, &base) in bases.iter().enumerate() {
         let is_last = index + 1 == bases.len();
         let segment = Segment::open(
@@ -1339,11 +1342,15 @@ fn open_segments(dir: &Path, config: &LogConfig, clean_shutdown: bool, now_ms: i
             }
         }
         if segment.is_empty() && !is_last {
-            tracing::warn!(dir = %dir.display(), base, "removing empty sealed segment");
             segment.delete_files();
+            removed_empty_bases.push(base);
             continue;
         }
         segments.push(segment);
+    }
+    if let (Some(first), Some(last)) = (removed_empty_bases.first(), removed_empty_bases.last()) {
+        let count = removed_empty_bases.len();
+        tracing::warn!(dir = %dir.display(), count, first, last, "removed empty sealed segments");
     }
     Ok(segments)
 }
