@@ -1113,6 +1113,7 @@ mod tests {
     fn a_supervised_task_that_panics_starts_again() {
         let runs = std::rc::Rc::new(Cell::new(0));
         let counted = runs.clone();
+        let runs_seen = runs.clone();
         tokio_uring::start(async move {
             let start = move || {
                 let counted = counted.clone();
@@ -1122,7 +1123,12 @@ mod tests {
                 }
             };
             spawn_supervised_with_delay("test", start, Duration::from_millis(1));
-            tokio::time::sleep(Duration::from_millis(200)).await;
+            // No timing assumed: a panic's backtrace can take long to print
+            // on a loaded machine. Wait for the second run, or give up late.
+            let give_up = Instant::now() + Duration::from_secs(60);
+            while runs_seen.get() < 2 && Instant::now() < give_up {
+                tokio::time::sleep(Duration::from_millis(5)).await;
+            }
         });
         assert_eq!(runs.get(), 2, "started again once, then finished");
     }
