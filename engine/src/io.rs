@@ -23,6 +23,7 @@
 
 use std::alloc::{alloc, dealloc, Layout};
 use std::cell::{Cell, RefCell};
+use std::collections::VecDeque;
 use std::future::Future;
 use std::io;
 use std::os::fd::AsRawFd;
@@ -536,7 +537,7 @@ impl SegmentWriter {
         match self.mode {
             IoMode::Buffered => {
                 if inline_allowed && inline_write_allowed(&chunks) {
-                    return self.write_inline(position, &chunks);
+                    return self.write_inline(position, chunks);
                 }
                 self.writev_all_at(position, chunks).await
             }
@@ -550,7 +551,7 @@ impl SegmentWriter {
     /// nearly full disk gives, and passes any number of iovecs at once, where
     /// the kernel takes at most [`IOV_MAX`].
     async fn writev_all_at(&self, mut position: u64, chunks: Vec<Bytes>) -> io::Result<()> {
-        let mut pending: std::collections::VecDeque<Bytes> = chunks.into_iter().filter(|c| !c.is_empty()).collect();
+        let mut pending = pending_chunks(chunks);
         while !pending.is_empty() {
             let submitted: Vec<Bytes> = pending.iter().take(IOV_MAX).cloned().collect();
             let (result, _) = self.file.writev_at(submitted, position).await;
@@ -568,22 +569,27 @@ impl SegmentWriter {
     /// pages into the page cache takes microseconds, while io_uring hands
     /// every buffered write to a kernel worker thread (ext4 has no
     /// non-blocking buffered writes), which costs two thread wake-ups.
-    fn write_inline(&self, mut position: u64, chunks: &[Bytes]) -> io::Result<()> {
+    fn write_inline(&self, mut position: u64, chunks: Vec<Bytes>) -> io::Result<()> {
         let timer = BlockTimer::start();
-        let mut iovecs: Vec<libc::iovec> = chunks
-            .iter()
-            .filter(|c| !c.is_empty())
-            .map(|c| libc::iovec {
-                iov_base: c.as_ptr() as *mut libc::c_void,
-                iov_len: c.len(),
-            })
-            .collect();
-        let mut pending = &mut iovecs[..];
+        let mut pending = pending_chunks(chunks);
         while !pending.is_empty() {
-            let count = pending.len().min(IOV_MAX) as libc::c_int;
-            // SAFETY: every iovec points into a live `Bytes` of `chunks`.
-            let written =
-                unsafe { libc::pwritev(self.file.as_raw_fd(), pending.as_ptr(), count, position as libc::off_t) };
+            let iovecs: Vec<libc::iovec> = pending
+                .iter()
+                .take(IOV_MAX)
+                .map(|c| libc::iovec {
+                    iov_base: c.as_ptr() as *mut libc::c_void,
+                    iov_len: c.len(),
+                })
+                .collect();
+            // SAFETY: every iovec points into a live `Bytes` of `pending`.
+            let written = unsafe {
+                libc::pwritev(
+                    self.file.as_raw_fd(),
+                    iovecs.as_ptr(),
+                    iovecs.len() as libc::c_int,
+                    position as libc::off_t,
+                )
+            };
             if written < 0 {
                 let error = io::Error::last_os_error();
                 if error.kind() == io::ErrorKind::Interrupted {
@@ -595,7 +601,7 @@ impl SegmentWriter {
                 return Err(io::Error::new(io::ErrorKind::WriteZero, "pwritev wrote nothing"));
             }
             position += written as u64;
-            pending = advance_iovecs(pending, written as usize);
+            drop_written(&mut pending, written as usize);
         }
         note_inline_write(timer.blocked_longer_than(INLINE_WRITE_SLOW));
         Ok(())
@@ -773,7 +779,7 @@ fn note_inline_write(blocked: bool) {
 }
 
 /// Removes the first `written` bytes from the front of `chunks`.
-fn drop_written(chunks: &mut std::collections::VecDeque<Bytes>, mut written: usize) {
+fn drop_written(chunks: &mut VecDeque<Bytes>, mut written: usize) {
     while let Some(front) = chunks.front_mut() {
         if written < front.len() {
             *front = Bytes::slice(front, written..);
@@ -785,20 +791,9 @@ fn drop_written(chunks: &mut std::collections::VecDeque<Bytes>, mut written: usi
     debug_assert_eq!(written, 0, "more written than was asked");
 }
 
-/// `iovecs` with their first `written` bytes consumed.
-fn advance_iovecs(iovecs: &mut [libc::iovec], mut written: usize) -> &mut [libc::iovec] {
-    let mut first = 0;
-    while first < iovecs.len() && written >= iovecs[first].iov_len {
-        written -= iovecs[first].iov_len;
-        first += 1;
-    }
-    let rest = &mut iovecs[first..];
-    if let Some(head) = rest.first_mut() {
-        // SAFETY: `written` is less than this iovec's length.
-        head.iov_base = unsafe { (head.iov_base as *mut u8).add(written) }.cast();
-        head.iov_len -= written;
-    }
-    rest
+/// The non-empty chunks, as the queue the write loops consume from the front.
+fn pending_chunks(chunks: Vec<Bytes>) -> VecDeque<Bytes> {
+    chunks.into_iter().filter(|c| !c.is_empty()).collect()
 }
 
 /// The last `count` bytes of `parts` concatenated.
@@ -1099,7 +1094,7 @@ mod tests {
 
     #[test]
     fn dropping_written_bytes_removes_whole_chunks_and_trims_the_next() {
-        let mut chunks: std::collections::VecDeque<Bytes> = [&b"abc"[..], b"defg", b"h"]
+        let mut chunks: VecDeque<Bytes> = [&b"abc"[..], b"defg", b"h"]
             .into_iter()
             .map(Bytes::from_static)
             .collect();
@@ -1131,20 +1126,6 @@ mod tests {
             }
         });
         assert_eq!(runs.get(), 2, "started again once, then finished");
-    }
-
-    #[test]
-    fn advancing_iovecs_skips_whole_ones_and_trims_the_next() {
-        let (a, b) = ([1u8; 4], [2u8; 6]);
-        let mut iovecs = [a.as_slice(), b.as_slice()].map(|part| libc::iovec {
-            iov_base: part.as_ptr() as *mut libc::c_void,
-            iov_len: part.len(),
-        });
-        let rest = advance_iovecs(&mut iovecs, 5);
-        assert_eq!(rest.len(), 1);
-        assert_eq!(rest[0].iov_len, 5);
-        assert_eq!(rest[0].iov_base as usize, b.as_ptr() as usize + 1);
-        assert!(advance_iovecs(rest, 5).is_empty());
     }
 
     #[test]
