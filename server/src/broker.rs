@@ -13,6 +13,7 @@ use crate::config::BrokerConfig;
 use crate::coordinator::transaction::TRANSACTION_TOPIC;
 use crate::coordinator::{self, offsets_log::OFFSETS_TOPIC};
 use crate::metadata::{ClusterMetadata, MetadataSnapshot, TopicMetadata};
+use crate::nodes::{NodeAddress, Nodes};
 use crate::runtime::messages::{
     ControlRequest, GroupRequest, NewTopic, ShardRequest, TopicPartition, TopicResult, TxnRequest,
 };
@@ -23,8 +24,8 @@ pub struct Broker {
     pub data_dir: PathBuf,
     /// `log.io.mode` after probing the data dir's filesystem.
     pub io_policy: IoPolicy,
-    pub advertised_host: String,
-    pub advertised_port: i32,
+    /// The brokers clients are told about (one per core with core listeners).
+    pub nodes: Nodes,
     /// Partitions of `__consumer_offsets`, fixed when the topic was created.
     pub offsets_partitions: i32,
     /// Partitions of `__transaction_state`, likewise.
@@ -49,8 +50,7 @@ impl Broker {
         config: BrokerConfig,
         data_dir: PathBuf,
         io_policy: IoPolicy,
-        advertised_host: String,
-        advertised_port: i32,
+        nodes: Nodes,
         metadata: ClusterMetadata,
         cores: Vec<mpsc::UnboundedSender<ShardRequest>>,
         controller: mpsc::UnboundedSender<ControlRequest>,
@@ -69,8 +69,7 @@ impl Broker {
             config,
             data_dir,
             io_policy,
-            advertised_host,
-            advertised_port,
+            nodes,
             connections: std::sync::atomic::AtomicUsize::new(0),
             metadata: ArcSwap::from_pointee(metadata),
             cores,
@@ -89,6 +88,23 @@ impl Broker {
 
     pub fn owner_core(&self, tp: &TopicPartition) -> usize {
         router::owner_core(&tp.topic, tp.partition, self.cores.len())
+    }
+
+    /// The node clients should send a partition's produce and fetch requests to.
+    pub fn partition_leader(&self, topic: &str, partition: i32) -> &NodeAddress {
+        self.nodes
+            .of_core(router::owner_core(topic, partition, self.cores.len()))
+    }
+
+    /// The node that coordinates `group_id`.
+    pub fn group_coordinator(&self, group_id: &str) -> &NodeAddress {
+        self.nodes.of_core(self.group_core(group_id))
+    }
+
+    /// The node that coordinates `transactional_id`.
+    pub fn transaction_coordinator(&self, transactional_id: &str) -> &NodeAddress {
+        self.nodes
+            .of_core(self.owner_core(&self.transaction_partition(transactional_id)))
     }
 
     pub fn core_count(&self) -> usize {
@@ -164,6 +180,7 @@ impl Broker {
     /// Sends `request` to core `core`. A core only goes away at shutdown; then
     /// the reply sender is dropped and the caller sees the channel closed.
     pub fn send_to_core(&self, core: usize, request: ShardRequest) {
+        crate::metrics::count_message_to_core(core);
         if self.cores[core].send(request).is_err() {
             tracing::debug!(core, "core is shutting down; request dropped");
         }

@@ -50,6 +50,8 @@ pub const SETTINGS: &[Setting] = &[
     Setting { key: "group.min.session.timeout.ms", default: "6000", description: "smallest session.timeout.ms a consumer may ask for" },
     Setting { key: "group.max.session.timeout.ms", default: "1800000", description: "largest session.timeout.ms a consumer may ask for" },
     Setting { key: "group.initial.rebalance.delay.ms", default: "3000", description: "how long a new group waits for more members before its first rebalance" },
+    Setting { key: "core.listeners", default: "auto", description: "true, false or auto: each core also listens on a port of its own and is advertised to clients as a broker of its own (node id node.id + core) that leads that core's partitions and coordinates its groups, so clients, which send each request to the partition's leader, reach the core that serves it without a hop between cores; auto: on with more than one core unless --advertised-listener is given (a proxy or port mapping in front would have to carry those ports too); ringlog's own" },
+    Setting { key: "core.listeners.first.port", default: "0", description: "with core listeners, core k listens on this port plus k; 0: each core takes a free port at start; ringlog's own" },
     Setting { key: "max.connections", default: "2147483647", description: "connections beyond this are closed at once" },
     Setting { key: "connection.max.inflight.bytes", default: "67108864", description: "request bytes one connection may have read but not yet answered; past it the broker stops reading that socket (a larger single request goes alone); ringlog's own" },
     Setting { key: "connections.max.idle.ms", default: "600000", description: "close a connection that sends nothing for this long" },
@@ -83,6 +85,38 @@ impl std::str::FromStr for LogIoMode {
             "buffered" => Ok(Self::Buffered),
             "auto" => Ok(Self::Auto),
             other => Err(format!("{other:?} is none of direct, buffered and auto")),
+        }
+    }
+}
+
+/// Whether each core has a listener of its own (`core.listeners`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum CoreListeners {
+    On,
+    Off,
+    /// On with more than one core and no advertised listener.
+    Auto,
+}
+
+impl CoreListeners {
+    /// Resolved for a broker of `core_count` cores.
+    pub fn enabled(self, core_count: usize, advertised_listener_given: bool) -> bool {
+        match self {
+            Self::On => true,
+            Self::Off => false,
+            Self::Auto => core_count > 1 && !advertised_listener_given,
+        }
+    }
+}
+
+impl std::str::FromStr for CoreListeners {
+    type Err = String;
+    fn from_str(text: &str) -> Result<Self, String> {
+        match text {
+            "true" => Ok(Self::On),
+            "false" => Ok(Self::Off),
+            "auto" => Ok(Self::Auto),
+            other => Err(format!("{other:?} is none of true, false and auto")),
         }
     }
 }
@@ -201,6 +235,9 @@ pub struct BrokerConfig {
     pub group_initial_rebalance_delay_ms: u64,
     pub log_retention_check_interval_ms: u64,
     pub max_connections: usize,
+    pub core_listeners: CoreListeners,
+    /// 0: a free port per core.
+    pub core_listeners_first_port: u16,
     pub connection_max_inflight_bytes: usize,
     pub connections_max_idle_ms: u64,
     pub log_cleaner_backoff_ms: u64,
@@ -295,6 +332,8 @@ impl BrokerConfig {
             group_initial_rebalance_delay_ms: parse(values, "group.initial.rebalance.delay.ms")?,
             log_retention_check_interval_ms: parse_positive(values, "log.retention.check.interval.ms")?,
             max_connections: parse_positive(values, "max.connections")?,
+            core_listeners: parse(values, "core.listeners")?,
+            core_listeners_first_port: parse(values, "core.listeners.first.port")?,
             connection_max_inflight_bytes: parse_positive(values, "connection.max.inflight.bytes")?,
             connections_max_idle_ms: parse_positive(values, "connections.max.idle.ms")?,
             log_cleaner_backoff_ms: parse_positive(values, "log.cleaner.backoff.ms")?,

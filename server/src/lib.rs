@@ -9,6 +9,7 @@ pub mod handlers;
 pub mod metadata;
 pub mod metrics;
 pub mod net;
+pub mod nodes;
 pub mod protocol;
 pub mod runtime;
 pub mod topic_config;

@@ -12,6 +12,7 @@ use tokio::sync::mpsc;
 use ringlog_server::broker::Broker;
 use ringlog_server::config::{BrokerConfig, LogIoMode, ReadMode};
 use ringlog_server::metadata::ClusterMetadata;
+use ringlog_server::nodes::Nodes;
 use ringlog_server::runtime::messages::ShardRequest;
 use ringlog_server::runtime::shard::{run_core, CoreStartup};
 use ringlog_server::{admin, metadata, metrics, net};
@@ -225,6 +226,24 @@ fn serve(args: ServeArgs) -> anyhow::Result<()> {
         .with_context(|| format!("listening on {}", args.listen))?;
     let bound = listeners[0].local_addr()?;
     let (advertised_host, advertised_port) = advertised_address(&args, bound)?;
+    let core_listeners = if config
+        .core_listeners
+        .enabled(core_count, args.advertised_listener.is_some())
+    {
+        net::listener::bind_core_listeners(args.listen.ip(), config.core_listeners_first_port, core_count)
+            .context("binding core listeners (core.listeners=false turns them off)")?
+    } else {
+        Vec::new()
+    };
+    let nodes = if core_listeners.is_empty() {
+        Nodes::single(metadata.node_id, &advertised_host, advertised_port)
+    } else {
+        let ports = core_listeners
+            .iter()
+            .map(|listener| listener.local_addr().map(|address| i32::from(address.port())))
+            .collect::<std::io::Result<Vec<_>>>()?;
+        Nodes::per_core(metadata.node_id, &advertised_host, &ports)
+    };
 
     let mut core_senders = Vec::with_capacity(core_count);
     let mut core_receivers = Vec::with_capacity(core_count);
@@ -238,8 +257,7 @@ fn serve(args: ServeArgs) -> anyhow::Result<()> {
         config,
         args.data_dir.clone(),
         io_policy,
-        advertised_host,
-        advertised_port,
+        nodes,
         metadata,
         core_senders,
         controller_sender,
@@ -249,13 +267,14 @@ fn serve(args: ServeArgs) -> anyhow::Result<()> {
     let (ready_sender, ready_receiver) = std::sync::mpsc::channel();
     let mut threads = Vec::with_capacity(core_count);
     let mut controller_receiver = Some(controller_receiver);
+    let mut core_listeners = core_listeners.into_iter();
     for (core_id, (requests, listener)) in core_receivers.into_iter().zip(listeners).enumerate() {
         let startup = CoreStartup {
             core_id,
             broker: broker.clone(),
             requests,
             control_requests: if core_id == 0 { controller_receiver.take() } else { None },
-            listener,
+            listeners: std::iter::once(listener).chain(core_listeners.next()).collect(),
             clean_shutdown,
             ready: ready_sender.clone(),
             pin_to_cpu: (!cpus.is_empty()).then(|| cpus[core_id % cpus.len()]),
@@ -281,6 +300,7 @@ fn serve(args: ServeArgs) -> anyhow::Result<()> {
     tracing::info!(
         %bound,
         cores = core_count,
+        node_ports = ?broker.nodes.all().iter().map(|node| node.port).collect::<Vec<_>>(),
         partitions,
         ?io_mode,
         io_auto = matches!(io_policy, IoPolicy::Auto { .. }),

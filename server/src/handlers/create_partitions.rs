@@ -11,14 +11,15 @@ use super::{HandlerOutcome, RequestContext};
 pub const VERSIONS: VersionRange = VersionRange { min: 0, max: 3 };
 
 pub async fn handle(body: CreatePartitionsRequest, request: RequestContext) -> HandlerOutcome {
-    let node_id = request.broker().metadata().node_id;
-    // Replica assignments may only name this node.
+    let nodes = &request.broker().nodes;
+    // Replica assignments may only name this broker's nodes (each partition
+    // is led by its owner core's node whatever they name).
     let foreign = |topic: &kafka_protocol::messages::create_partitions_request::CreatePartitionsTopic| {
         topic
             .assignments
             .iter()
             .flatten()
-            .any(|a| a.broker_ids.iter().any(|b| b.0 != node_id))
+            .any(|a| a.broker_ids.iter().any(|b| !nodes.contains(b.0)))
     };
     let asked: Vec<(String, i32)> = body
         .topics
@@ -38,7 +39,10 @@ pub async fn handle(body: CreatePartitionsRequest, request: RequestContext) -> H
             let outcome = if foreign(topic) {
                 Err((
                     ResponseError::InvalidReplicaAssignment,
-                    format!("only broker {node_id} exists"),
+                    format!(
+                        "only brokers {:?} exist",
+                        nodes.all().iter().map(|n| n.node_id).collect::<Vec<_>>()
+                    ),
                 ))
             } else {
                 outcomes.next().unwrap_or(Ok(()))

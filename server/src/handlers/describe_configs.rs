@@ -99,7 +99,10 @@ pub async fn handle(body: DescribeConfigsRequest, request: RequestContext) -> Ha
             },
             RESOURCE_BROKER
                 if resource.resource_name.is_empty()
-                    || resource.resource_name.as_str() == metadata.node_id.to_string() =>
+                    || resource
+                        .resource_name
+                        .parse::<i32>()
+                        .is_ok_and(|node_id| broker.nodes.contains(node_id)) =>
             {
                 let cores = broker.core_count().to_string();
                 result.configs = broker

@@ -10,6 +10,7 @@ use kafka_protocol::protocol::{StrBytes, VersionRange};
 use kafka_protocol::ResponseError;
 
 use super::{HandlerOutcome, RequestContext};
+use crate::broker::Broker;
 use crate::metadata::{validate_topic_name, TopicMetadata};
 
 pub const VERSIONS: VersionRange = VersionRange { min: 0, max: 12 };
@@ -19,16 +20,19 @@ fn is_internal(name: &str) -> bool {
     name.starts_with("__")
 }
 
-fn topic_response(topic: &TopicMetadata, version: i16) -> MetadataResponseTopic {
+/// Each partition is led by the node of the core that owns it (see
+/// `crate::nodes`), its only replica.
+fn topic_response(broker: &Broker, topic: &TopicMetadata, version: i16) -> MetadataResponseTopic {
     let partitions = topic
         .partitions
         .iter()
         .map(|state| {
+            let leader = BrokerId(broker.partition_leader(&topic.name, state.partition).node_id);
             let mut partition = MetadataResponsePartition::default()
                 .with_partition_index(state.partition)
-                .with_leader_id(BrokerId(state.leader))
-                .with_replica_nodes(state.replicas.iter().copied().map(BrokerId).collect())
-                .with_isr_nodes(state.replicas.iter().copied().map(BrokerId).collect());
+                .with_leader_id(leader)
+                .with_replica_nodes(vec![leader])
+                .with_isr_nodes(vec![leader]);
             if version >= 7 {
                 partition.leader_epoch = state.leader_epoch;
             }
@@ -76,7 +80,7 @@ pub async fn handle(body: MetadataRequest, request: RequestContext) -> HandlerOu
             .metadata()
             .topics
             .values()
-            .map(|t| topic_response(t, version))
+            .map(|t| topic_response(broker, t, version))
             .collect(),
         Some(wanted) => {
             let mut topics = Vec::with_capacity(wanted.len());
@@ -90,7 +94,7 @@ pub async fn handle(body: MetadataRequest, request: RequestContext) -> HandlerOu
                             version,
                         ),
                         Ok(()) => match broker.topic_or_auto_create(name.as_str(), allow_create).await {
-                            Some(topic) => topic_response(&topic, version),
+                            Some(topic) => topic_response(broker, &topic, version),
                             None => error_topic(
                                 Some(name),
                                 uuid::Uuid::nil(),
@@ -100,7 +104,7 @@ pub async fn handle(body: MetadataRequest, request: RequestContext) -> HandlerOu
                         },
                     },
                     None => match broker.metadata().topic_by_id(wanted_topic.topic_id) {
-                        Some(topic) => topic_response(topic, version),
+                        Some(topic) => topic_response(broker, topic, version),
                         None => error_topic(None, wanted_topic.topic_id, ResponseError::UnknownTopicId, version),
                     },
                 });
@@ -109,14 +113,20 @@ pub async fn handle(body: MetadataRequest, request: RequestContext) -> HandlerOu
         }
     };
     let metadata = broker.metadata();
-    let mut response = MetadataResponse::default()
-        .with_brokers(vec![MetadataResponseBroker::default()
-            .with_node_id(BrokerId(metadata.node_id))
-            .with_host(StrBytes::from_string(broker.advertised_host.clone()))
-            .with_port(broker.advertised_port)])
-        .with_topics(topics);
+    let brokers = broker
+        .nodes
+        .all()
+        .iter()
+        .map(|node| {
+            MetadataResponseBroker::default()
+                .with_node_id(BrokerId(node.node_id))
+                .with_host(StrBytes::from_string(node.host.clone()))
+                .with_port(node.port)
+        })
+        .collect();
+    let mut response = MetadataResponse::default().with_brokers(brokers).with_topics(topics);
     if version >= 1 {
-        response.controller_id = BrokerId(metadata.node_id);
+        response.controller_id = BrokerId(broker.nodes.controller().node_id);
     }
     if version >= 2 {
         response.cluster_id = Some(StrBytes::from_string(metadata.cluster_id.clone()));

@@ -236,7 +236,7 @@ fn render_requests(out: &mut String, scrape: &Scrape) {
 }
 
 fn render_cores(out: &mut String, scrape: &Scrape) {
-    let per_core: [CoreFamily; 7] = [
+    let per_core: [CoreFamily; 8] = [
         (
             "ringlog_core_busy_seconds_total",
             "counter",
@@ -269,6 +269,12 @@ fn render_cores(out: &mut String, scrape: &Scrape) {
             "gauge",
             "Client connections the core serves.",
             |c| c.counters.connections_open as f64,
+        ),
+        (
+            "ringlog_core_messages_to_other_cores_total",
+            "counter",
+            "Requests the core sent to another core (work on partitions or groups it does not own); near zero when clients connect through the core listeners.",
+            |c| c.counters.messages_to_other_cores as f64,
         ),
         (
             "ringlog_core_log_bytes",

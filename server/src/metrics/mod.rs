@@ -107,6 +107,10 @@ pub struct CoreMetrics {
     pub connections_open: u64,
     pub connections_accepted: u64,
     pub connections_refused: u64,
+    /// Requests this core sent to another core (partitions, groups or
+    /// transactions it does not own); clients that follow core listeners'
+    /// leaders keep this near zero.
+    pub messages_to_other_cores: u64,
 }
 
 impl Default for CoreMetrics {
@@ -119,12 +123,30 @@ impl Default for CoreMetrics {
             connections_open: 0,
             connections_accepted: 0,
             connections_refused: 0,
+            messages_to_other_cores: 0,
         }
     }
 }
 
 thread_local! {
     static CORE_METRICS: RefCell<CoreMetrics> = RefCell::new(CoreMetrics::default());
+    /// The core this thread runs; `None` off the core threads.
+    static CURRENT_CORE: std::cell::Cell<Option<usize>> = const { std::cell::Cell::new(None) };
+}
+
+/// Called once by each core thread at start.
+pub fn set_current_core(core_id: usize) {
+    CURRENT_CORE.with(|current| current.set(Some(core_id)));
+}
+
+/// A request is on its way to `core`; counted when that is another core.
+pub fn count_message_to_core(core: usize) {
+    if CURRENT_CORE
+        .with(|current| current.get())
+        .is_some_and(|own| own != core)
+    {
+        with_core(|m| m.messages_to_other_cores += 1);
+    }
 }
 
 fn with_core<T>(update: impl FnOnce(&mut CoreMetrics) -> T) -> T {

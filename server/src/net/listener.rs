@@ -1,7 +1,9 @@
 //! One listening socket per core on the same address (SO_REUSEPORT): the kernel
 //! spreads new connections over the cores, and each core serves its own.
+//! With core listeners (`crate::nodes`) each core also listens on a port of
+//! its own, which clients reach as that core's node.
 
-use std::net::SocketAddr;
+use std::net::{IpAddr, SocketAddr};
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -31,6 +33,29 @@ pub fn bind_reuseport(address: SocketAddr, count: usize) -> std::io::Result<Vec<
         listeners.push(listener);
     }
     Ok(listeners)
+}
+
+/// Binds one listener per core on `ip`: core k on `first_port + k`, or on a
+/// free port each when `first_port` is 0.
+pub fn bind_core_listeners(ip: IpAddr, first_port: u16, count: usize) -> std::io::Result<Vec<std::net::TcpListener>> {
+    (0..count)
+        .map(|core| {
+            let port = match first_port {
+                0 => 0,
+                first => u16::try_from(usize::from(first) + core)
+                    .map_err(|_| std::io::Error::other(format!("core {core}'s port is past 65535")))?,
+            };
+            let address = SocketAddr::new(ip, port);
+            let socket = Socket::new(Domain::for_address(address), Type::STREAM, Some(Protocol::TCP))?;
+            socket.set_reuse_address(true)?;
+            socket.set_nonblocking(true)?;
+            socket
+                .bind(&address.into())
+                .map_err(|error| std::io::Error::new(error.kind(), format!("core {core} on {address}: {error}")))?;
+            socket.listen(LISTEN_BACKLOG)?;
+            Ok(socket.into())
+        })
+        .collect()
 }
 
 /// One counted connection under `max.connections`; released when dropped.

@@ -57,7 +57,8 @@ pub struct CoreStartup {
     pub requests: mpsc::UnboundedReceiver<ShardRequest>,
     /// Core 0 also runs the controller.
     pub control_requests: Option<mpsc::UnboundedReceiver<ControlRequest>>,
-    pub listener: std::net::TcpListener,
+    /// The shared SO_REUSEPORT listener, and the core's own with core listeners.
+    pub listeners: Vec<std::net::TcpListener>,
     pub clean_shutdown: bool,
     /// Reports the number of partitions opened, or why the core could not start.
     pub ready: std::sync::mpsc::Sender<Result<usize, String>>,
@@ -117,6 +118,7 @@ pub fn run_core(startup: CoreStartup) {
             tracing::warn!(core = startup.core_id, "could not pin thread to its CPU");
         }
     }
+    crate::metrics::set_current_core(startup.core_id);
     tokio_uring::start(run_core_loop(startup));
 }
 
@@ -147,7 +149,7 @@ async fn run_core_loop(startup: CoreStartup) {
         broker,
         mut requests,
         control_requests,
-        listener,
+        listeners,
         clean_shutdown,
         ready,
         ..
@@ -172,13 +174,18 @@ async fn run_core_loop(startup: CoreStartup) {
     let opened = shard.borrow_mut().open_owned_partitions();
     let opened = opened.and_then(|count| shard.borrow().load_internal_topics().map(|()| count));
     let _ = ready.send(opened);
-    let accept_task = match listener::start_accepting(listener, broker.clone(), core_id) {
-        Ok(task) => task,
+    let accept_tasks = match listeners
+        .into_iter()
+        .map(|listener| listener::start_accepting(listener, broker.clone(), core_id))
+        .collect::<std::io::Result<Vec<_>>>()
+    {
+        Ok(tasks) => tasks,
         Err(error) => {
             tracing::error!(core = core_id, %error, "cannot accept connections");
             return;
         }
     };
+    let stop_accepting = || accept_tasks.iter().for_each(|task| task.abort());
     if let Some(control_requests) = control_requests {
         spawn_local(controller::run_controller(broker.clone(), control_requests));
     }
@@ -189,14 +196,14 @@ async fn run_core_loop(startup: CoreStartup) {
     spawn_services(&shard, &broker);
     while let Some(request) = requests.recv().await {
         if let ShardRequest::Shutdown { reply } = request {
-            accept_task.abort();
+            stop_accepting();
             close_partitions(&shard).await;
             let _ = reply.send(());
             return;
         }
         match request {
             ShardRequest::Drain { reply } => {
-                accept_task.abort();
+                stop_accepting();
                 crate::runtime::drain::begin();
                 spawn_local(async move {
                     wait_for_connections_to_close().await;
