@@ -9,7 +9,7 @@
 //! producer sleeps with a 1 µs timer slack and the consumer wakes the moment
 //! its fetch response arrives.
 
-use std::sync::mpsc::{sync_channel, Receiver};
+use std::sync::mpsc::{sync_channel, Receiver, SyncSender};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
@@ -20,7 +20,7 @@ use ringlog_engine::batch::{self, Codec};
 use crate::client::{BlockingConnection, ProduceTarget, PRODUCE_VERSION};
 use crate::workload::Totals;
 use crate::workload::{
-    acks, build_batch, codec, ensure_topic, fetch_request, next_offset, offsets, records_per_batch, PRODUCE_TIMEOUT_MS,
+    acks, build_batch, codec, fetch_request, next_offset, offsets, records_per_batch, PRODUCE_TIMEOUT_MS,
 };
 use crate::Params;
 
@@ -53,7 +53,6 @@ impl Schedule {
 }
 
 pub async fn e2e(params: Arc<Params>) -> anyhow::Result<Totals> {
-    ensure_topic(&params).await?;
     let rate_mb_s = params.rate_mb_s.unwrap_or(50.0);
     anyhow::ensure!(rate_mb_s > 0.0, "--rate-mb-s must be positive");
     let records_per_s = rate_mb_s * 1e6 / params.record_bytes.max(8) as f64;
@@ -70,13 +69,30 @@ pub async fn e2e(params: Arc<Params>) -> anyhow::Result<Totals> {
     let producer = std::thread::Builder::new()
         .name("e2e-producer".into())
         .spawn(move || produce_on_schedule(&producer_params, schedule))?;
-    let consumer_params = params.clone();
-    let consumer = std::thread::Builder::new()
-        .name("e2e-consumer".into())
-        .spawn(move || consume_and_time(&consumer_params, schedule, starts))?;
-    let (produced, consumed) = tokio::task::spawn_blocking(move || (producer.join(), consumer.join())).await?;
+    // A consumer per leader, as a Kafka client fetches from each broker.
+    let all_partitions: Vec<i32> = (0..params.partitions).collect();
+    let consumers = params
+        .routes(&all_partitions)
+        .into_iter()
+        .map(|(leader, partitions)| {
+            let positions = partitions.iter().map(|&p| (p, starts[p as usize])).collect();
+            let consumer_params = params.clone();
+            std::thread::Builder::new()
+                .name("e2e-consumer".into())
+                .spawn(move || consume_and_time(&consumer_params, &leader, schedule, positions))
+        })
+        .collect::<Result<Vec<_>, _>>()?;
+    let (produced, consumed) = tokio::task::spawn_blocking(move || {
+        let consumed: Vec<_> = consumers.into_iter().map(|consumer| consumer.join()).collect();
+        (producer.join(), consumed)
+    })
+    .await?;
     let acknowledged = produced.map_err(|_| anyhow::anyhow!("producer thread panicked"))??;
-    let mut totals = consumed.map_err(|_| anyhow::anyhow!("consumer thread panicked"))??;
+    let consumed = consumed
+        .into_iter()
+        .map(|joined| joined.unwrap_or_else(|_| Err(anyhow::anyhow!("consumer thread panicked"))))
+        .collect();
+    let mut totals = crate::workload::merge(consumed, params.duration_s)?;
     totals.errors += acknowledged.failed;
     totals.acks_latency_us = acknowledged.latency_us;
     totals.elapsed_s = params.duration_s;
@@ -100,23 +116,65 @@ struct Acknowledged {
     latency_us: Option<Histogram<u64>>,
 }
 
+/// The producer's connection to one leader, and the thread that reads its
+/// responses (none with acks=0).
+struct LeaderLink {
+    connection: BlockingConnection,
+    /// Holds the requests in flight: a full channel blocks the producer
+    /// until the reader has taken a response.
+    in_flight: SyncSender<(i32, Instant)>,
+    reader: Option<std::thread::JoinHandle<anyhow::Result<Acknowledged>>>,
+}
+
+impl LeaderLink {
+    fn open(leader: &str, acks: i16, in_flight_max: usize) -> anyhow::Result<Self> {
+        let connection = BlockingConnection::connect(leader)?;
+        let (in_flight, answered) = sync_channel::<(i32, Instant)>(in_flight_max.max(1));
+        let reader = if acks == 0 {
+            None
+        } else {
+            let responses = connection.try_clone()?;
+            Some(std::thread::spawn(move || count_failed_produces(responses, answered)))
+        };
+        Ok(Self {
+            connection,
+            in_flight,
+            reader,
+        })
+    }
+
+    /// Stops sending and waits for the outstanding responses.
+    fn finish(self) -> anyhow::Result<Acknowledged> {
+        drop(self.in_flight);
+        match self.reader {
+            Some(reader) => reader
+                .join()
+                .map_err(|_| anyhow::anyhow!("produce response reader panicked"))?,
+            None => Ok(Acknowledged {
+                failed: 0,
+                latency_us: None,
+            }),
+        }
+    }
+}
+
 /// Sends every due record, in one batch per wake-up, to the partitions in
-/// turn.
+/// turn, each on its leader's connection.
 fn produce_on_schedule(params: &Params, schedule: Schedule) -> anyhow::Result<Acknowledged> {
     tighten_timer_slack();
     let acks = acks(&params.acks)?;
     let codec = codec(&params.compression)?;
     let linger = Duration::from_micros(params.linger_us);
-    let mut connection = BlockingConnection::connect(&params.bootstrap)?;
-    // The bounded channel holds the requests in flight: a full one blocks
-    // the producer until the reader has taken a response.
-    let (in_flight, answered) = sync_channel::<(i32, Instant)>(params.in_flight.max(1));
-    let reader = if acks == 0 {
-        None
-    } else {
-        let responses = connection.try_clone()?;
-        Some(std::thread::spawn(move || count_failed_produces(responses, answered)))
-    };
+    let all_partitions: Vec<i32> = (0..params.partitions).collect();
+    let routes = params.routes(&all_partitions);
+    let mut links = routes
+        .iter()
+        .map(|(leader, _)| LeaderLink::open(leader, acks, params.in_flight))
+        .collect::<anyhow::Result<Vec<_>>>()?;
+    let link_of: Vec<usize> = all_partitions
+        .iter()
+        .map(|p| routes.iter().position(|(_, group)| group.contains(p)).unwrap_or(0))
+        .collect();
     let mut sent = 0u64;
     let mut partition = 0i32;
     let records_per_batch = records_per_batch(params);
@@ -136,23 +194,26 @@ fn produce_on_schedule(params: &Params, schedule: Schedule) -> anyhow::Result<Ac
                 timeout_ms: PRODUCE_TIMEOUT_MS,
             };
             partition = partition.wrapping_add(1);
-            let correlation_id = connection.send_produce(&target, batch)?;
-            if acks != 0 && in_flight.send((correlation_id, Instant::now())).is_err() {
+            let link = &mut links[link_of[target.partition as usize]];
+            let correlation_id = link.connection.send_produce(&target, batch)?;
+            if acks != 0 && link.in_flight.send((correlation_id, Instant::now())).is_err() {
                 break 'schedule; // the reader stopped: its error is reported below
             }
         }
         std::thread::sleep(linger);
     }
-    drop(in_flight);
-    match reader {
-        Some(reader) => reader
-            .join()
-            .map_err(|_| anyhow::anyhow!("produce response reader panicked"))?,
-        None => Ok(Acknowledged {
-            failed: 0,
-            latency_us: None,
-        }),
+    let mut acknowledged = Acknowledged {
+        failed: 0,
+        latency_us: (acks != 0).then(crate::workload::new_histogram),
+    };
+    for link in links {
+        let one = link.finish()?;
+        acknowledged.failed += one.failed;
+        if let (Some(all), Some(latency_us)) = (acknowledged.latency_us.as_mut(), one.latency_us) {
+            all.add(&latency_us).map_err(anyhow::Error::msg)?;
+        }
     }
+    Ok(acknowledged)
 }
 
 const FETCH_VERSION: i16 = 12;
@@ -187,11 +248,15 @@ fn count_failed_produces(
     })
 }
 
-/// Fetches from `starts` on every partition until the run ends, recording
-/// arrival minus intended send time of each measured record.
-fn consume_and_time(params: &Params, schedule: Schedule, starts: Vec<i64>) -> anyhow::Result<Totals> {
-    let mut connection = BlockingConnection::connect(&params.bootstrap)?;
-    let mut positions: Vec<(i32, i64)> = (0..params.partitions).map(|p| (p, starts[p as usize])).collect();
+/// Fetches `positions`' partitions from `leader` until the run ends,
+/// recording arrival minus intended send time of each measured record.
+fn consume_and_time(
+    params: &Params,
+    leader: &str,
+    schedule: Schedule,
+    mut positions: Vec<(i32, i64)>,
+) -> anyhow::Result<Totals> {
+    let mut connection = BlockingConnection::connect(leader)?;
     let mut totals = Totals::empty();
     let stop_at = schedule.until + Duration::from_millis(DRAIN_MS);
     while Instant::now() < stop_at {

@@ -7,6 +7,7 @@ mod client;
 mod compare;
 mod e2e;
 mod fetch_stream;
+mod leaders;
 mod report;
 mod workload;
 
@@ -96,6 +97,21 @@ pub struct Params {
     pub background_interval_ms: u64,
     #[arg(long)]
     pub json: Option<PathBuf>,
+    /// Send every request to --bootstrap instead of each partition's leader
+    /// (for a proxy that carries only that address).
+    #[arg(long)]
+    pub bootstrap_only: bool,
+    /// Each partition's leader address (index = partition), found at start.
+    #[arg(skip)]
+    #[serde(skip)]
+    pub leaders: Vec<String>,
+}
+
+impl Params {
+    /// `partitions` grouped by the leader address their requests go to.
+    pub fn routes(&self, partitions: &[i32]) -> Vec<(String, Vec<i32>)> {
+        leaders::by_leader(&self.leaders, partitions, &self.bootstrap)
+    }
 }
 
 fn run_compare(baseline: &PathBuf, current: &PathBuf, max_regression: &str) -> anyhow::Result<bool> {
@@ -149,8 +165,15 @@ fn run(workload: &'static str, params: Params) -> anyhow::Result<i32> {
         params.producers > 0 && params.consumers > 0,
         "--producers and --consumers must be positive"
     );
-    let params = Arc::new(params);
+    let mut params = params;
     let runtime = tokio::runtime::Builder::new_multi_thread().enable_all().build()?;
+    params.leaders = runtime.block_on(async {
+        if workload != "consume" {
+            workload::ensure_topic(&params).await?;
+        }
+        leaders::discover(&params).await
+    })?;
+    let params = Arc::new(params);
     let (totals, consumed) = runtime.block_on(async {
         anyhow::Ok(match workload {
             "produce" => (workload::produce(params.clone()).await?, None),

@@ -208,11 +208,19 @@ impl Totals {
     }
 }
 
-/// One producer connection, sending to `partitions` in turn until `until`;
+/// What one producer connection sends: to `partitions` of `leader`, at
+/// most `bytes_per_s` if set.
+struct ProducerRoute {
+    leader: String,
+    partitions: Vec<i32>,
+    bytes_per_s: Option<f64>,
+}
+
+/// One producer connection, sending to its partitions in turn until `until`;
 /// statistics only after `measure_from`.
 async fn producer_task(
     params: Arc<Params>,
-    partitions: Vec<i32>,
+    route: ProducerRoute,
     measure_from: Instant,
     until: Instant,
     progress: Arc<Progress>,
@@ -226,7 +234,12 @@ async fn producer_task(
         codec(&params.compression)?,
         &[],
     )?;
-    let mut connection = Connection::connect(&params.bootstrap, params.in_flight).await?;
+    let ProducerRoute {
+        leader,
+        partitions,
+        bytes_per_s,
+    } = route;
+    let mut connection = Connection::connect(&leader, params.in_flight).await?;
     let mut in_flight = VecDeque::new();
     let mut totals = Totals::empty();
     let mut target = ProduceTarget {
@@ -235,7 +248,6 @@ async fn producer_task(
         acks,
         timeout_ms: PRODUCE_TIMEOUT_MS,
     };
-    let bytes_per_s = params.rate_mb_s.map(|rate| rate * 1e6 / params.producers as f64);
     let started = Instant::now();
     let mut sent_bytes = 0u64;
     let mut next_partition = 0usize;
@@ -329,7 +341,7 @@ async fn join(tasks: Vec<tokio::task::JoinHandle<anyhow::Result<Totals>>>, since
     merge(results, since.elapsed().as_secs_f64())
 }
 
-fn merge(results: Vec<anyhow::Result<Totals>>, elapsed_s: f64) -> anyhow::Result<Totals> {
+pub(crate) fn merge(results: Vec<anyhow::Result<Totals>>, elapsed_s: f64) -> anyhow::Result<Totals> {
     let mut merged = Totals {
         records: 0,
         bytes: 0,
@@ -418,7 +430,6 @@ async fn start_background_producers(
 }
 
 pub async fn produce(params: Arc<Params>) -> anyhow::Result<Totals> {
-    ensure_topic(&params).await?;
     let background_until = Instant::now()
         + Duration::from_secs_f64(params.warmup_s + params.duration_s)
         + Duration::from_millis(params.background_interval_ms);
@@ -430,18 +441,29 @@ pub async fn produce(params: Arc<Params>) -> anyhow::Result<Totals> {
     let printer = progress.spawn_printer("produce");
     let measure_from = Instant::now() + Duration::from_secs_f64(params.warmup_s);
     let until = measure_from + Duration::from_secs_f64(params.duration_s);
-    let tasks: Vec<_> = (0..params.producers)
-        .map(|task| {
-            let partitions = partitions_of(task, params.producers, params.partitions);
-            tokio::spawn(producer_task(
+    // Each producer has a connection per leader of its partitions, as a
+    // Kafka client has one per broker.
+    let mut tasks = Vec::new();
+    for task in 0..params.producers {
+        let partitions = partitions_of(task, params.producers, params.partitions);
+        for (leader, group) in params.routes(&partitions) {
+            let bytes_per_s = params
+                .rate_mb_s
+                .map(|rate| rate * 1e6 / params.producers as f64 * group.len() as f64 / partitions.len() as f64);
+            let route = ProducerRoute {
+                leader,
+                partitions: group,
+                bytes_per_s,
+            };
+            tasks.push(tokio::spawn(producer_task(
                 params.clone(),
-                partitions,
+                route,
                 measure_from,
                 until,
                 progress.clone(),
-            ))
-        })
-        .collect();
+            )));
+        }
+    }
     let totals = join(tasks, measure_from).await;
     printer.abort();
     report_background(background).await;
@@ -532,12 +554,13 @@ const OFFSET_OUT_OF_RANGE: i16 = 1;
 /// [`FetchConnection`].
 fn consumer_thread(
     params: Arc<Params>,
+    leader: String,
     mut positions: Vec<(i32, i64)>,
     ends: Vec<i64>,
     until: Instant,
     progress: Arc<Progress>,
 ) -> anyhow::Result<Totals> {
-    let mut connection = FetchConnection::connect(&params.bootstrap)?;
+    let mut connection = FetchConnection::connect(&leader)?;
     let mut totals = Totals::empty();
     while Instant::now() < until && positions.iter().any(|(p, offset)| *offset < ends[*p as usize]) {
         let started = Instant::now();
@@ -585,7 +608,6 @@ pub async fn consume(params: Arc<Params>) -> anyhow::Result<Totals> {
 /// Produce at full speed (or --rate-mb-s) while consumers tail the log from
 /// its end: returns (produced, consumed).
 pub async fn mixed(params: Arc<Params>) -> anyhow::Result<(Totals, Totals)> {
-    ensure_topic(&params).await?;
     let starts = offsets(&params, -1).await?;
     let tailing = vec![i64::MAX; starts.len()];
     let consumed_progress = Arc::new(Progress::default());
@@ -600,8 +622,8 @@ pub async fn mixed(params: Arc<Params>) -> anyhow::Result<(Totals, Totals)> {
 
 type ConsumerThread = std::thread::JoinHandle<anyhow::Result<Totals>>;
 
-/// One thread per consumer, each reading its share of the partitions from
-/// `starts` until `ends` or `until`.
+/// For each consumer, a thread per leader of its share of the partitions,
+/// reading them from `starts` until `ends` or `until`.
 fn spawn_consumers(
     params: &Arc<Params>,
     starts: &[i64],
@@ -609,18 +631,19 @@ fn spawn_consumers(
     until: Instant,
     progress: &Arc<Progress>,
 ) -> anyhow::Result<Vec<ConsumerThread>> {
-    let threads = (0..params.consumers)
-        .map(|task| {
-            let positions = partitions_of(task, params.consumers, params.partitions)
-                .into_iter()
-                .map(|p| (p, starts[p as usize]))
-                .collect();
+    let mut threads = Vec::new();
+    for task in 0..params.consumers {
+        let partitions = partitions_of(task, params.consumers, params.partitions);
+        for (leader, group) in params.routes(&partitions) {
+            let positions = group.into_iter().map(|p| (p, starts[p as usize])).collect();
             let (params, ends, progress) = (params.clone(), ends.to_vec(), progress.clone());
-            std::thread::Builder::new()
-                .name(format!("consumer-{task}"))
-                .spawn(move || consumer_thread(params, positions, ends, until, progress))
-        })
-        .collect::<Result<Vec<_>, _>>()?;
+            threads.push(
+                std::thread::Builder::new()
+                    .name(format!("consumer-{task}"))
+                    .spawn(move || consumer_thread(params, leader, positions, ends, until, progress))?,
+            );
+        }
+    }
     Ok(threads)
 }
 
