@@ -2,13 +2,14 @@
 //! the partitions it owns, so clients reach the core that serves a request
 //! without a hop between cores. The broker counts the requests a core sends
 //! to another (`ringlog_core_messages_to_other_cores_total`); these tests
-//! check leadership through that counter.
+//! check leadership through that counter, and that each node describes
+//! only its own partitions' log dirs.
 
 use std::collections::BTreeSet;
 use std::time::{Duration, Instant};
 
 use kafka_protocol::messages::metadata_request::MetadataRequestTopic;
-use kafka_protocol::messages::{MetadataRequest, MetadataResponse};
+use kafka_protocol::messages::{DescribeLogDirsRequest, MetadataRequest, MetadataResponse};
 use rdkafka::config::ClientConfig;
 use rdkafka::consumer::{BaseConsumer, CommitMode, Consumer};
 use rdkafka::producer::{FutureProducer, FutureRecord};
@@ -88,6 +89,40 @@ fn each_core_is_a_node_that_serves_the_partitions_it_leads_without_a_hop() {
             );
         }
     }
+}
+
+/// Partitions of `topic` that DescribeLogDirs through `address` reports.
+fn log_dir_partitions(address: &str, topic: &str) -> BTreeSet<i32> {
+    let response = RawConnection::connect(address).request(1, &DescribeLogDirsRequest::default().with_topics(None));
+    response
+        .results
+        .iter()
+        .flat_map(|dir| dir.topics.iter())
+        .filter(|t| t.name.as_str() == topic)
+        .flat_map(|t| t.partitions.iter().map(|p| p.partition_index))
+        .collect()
+}
+
+#[test]
+fn each_node_describes_the_log_dirs_of_the_partitions_it_leads() {
+    let broker = RunningBroker::start(&[]);
+    assert_eq!(create_topic_raw(broker.bootstrap(), "dirs", PARTITIONS, &[]), 0);
+    let response = metadata(broker.bootstrap(), "dirs");
+    let leaders = leaders(&response);
+    for node in [0, 1] {
+        let led: BTreeSet<i32> = (0..PARTITIONS).filter(|p| leaders[*p as usize] == node).collect();
+        assert_eq!(
+            log_dir_partitions(&node_address(&response, node), "dirs"),
+            led,
+            "node {node}"
+        );
+    }
+    let all: BTreeSet<i32> = (0..PARTITIONS).collect();
+    assert_eq!(
+        log_dir_partitions(broker.bootstrap(), "dirs"),
+        all,
+        "the shared listener reports all"
+    );
 }
 
 fn produce_and_consume_with_librdkafka(broker: &RunningBroker, topic: &str) {

@@ -1,5 +1,7 @@
 //! DescribeLogDirs (key 35), v1-v4: the data dir, each partition's size on
-//! disk, and (v4) the filesystem's total and usable bytes.
+//! disk, and (v4) the filesystem's total and usable bytes. Asked through a
+//! core's own listener (that core's node), only the partitions that node
+//! leads, so tools that ask every broker and add up count each once.
 
 use std::collections::BTreeMap;
 
@@ -10,7 +12,7 @@ use kafka_protocol::messages::{DescribeLogDirsRequest, DescribeLogDirsResponse, 
 use kafka_protocol::protocol::{StrBytes, VersionRange};
 
 use super::{HandlerOutcome, RequestContext};
-use crate::runtime::messages::ShardRequest;
+use crate::runtime::messages::{ShardRequest, TopicPartition};
 
 pub const VERSIONS: VersionRange = VersionRange { min: 1, max: 4 };
 
@@ -32,16 +34,18 @@ pub async fn handle(body: DescribeLogDirsRequest, request: RequestContext) -> Ha
     let sizes = broker
         .ask_every_core(|reply| ShardRequest::PartitionSizes { reply })
         .await;
-    let wanted = |topic: &str, partition: i32| {
-        body.topics.as_ref().is_none_or(|topics| {
-            topics
-                .iter()
-                .any(|t| t.topic.as_str() == topic && t.partitions.contains(&partition))
-        })
+    let node_core = request.connection.node_core;
+    let wanted = |tp: &TopicPartition| {
+        node_core.is_none_or(|core| broker.owner_core(tp) == core)
+            && body.topics.as_ref().is_none_or(|topics| {
+                topics
+                    .iter()
+                    .any(|t| t.topic.as_str() == &*tp.topic && t.partitions.contains(&tp.partition))
+            })
     };
     let mut by_topic: BTreeMap<String, Vec<(i32, u64)>> = BTreeMap::new();
     for (tp, size) in sizes.into_iter().flatten() {
-        if wanted(&tp.topic, tp.partition) {
+        if wanted(&tp) {
             by_topic
                 .entry(tp.topic.to_string())
                 .or_default()

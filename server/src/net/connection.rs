@@ -59,6 +59,9 @@ const IOVECS_PER_WRITE_MAX: usize = 64;
 pub struct ConnectionContext {
     pub broker: Arc<Broker>,
     pub peer: SocketAddr,
+    /// `Some(core)` when the connection came in on that core's own listener:
+    /// the client reached it as that core's node (`crate::nodes`).
+    pub node_core: Option<usize>,
 }
 
 #[derive(Debug, thiserror::Error)]
@@ -76,13 +79,17 @@ enum FrameError {
 /// A response on its way, with the request bytes it holds of the budget.
 type PendingResponse = (JoinHandle<HandlerOutcome>, OwnedSemaphorePermit);
 
-pub async fn serve(stream: TcpStream, peer: SocketAddr, broker: Arc<Broker>, core_id: usize) {
+pub async fn serve(stream: TcpStream, peer: SocketAddr, broker: Arc<Broker>, core_id: usize, node_core: Option<usize>) {
     let max_frame_bytes = broker.config.socket_request_max_bytes;
     let budget_bytes = broker.config.connection_max_inflight_bytes.min(u32::MAX as usize);
     let budget = Arc::new(Semaphore::new(budget_bytes));
     let idle_timeout = Duration::from_millis(broker.config.connections_max_idle_ms);
     tracing::debug!(%peer, core = core_id, "connection accepted");
-    let context = Rc::new(ConnectionContext { broker, peer });
+    let context = Rc::new(ConnectionContext {
+        broker,
+        peer,
+        node_core,
+    });
     let (reader, writer) = stream.into_split();
     let mut frames = FrameReader::new(reader);
     let (pending_sender, pending_receiver) = mpsc::channel(INFLIGHT_REQUESTS_MAX);

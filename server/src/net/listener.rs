@@ -86,12 +86,15 @@ impl Drop for ConnectionSlot {
     }
 }
 
-/// Accepts connections on this core until the returned task is aborted.
+/// Accepts connections on this core until the returned task is aborted;
+/// `own` is the core's own listener (its node's), not the shared one.
 pub fn start_accepting(
     listener: std::net::TcpListener,
     broker: Arc<Broker>,
     core_id: usize,
+    own: bool,
 ) -> std::io::Result<JoinHandle<()>> {
+    let node_core = own.then_some(core_id);
     let listener = tokio::net::TcpListener::from_std(listener)?;
     Ok(tokio::task::spawn_local(async move {
         loop {
@@ -106,7 +109,7 @@ pub fn start_accepting(
                         tracing::debug!(%peer, %error, "could not set TCP_NODELAY");
                     }
                     tokio::task::spawn_local(async move {
-                        connection::serve(stream, peer, slot.broker.clone(), core_id).await;
+                        connection::serve(stream, peer, slot.broker.clone(), core_id, node_core).await;
                         drop(slot);
                     });
                 }

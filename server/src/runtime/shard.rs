@@ -174,9 +174,11 @@ async fn run_core_loop(startup: CoreStartup) {
     let opened = shard.borrow_mut().open_owned_partitions();
     let opened = opened.and_then(|count| shard.borrow().load_internal_topics().map(|()| count));
     let _ = ready.send(opened);
+    // The first listener is the shared one; a second is the core's own.
     let accept_tasks = match listeners
         .into_iter()
-        .map(|listener| listener::start_accepting(listener, broker.clone(), core_id))
+        .enumerate()
+        .map(|(index, listener)| listener::start_accepting(listener, broker.clone(), core_id, index > 0))
         .collect::<std::io::Result<Vec<_>>>()
     {
         Ok(tasks) => tasks,
