@@ -14,7 +14,7 @@
 //! one node per core.
 
 /// One advertised broker.
-#[derive(Debug, Clone, PartialEq, Eq)]
+#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
 pub struct NodeAddress {
     pub node_id: i32,
     pub host: String,

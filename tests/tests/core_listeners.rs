@@ -72,6 +72,15 @@ fn each_core_is_a_node_that_serves_the_partitions_it_leads_without_a_hop() {
     let leaders = leaders(&response);
     let led: BTreeSet<i32> = leaders.iter().copied().collect();
     assert_eq!(led, BTreeSet::from([0, 1]), "both cores lead partitions: {leaders:?}");
+    // `ringlog status` (its /status endpoint) lists the same nodes.
+    let status: serde_json::Value = serde_json::from_str(&broker.http_get("/status")).expect("status JSON");
+    let status_ports: BTreeSet<i32> = status["nodes"]
+        .as_array()
+        .expect("nodes")
+        .iter()
+        .filter_map(|node| node["port"].as_i64().map(|port| port as i32))
+        .collect();
+    assert_eq!(status_ports, ports);
 
     // A produce sent to a partition's leader is appended by the core that
     // accepted it; sent to the other node, it has to cross.

@@ -20,12 +20,18 @@ fn render(status: &Status) -> String {
         .enumerate()
         .map(|(core, count)| format!("core {core}: {count}"))
         .collect();
+    let nodes: Vec<String> = status
+        .nodes
+        .iter()
+        .map(|node| format!("{} at {}:{}", node.node_id, node.host, node.port))
+        .collect();
     format!(
         "version        {}\n\
          uptime         {}\n\
          cores          {}\n\
          partitions     {} ({})\n\
          connections    {}\n\
+         nodes          {}\n\
          last minute    in {:.2} MB/s ({:.0} records/s), out {:.2} MB/s ({:.0} records/s)\n",
         status.version,
         human_duration(status.uptime_s),
@@ -33,6 +39,7 @@ fn render(status: &Status) -> String {
         status.partitions_per_core.iter().sum::<usize>(),
         partitions.join(", "),
         status.connections,
+        nodes.join(", "),
         minute.bytes_in_per_s / 1e6,
         minute.records_in_per_s,
         minute.bytes_out_per_s / 1e6,
@@ -56,6 +63,7 @@ fn human_duration(seconds: f64) -> String {
 mod tests {
     use super::*;
     use crate::metrics::http::Throughput;
+    use crate::nodes::NodeAddress;
 
     #[test]
     fn renders_every_field() {
@@ -71,9 +79,25 @@ mod tests {
                 bytes_out_per_s: 1_250_000.0,
                 records_out_per_s: 1_220.0,
             },
+            nodes: vec![
+                NodeAddress {
+                    node_id: 0,
+                    host: "127.0.0.1".into(),
+                    port: 9101,
+                },
+                NodeAddress {
+                    node_id: 1,
+                    host: "127.0.0.1".into(),
+                    port: 9102,
+                },
+            ],
         });
         assert!(text.contains("uptime         1h 2m 5s"), "{text}");
         assert!(text.contains("partitions     8 (core 0: 3, core 1: 5)"));
+        assert!(
+            text.contains("nodes          0 at 127.0.0.1:9101, 1 at 127.0.0.1:9102"),
+            "{text}"
+        );
         assert!(text.contains("in 2.50 MB/s (2441 records/s), out 1.25 MB/s (1220 records/s)"));
     }
 }

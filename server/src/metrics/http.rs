@@ -21,6 +21,7 @@ use tokio::net::TcpStream;
 use super::exposition::{self, GroupLag, Scrape};
 use super::{CoreSnapshot, TopicTraffic, TRAFFIC_WINDOW_S};
 use crate::broker::Broker;
+use crate::nodes::NodeAddress;
 use crate::runtime::messages::{ShardRequest, TopicPartition};
 
 const REQUEST_HEAD_BYTES_MAX: usize = 8 * 1024;
@@ -35,6 +36,10 @@ pub struct Status {
     pub partitions_per_core: Vec<usize>,
     pub connections: u64,
     pub last_minute: Throughput,
+    /// The brokers clients are told about: with core listeners node k is
+    /// core k. Absent from brokers older than this field.
+    #[serde(default)]
+    pub nodes: Vec<NodeAddress>,
 }
 
 /// Averages over the last [`TRAFFIC_WINDOW_S`] seconds.
@@ -109,8 +114,8 @@ async fn serve(mut stream: TcpStream, broker: &Broker, started: Instant) -> std:
         }
         ("GET", "/status") => {
             let cores = broker.ask_every_core(|reply| ShardRequest::Metrics { reply }).await;
-            let body =
-                serde_json::to_string_pretty(&status(&cores, started.elapsed().as_secs_f64())).unwrap_or_default();
+            let body = serde_json::to_string_pretty(&status(broker, &cores, started.elapsed().as_secs_f64()))
+                .unwrap_or_default();
             ("200 OK", "application/json", body)
         }
         ("GET", _) => ("404 Not Found", "text/plain", "try /metrics or /status\n".to_string()),
@@ -125,7 +130,7 @@ async fn serve(mut stream: TcpStream, broker: &Broker, started: Instant) -> std:
     stream.shutdown().await
 }
 
-fn status(cores: &[CoreSnapshot], uptime_s: f64) -> Status {
+fn status(broker: &Broker, cores: &[CoreSnapshot], uptime_s: f64) -> Status {
     let now_s = std::time::SystemTime::now()
         .duration_since(std::time::UNIX_EPOCH)
         .map_or(0, |d| d.as_secs());
@@ -144,6 +149,7 @@ fn status(cores: &[CoreSnapshot], uptime_s: f64) -> Status {
             bytes_out_per_s: minute.bytes_out as f64 / seconds,
             records_out_per_s: minute.records_out as f64 / seconds,
         },
+        nodes: broker.nodes.all().to_vec(),
     }
 }
 
