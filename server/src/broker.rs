@@ -103,8 +103,13 @@ impl Broker {
 
     /// The node that coordinates `transactional_id`.
     pub fn transaction_coordinator(&self, transactional_id: &str) -> &NodeAddress {
-        self.nodes
-            .of_core(self.owner_core(&self.transaction_partition(transactional_id)))
+        self.nodes.of_core(self.transaction_core(transactional_id))
+    }
+
+    /// The core that owns `transactional_id`: the owner of its
+    /// `__transaction_state` partition.
+    fn transaction_core(&self, transactional_id: &str) -> usize {
+        self.owner_core(&self.transaction_partition(transactional_id))
     }
 
     pub fn core_count(&self) -> usize {
@@ -151,7 +156,7 @@ impl Broker {
         make: impl FnOnce(oneshot::Sender<T>) -> TxnRequest,
     ) -> Option<T> {
         let (sender, receiver) = oneshot::channel();
-        let core = self.owner_core(&self.transaction_partition(transactional_id));
+        let core = self.transaction_core(transactional_id);
         let request = ShardRequest::Transaction {
             transactional_id: transactional_id.to_string(),
             request: make(sender),

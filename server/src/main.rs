@@ -175,6 +175,30 @@ fn advertised_address(args: &ServeArgs, bound: SocketAddr) -> anyhow::Result<(St
     }
 }
 
+/// The nodes clients are told about, and each core's own listener when
+/// `core.listeners` gives every core a node (`ringlog_server::nodes`).
+fn bind_nodes(
+    args: &ServeArgs,
+    config: &BrokerConfig,
+    core_count: usize,
+    node_id: i32,
+    (advertised_host, advertised_port): (&str, i32),
+) -> anyhow::Result<(Vec<std::net::TcpListener>, Nodes)> {
+    if !config
+        .core_listeners
+        .enabled(core_count, args.advertised_listener.is_some())
+    {
+        return Ok((Vec::new(), Nodes::single(node_id, advertised_host, advertised_port)));
+    }
+    let listeners = net::listener::bind_core_listeners(args.listen.ip(), config.core_listeners_first_port, core_count)
+        .context("binding core listeners (core.listeners=false turns them off)")?;
+    let ports = listeners
+        .iter()
+        .map(|listener| listener.local_addr().map(|address| i32::from(address.port())))
+        .collect::<std::io::Result<Vec<_>>>()?;
+    Ok((listeners, Nodes::per_core(node_id, advertised_host, &ports)))
+}
+
 /// `log.read.mode=direct` needs a data dir that takes O_DIRECT (`log.io.mode`
 /// direct or auto) and segments that can be reopened for O_DIRECT; without
 /// either, fetches use sendfile, said once at start. Under auto, segments of
@@ -226,24 +250,13 @@ fn serve(args: ServeArgs) -> anyhow::Result<()> {
         .with_context(|| format!("listening on {}", args.listen))?;
     let bound = listeners[0].local_addr()?;
     let (advertised_host, advertised_port) = advertised_address(&args, bound)?;
-    let core_listeners = if config
-        .core_listeners
-        .enabled(core_count, args.advertised_listener.is_some())
-    {
-        net::listener::bind_core_listeners(args.listen.ip(), config.core_listeners_first_port, core_count)
-            .context("binding core listeners (core.listeners=false turns them off)")?
-    } else {
-        Vec::new()
-    };
-    let nodes = if core_listeners.is_empty() {
-        Nodes::single(metadata.node_id, &advertised_host, advertised_port)
-    } else {
-        let ports = core_listeners
-            .iter()
-            .map(|listener| listener.local_addr().map(|address| i32::from(address.port())))
-            .collect::<std::io::Result<Vec<_>>>()?;
-        Nodes::per_core(metadata.node_id, &advertised_host, &ports)
-    };
+    let (core_listeners, nodes) = bind_nodes(
+        &args,
+        &config,
+        core_count,
+        metadata.node_id,
+        (&advertised_host, advertised_port),
+    )?;
 
     let mut core_senders = Vec::with_capacity(core_count);
     let mut core_receivers = Vec::with_capacity(core_count);

@@ -72,10 +72,6 @@ impl Nodes {
     pub fn contains(&self, node_id: i32) -> bool {
         self.nodes.iter().any(|node| node.node_id == node_id)
     }
-
-    pub fn per_core_listeners(&self) -> bool {
-        self.nodes.len() > 1
-    }
 }
 
 #[cfg(test)]
@@ -96,7 +92,6 @@ mod tests {
         );
         assert_eq!(nodes.controller().node_id, 5);
         assert!(nodes.contains(5) && nodes.contains(6) && !nodes.contains(7));
-        assert!(nodes.per_core_listeners());
     }
 
     #[test]
@@ -104,6 +99,5 @@ mod tests {
         let nodes = Nodes::single(0, "h", 9092);
         assert_eq!(nodes.of_core(0).port, 9092);
         assert_eq!(nodes.of_core(3).port, 9092);
-        assert!(!nodes.per_core_listeners());
     }
 }
