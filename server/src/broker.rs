@@ -6,10 +6,11 @@ use std::path::PathBuf;
 use std::sync::Arc;
 
 use arc_swap::ArcSwap;
+use ringlog_engine::cache::BatchCache;
 use ringlog_engine::IoPolicy;
 use tokio::sync::{mpsc, oneshot};
 
-use crate::config::BrokerConfig;
+use crate::config::{BrokerConfig, CacheBudget};
 use crate::coordinator::transaction::TRANSACTION_TOPIC;
 use crate::coordinator::{self, offsets_log::OFFSETS_TOPIC};
 use crate::metadata::{ClusterMetadata, MetadataSnapshot, TopicMetadata};
@@ -43,6 +44,18 @@ impl Broker {
         self.config
             .log_cache_bytes_per_core
             .bytes_per_core(self.cores.len(), crate::config::usable_memory_bytes())
+    }
+
+    /// A core's batch cache. `auto` starts at
+    /// [`crate::config::AUTO_CACHE_START_BYTES_PER_CORE`] and grows to its
+    /// share of memory while consumers miss batches it evicted for room; a
+    /// number of bytes is a fixed budget.
+    pub fn new_batch_cache(&self) -> BatchCache {
+        let max_bytes = self.cache_bytes_per_core();
+        match self.config.log_cache_bytes_per_core {
+            CacheBudget::Auto => BatchCache::growing(crate::config::AUTO_CACHE_START_BYTES_PER_CORE, max_bytes),
+            CacheBudget::BytesPerCore(_) => BatchCache::new(max_bytes),
+        }
     }
 
     #[allow(clippy::too_many_arguments)]

@@ -39,7 +39,7 @@ pub const SETTINGS: &[Setting] = &[
     Setting { key: "log.io.mode", default: "auto", description: "direct (O_DIRECT through io_uring), buffered (page cache), or auto: each partition through the page cache while its ingest is below log.io.auto.direct.bytes.per.second, O_DIRECT above (a change rolls the segment); direct and auto fall back to buffered where the filesystem refuses O_DIRECT; ringlog's own" },
     Setting { key: "log.io.auto.direct.bytes.per.second", default: "8388608", description: "with log.io.mode=auto, the ingest rate of one partition above which its segments are written with O_DIRECT; ringlog's own" },
     Setting { key: "log.io.auto.core.direct.bytes.per.second", default: "67108864", description: "with log.io.mode=auto, the ingest rate of one core (all its partitions) above which all its partitions write with O_DIRECT; ringlog's own" },
-    Setting { key: "log.cache.bytes.per.core", default: "auto", description: "memory per core for recently appended batches, from which consumers near the end of a partition read (O_DIRECT writes leave nothing in the page cache); auto: a tenth of the memory the broker may use (physical, or its cgroup's limit if lower) split across the cores; ringlog's own" },
+    Setting { key: "log.cache.bytes.per.core", default: "auto", description: "memory per core for recently appended batches, from which consumers near the end of a partition read (O_DIRECT writes leave nothing in the page cache); auto: starts at 256 MiB a core and doubles while consumers miss batches it evicted, up to a tenth of the memory the broker may use (physical, or its cgroup's limit if lower) split across the cores; a number: that budget, fixed; ringlog's own" },
     Setting { key: "log.read.mode", default: "sendfile", description: "how fetches send segment bytes: sendfile (zero-copy from the page cache) or direct (O_DIRECT reads into reused buffers, then written to the socket; needs log.io.mode direct or auto); ringlog's own" },
     Setting { key: "log.read.drop.page.cache", default: "true", description: "once a fetch response has been read by the client, drop the segment pages it sent from the page cache (catch-up reads are mostly read once, and new page-cache memory is slow where the host takes back free memory); ringlog's own" },
     Setting { key: "offsets.topic.num.partitions", default: "50", description: "partitions of __consumer_offsets (fixed once the topic exists)" },
@@ -134,6 +134,10 @@ pub enum CacheBudget {
 /// O_DIRECT writes do not fill.
 pub const CACHE_MEMORY_FRACTION: (u64, u64) = (1, 10);
 const AUTO_CACHE_BYTES_PER_CORE_MIN: u64 = 32 << 20;
+/// Where an `auto` cache starts: it grows from here only while consumers
+/// miss batches it evicted, so a broker whose consumers keep up never first
+/// touches memory it would not use.
+pub const AUTO_CACHE_START_BYTES_PER_CORE: usize = 256 << 20;
 const AUTO_CACHE_BYTES_PER_CORE_MAX: u64 = 8 << 30;
 
 impl CacheBudget {

@@ -162,7 +162,18 @@ async fn metrics_count_traffic_requests_errors_and_lag() {
         let labels = format!("{{core=\"{core}\"}}");
         assert!(metric(&metrics, &format!("ringlog_core_busy_seconds_total{labels}")) > 0.0);
         assert!(metrics.contains_key(&format!("ringlog_core_queue_depth{labels}")));
+        // log.cache.bytes.per.core=auto starts each core at 256 MiB (it
+        // grows only when consumers miss what it evicted), and the records
+        // just produced are held.
+        assert_eq!(
+            metric(&metrics, &format!("ringlog_core_cache_budget_bytes{labels}")),
+            f64::from(256u32 << 20)
+        );
     }
+    let cached: f64 = (0..2)
+        .map(|core| metric(&metrics, &format!("ringlog_core_cache_bytes{{core=\"{core}\"}}")))
+        .sum();
+    assert!(cached >= value_bytes as f64, "{cached} bytes cached");
     let partitions: f64 = (0..2)
         .map(|core| metric(&metrics, &format!("ringlog_core_partitions{{core=\"{core}\"}}")))
         .sum();

@@ -972,7 +972,7 @@ impl PartitionLog {
         }
         let cached = self
             .cache
-            .borrow()
+            .borrow_mut()
             .read(self.key, offset, max_bytes, min_one_batch, visible_end);
         let mut result = match cached {
             Some(cached) => ReadResult {

@@ -236,7 +236,7 @@ fn render_requests(out: &mut String, scrape: &Scrape) {
 }
 
 fn render_cores(out: &mut String, scrape: &Scrape) {
-    let per_core: [CoreFamily; 8] = [
+    let per_core: [CoreFamily; 10] = [
         (
             "ringlog_core_busy_seconds_total",
             "counter",
@@ -275,6 +275,18 @@ fn render_cores(out: &mut String, scrape: &Scrape) {
             "counter",
             "Requests the core sent to another core (work on partitions or groups it does not own); near zero when clients connect through the core listeners.",
             |c| c.counters.messages_to_other_cores as f64,
+        ),
+        (
+            "ringlog_core_cache_bytes",
+            "gauge",
+            "Bytes of recent batches the core's cache holds.",
+            |c| c.cache_used_bytes as f64,
+        ),
+        (
+            "ringlog_core_cache_budget_bytes",
+            "gauge",
+            "The core's cache budget now (log.cache.bytes.per.core=auto starts small and grows while consumers miss batches it evicted).",
+            |c| c.cache_budget_bytes as f64,
         ),
         (
             "ringlog_core_log_bytes",
@@ -391,6 +403,8 @@ mod tests {
                 writes_direct: core_id == 1,
             }],
             committed: Vec::new(),
+            cache_used_bytes: 100,
+            cache_budget_bytes: 200,
             log_writes: {
                 let mut writes = LatencyHistogram::default();
                 writes.observe(std::time::Duration::from_millis(2));

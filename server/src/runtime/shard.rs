@@ -156,7 +156,7 @@ async fn run_core_loop(startup: CoreStartup) {
     } = startup;
     let shard = Rc::new(RefCell::new(Shard {
         core_id,
-        cache: Rc::new(RefCell::new(BatchCache::new(broker.cache_bytes_per_core()))),
+        cache: Rc::new(RefCell::new(broker.new_batch_cache())),
         broker: broker.clone(),
         partitions: HashMap::new(),
         next_partition_key: 0,
@@ -1275,6 +1275,8 @@ impl Shard {
             partitions,
             committed,
             log_writes: ringlog_engine::stats::write_latency(),
+            cache_used_bytes: self.cache.borrow().used_bytes(),
+            cache_budget_bytes: self.cache.borrow().budget_bytes(),
         }
     }
 
