@@ -34,9 +34,9 @@ echo "== broker"
 # consume reads all of it from the page cache. The target is defined on
 # the page cache, so sent pages stay cached (log.read.drop.page.cache=false;
 # by default they leave it, see docs/ARCHITECTURE.md). The batch cache
-# stays at 256 MiB a core (its default before it became a share of memory)
-# so that the first consume still reads mostly from disk, as the
-# baselines' did.
+# is fixed at 256 MiB a core (auto starts there but grows when consumers
+# miss what it evicted) so that the first consume reads mostly from disk,
+# as the baselines' did.
 target/release/ringlog serve --listen 127.0.0.1:0 --metrics-listen 127.0.0.1:0 --data-dir "$DATA/data" --log-level warn \
   --set log.segment.bytes=134217728 --set log.retention.bytes=402653184 --set log.read.drop.page.cache=false \
   --set log.cache.bytes.per.core=268435456 \
