@@ -131,7 +131,7 @@ impl BatchCache {
     /// Doubles the budget (up to the maximum) and forgets evictions beyond
     /// the room still left to grow.
     fn grow(&mut self) {
-        self.budget_bytes = self.budget_bytes.saturating_mul(2).clamp(1, self.budget_max_bytes);
+        self.budget_bytes = self.budget_bytes.saturating_mul(2).max(1).min(self.budget_max_bytes);
         self.evicted.trim(self.budget_max_bytes - self.budget_bytes);
         debug_assert!(self.budget_bytes <= self.budget_max_bytes);
     }
@@ -318,6 +318,14 @@ mod tests {
         assert_eq!(cache.budget_bytes(), 100);
         assert!(cache.read(1, 7, 1000, true, 10).is_none());
         assert_eq!(cache.budget_bytes(), 200);
+    }
+
+    #[test]
+    fn a_cache_of_no_bytes_holds_nothing() {
+        let mut cache = BatchCache::growing(0, 0);
+        cache.insert(1, batch(0, 1, 100));
+        assert!(cache.read(1, 0, 1000, true, 10).is_none());
+        assert_eq!((cache.used_bytes(), cache.budget_bytes()), (0, 0));
     }
 
     #[test]
