@@ -317,7 +317,7 @@ fn serve(args: ServeArgs) -> anyhow::Result<()> {
         partitions,
         ?io_mode,
         io_auto = matches!(io_policy, IoPolicy::Auto { .. }),
-        cache_bytes_per_core = broker.cache_bytes_per_core(),
+        cache_max_bytes_per_core = broker.cache_bytes_per_core(),
         clean_start = clean_shutdown,
         data_dir = %args.data_dir.display(),
         "ringlog is serving"
