@@ -49,6 +49,13 @@ echo "== consume, group consumer, 8 partitions from the beginning"
 GROUP_RECORDS=$((RECORDS / 2 < 5000000 ? RECORDS / 2 : 5000000))
 PARTITION_RECORDS=$((RECORDS / 16 < 500000 ? RECORDS / 16 : 500000))
 "$PERF" -C -t perf -G perf-readers -b "$ADDR" -c "$GROUP_RECORDS" -o beginning -u 2>&1 | grep -v "^%" | tail -1
+# With a node per core the consumer has a fetch thread per node; when they
+# outpace its application thread, librdkafka pauses a full partition queue
+# for fetch.queue.backoff.ms (1 s by default). The same read with 10 ms shows
+# what the broker serves (docs/PERFORMANCE.md, session 10).
+echo "== consume, group consumer, fetch.queue.backoff.ms=10"
+"$PERF" -C -t perf -G perf-readers-2 -b "$ADDR" -c "$GROUP_RECORDS" -o beginning -u -X fetch.queue.backoff.ms=10 2>&1 \
+  | grep -v "^%" | tail -1
 echo "== consume, one partition (simple consumer)"
 # Partition 0 holds about RECORDS / 8 (the partitioner spreads keyless
 # records at random); ask for half of that so the consumer never waits for more.
