@@ -22,6 +22,8 @@ pub const TOPIC_NAME_BYTES_MAX: usize = 249;
 #[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
 pub struct PartitionState {
     pub partition: i32,
+    /// `leader` and `replicas` keep the file's format (node.id at creation);
+    /// responses name the owner core's node instead (`crate::nodes`).
     pub leader: i32,
     pub leader_epoch: i32,
     pub replicas: Vec<i32>,

@@ -57,8 +57,10 @@ pub struct CoreStartup {
     pub requests: mpsc::UnboundedReceiver<ShardRequest>,
     /// Core 0 also runs the controller.
     pub control_requests: Option<mpsc::UnboundedReceiver<ControlRequest>>,
-    /// The shared SO_REUSEPORT listener, and the core's own with core listeners.
-    pub listeners: Vec<std::net::TcpListener>,
+    /// The SO_REUSEPORT listener every core shares.
+    pub listener: std::net::TcpListener,
+    /// The core's own listener, its node's (`core.listeners`).
+    pub own_listener: Option<std::net::TcpListener>,
     pub clean_shutdown: bool,
     /// Reports the number of partitions opened, or why the core could not start.
     pub ready: std::sync::mpsc::Sender<Result<usize, String>>,
@@ -149,7 +151,8 @@ async fn run_core_loop(startup: CoreStartup) {
         broker,
         mut requests,
         control_requests,
-        listeners,
+        listener,
+        own_listener,
         clean_shutdown,
         ready,
         ..
@@ -174,11 +177,9 @@ async fn run_core_loop(startup: CoreStartup) {
     let opened = shard.borrow_mut().open_owned_partitions();
     let opened = opened.and_then(|count| shard.borrow().load_internal_topics().map(|()| count));
     let _ = ready.send(opened);
-    // The first listener is the shared one; a second is the core's own.
-    let accept_tasks = match listeners
-        .into_iter()
-        .enumerate()
-        .map(|(index, listener)| listener::start_accepting(listener, broker.clone(), core_id, index > 0))
+    let accept_tasks = match std::iter::once((listener, false))
+        .chain(own_listener.map(|own| (own, true)))
+        .map(|(listener, own)| listener::start_accepting(listener, broker.clone(), core_id, own))
         .collect::<std::io::Result<Vec<_>>>()
     {
         Ok(tasks) => tasks,
