@@ -21,6 +21,12 @@ DATA=$(mktemp -d -p "$DATA_PARENT" ringlog-bench.XXXXXX)
 trap 'kill "$PID" 2>/dev/null || true; wait "$PID" 2>/dev/null || true; rm -rf "$DATA"' EXIT
 
 echo "== machine limits"
+# On a VM, what waking an idle vCPU costs moves the e2e tail by several times
+# (docs/PERFORMANCE.md, session 11): record the idle state with the limits.
+{
+  echo "cpuidle_driver $(cat /sys/devices/system/cpu/cpuidle/current_driver 2>/dev/null || echo none)"
+  echo "guest_halt_poll_ns $(cat /sys/module/haltpoll/parameters/guest_halt_poll_ns 2>/dev/null || echo none)"
+} | tee "$OUT/idle-state.txt"
 fio --name=seqwrite --directory="$DATA" --rw=write --bs=1M --size=4G --direct=1 --ioengine=io_uring \
     --iodepth=8 --runtime=15 --time_based --group_reporting --output-format=json >"$OUT/fio.json"
 rm -f "$DATA"/seqwrite*

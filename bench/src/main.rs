@@ -120,7 +120,13 @@ fn run_compare(baseline: &PathBuf, current: &PathBuf, max_regression: &str) -> a
         serde_json::from_str(&text).map_err(|e| anyhow::anyhow!("parsing {}: {e}", path.display()))
     };
     let limit = compare::parse_fraction(max_regression).map_err(anyhow::Error::msg)?;
-    let differences = compare::compare(&read(baseline)?, &read(current)?, limit);
+    let (baseline, current) = (read(baseline)?, read(current)?);
+    let machine_changes = baseline.machine.differences(&current.machine);
+    if !machine_changes.is_empty() {
+        // Not a failure: a CI job may move hosts, but its reader should know.
+        println!("machine differs: {}", machine_changes.join(", "));
+    }
+    let differences = compare::compare(&baseline, &current, limit);
     let mut regressed = false;
     for d in &differences {
         regressed |= d.regression;

@@ -36,20 +36,57 @@ impl Latency {
     }
 }
 
+/// What the figures depend on beyond the code. The idle-state fields matter
+/// on virtual machines: whether an idle vCPU polls before it halts decides
+/// what waking it costs, which moved the e2e p99 by 2-8x on the development
+/// VM (docs/PERFORMANCE.md, session 11).
 #[derive(Debug, Clone, Default, Serialize, Deserialize, PartialEq)]
 pub struct Machine {
     pub cores: usize,
     pub kernel: String,
+    /// The cpuidle driver (`haltpoll` on KVM guests that may poll), empty
+    /// when the kernel has none.
+    #[serde(default)]
+    pub cpuidle_driver: String,
+    /// The guest's halt polling window, when the haltpoll driver is loaded.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub guest_halt_poll_ns: Option<u64>,
 }
 
 impl Machine {
     pub fn current() -> Self {
+        let read = |path: &str| std::fs::read_to_string(path).map(|text| text.trim().to_string());
         Self {
             cores: std::thread::available_parallelism().map_or(1, |n| n.get()),
-            kernel: std::fs::read_to_string("/proc/sys/kernel/osrelease")
-                .map(|k| k.trim().to_string())
-                .unwrap_or_default(),
+            kernel: read("/proc/sys/kernel/osrelease").unwrap_or_default(),
+            cpuidle_driver: read("/sys/devices/system/cpu/cpuidle/current_driver").unwrap_or_default(),
+            guest_halt_poll_ns: read("/sys/module/haltpoll/parameters/guest_halt_poll_ns")
+                .ok()
+                .and_then(|ns| ns.parse().ok()),
         }
+    }
+
+    /// How `other` differs, field by field (`cores 2 -> 4`); empty if alike.
+    pub fn differences(&self, other: &Machine) -> Vec<String> {
+        let poll = |machine: &Machine| {
+            machine
+                .guest_halt_poll_ns
+                .map_or("none".to_string(), |ns| ns.to_string())
+        };
+        [
+            ("cores", self.cores.to_string(), other.cores.to_string()),
+            ("kernel", self.kernel.clone(), other.kernel.clone()),
+            (
+                "cpuidle_driver",
+                self.cpuidle_driver.clone(),
+                other.cpuidle_driver.clone(),
+            ),
+            ("guest_halt_poll_ns", poll(self), poll(other)),
+        ]
+        .into_iter()
+        .filter(|(_, mine, theirs)| mine != theirs)
+        .map(|(field, mine, theirs)| format!("{field} {mine} -> {theirs}"))
+        .collect()
     }
 }
 
@@ -128,5 +165,44 @@ impl Report {
             table += &format!("\nacks ms      {}  (produce sent to response)", acks.row());
         }
         table
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn machine(cores: usize, guest_halt_poll_ns: Option<u64>) -> Machine {
+        Machine {
+            cores,
+            kernel: "6.1".into(),
+            cpuidle_driver: "haltpoll".into(),
+            guest_halt_poll_ns,
+        }
+    }
+
+    #[test]
+    fn machine_differences_name_each_changed_field() {
+        assert!(machine(2, Some(0)).differences(&machine(2, Some(0))).is_empty());
+        assert_eq!(
+            machine(2, Some(0)).differences(&machine(4, Some(200000))),
+            vec!["cores 2 -> 4", "guest_halt_poll_ns 0 -> 200000"]
+        );
+        assert_eq!(
+            machine(2, None).differences(&machine(2, Some(0))),
+            vec!["guest_halt_poll_ns none -> 0"]
+        );
+    }
+
+    #[test]
+    fn results_written_before_the_idle_fields_still_parse() {
+        let old = r#"{"cores": 2, "kernel": "6.1.0"}"#;
+        let parsed: Machine = serde_json::from_str(old).expect("parse");
+        assert_eq!(parsed.cpuidle_driver, "");
+        assert_eq!(parsed.guest_halt_poll_ns, None);
+        let baseline = std::fs::read_to_string(concat!(env!("CARGO_MANIFEST_DIR"), "/baselines/produce-1k.json"))
+            .expect("baseline");
+        let report: Report = serde_json::from_str(&baseline).expect("baseline parses");
+        assert_eq!(report.machine.cores, 2);
     }
 }
