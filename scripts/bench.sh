@@ -33,6 +33,9 @@ rm -f "$DATA"/seqwrite*
 iperf3 -s -1 -p 5299 >/dev/null 2>&1 &
 sleep 0.5
 iperf3 -c 127.0.0.1 -p 5299 -t 10 -J >"$OUT/iperf3.json"
+# The floor under every request/response latency: a thread on one CPU waking
+# a thread on the other and back, no broker involved.
+"$BENCH" wakeup --duration-s 5 --json "$OUT/wakeup.json"
 
 echo "== broker"
 # Cap disk use: per partition at most 384 MiB of closed segments plus the
@@ -78,6 +81,8 @@ out = sys.argv[1]
 fio = json.load(open(os.path.join(out, "fio.json")))["jobs"][0]["write"]["bw_bytes"] / 1e6
 iperf = json.load(open(os.path.join(out, "iperf3.json")))["end"]["sum_received"]["bits_per_second"] / 8e6
 print(f"fio seq write {fio:.0f} MB/s, iperf3 loopback {iperf:.0f} MB/s")
+wake = json.load(open(os.path.join(out, "wakeup.json")))["latency_ms"]
+print(f"wake-up round trip between CPUs p50 {wake['p50']*1000:.0f} us p99 {wake['p99']*1000:.0f} us")
 cpu = {line.split()[0]: float(line.split()[2]) for line in open(os.path.join(out, "broker-resources.txt"))
        if " cpu_s " in line}
 for name in ["produce-1k", "consume-1k", "consume-1k-warm", "produce-100b", "e2e-50mb", "mixed-1k"]:

@@ -9,6 +9,7 @@ mod e2e;
 mod fetch_stream;
 mod leaders;
 mod report;
+mod wakeup;
 mod workload;
 
 use std::path::PathBuf;
@@ -34,6 +35,15 @@ enum Command {
     /// Produce (as `produce`) while --consumers tail the log from its end;
     /// the JSON's `consumed` holds what they read.
     Mixed(Params),
+    /// The machine's wake-up floor: a byte passed back and forth between
+    /// threads on two CPUs (no broker involved), as fio and iperf3 give the
+    /// disk's and loopback's limits.
+    Wakeup {
+        #[arg(long, default_value_t = 5.0)]
+        duration_s: f64,
+        #[arg(long)]
+        json: Option<PathBuf>,
+    },
     /// Compare two JSON results; exits 1 on a regression.
     Compare {
         baseline: PathBuf,
@@ -150,6 +160,7 @@ fn main() {
             current,
             max_regression,
         } => run_compare(&baseline, &current, &max_regression).map(|ok| if ok { 0 } else { 1 }),
+        Command::Wakeup { duration_s, json } => run_wakeup(duration_s, json.as_deref()),
         Command::Produce(params) => run("produce", params),
         Command::Consume(params) => run("consume", params),
         Command::E2e(params) => run("e2e", params),
@@ -162,6 +173,33 @@ fn main() {
             std::process::exit(2);
         }
     }
+}
+
+fn run_wakeup(duration_s: f64, json: Option<&std::path::Path>) -> anyhow::Result<i32> {
+    anyhow::ensure!(duration_s > 0.0, "--duration-s must be positive");
+    let measured = wakeup::measure(std::time::Duration::from_secs_f64(duration_s))?;
+    let round_trips = measured.latency_ns.len();
+    let mut report = report::Report::new(
+        "wakeup",
+        round_trips,
+        0,
+        measured.elapsed.as_secs_f64(),
+        &workload::new_histogram(),
+        serde_json::json!({ "duration_s": duration_s, "cpus": measured.cpus }),
+    );
+    report.latency_ms = report::Latency::from_nanos(&measured.latency_ns);
+    let between = measured
+        .cpus
+        .map_or("on one CPU".to_string(), |(a, b)| format!("between CPUs {a} and {b}"));
+    println!(
+        "wakeup: {round_trips} round trips {between} in {:.2} s\nround trip ms {}",
+        report.elapsed_s,
+        report.latency_ms.row()
+    );
+    if let Some(path) = json {
+        std::fs::write(path, serde_json::to_string_pretty(&report)?)?;
+    }
+    Ok(0)
 }
 
 fn run(workload: &'static str, params: Params) -> anyhow::Result<i32> {
@@ -262,6 +300,8 @@ mod tests {
             Cli::try_parse_from(["ringlog-bench", "compare", "a.json", "b.json", "--max-regression", "5%"]).is_ok()
         );
         assert!(Cli::try_parse_from(["ringlog-bench", "produce", "--partitions", "x"]).is_err());
+        let wakeup = Cli::try_parse_from(["ringlog-bench", "wakeup", "--duration-s", "2", "--json", "w.json"]);
+        assert!(matches!(wakeup.map(|cli| cli.command), Ok(Command::Wakeup { duration_s, .. }) if duration_s == 2.0));
     }
 
     #[test]

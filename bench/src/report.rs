@@ -15,7 +15,7 @@ pub struct Latency {
 }
 
 impl Latency {
-    fn row(&self) -> String {
+    pub fn row(&self) -> String {
         format!(
             "p50 {:.3}  p90 {:.3}  p99 {:.3}  p99.9 {:.3}  p99.99 {:.3}  max {:.3}",
             self.p50, self.p90, self.p99, self.p999, self.p9999, self.max
@@ -24,7 +24,16 @@ impl Latency {
 
     /// From a histogram of microseconds, in milliseconds.
     pub fn from_micros(histogram: &Histogram<u64>) -> Self {
-        let ms = |value: u64| value as f64 / 1000.0;
+        Self::in_ms(histogram, 1e3)
+    }
+
+    /// From a histogram of nanoseconds, in milliseconds.
+    pub fn from_nanos(histogram: &Histogram<u64>) -> Self {
+        Self::in_ms(histogram, 1e6)
+    }
+
+    fn in_ms(histogram: &Histogram<u64>, units_per_ms: f64) -> Self {
+        let ms = |value: u64| value as f64 / units_per_ms;
         Self {
             p50: ms(histogram.value_at_quantile(0.50)),
             p90: ms(histogram.value_at_quantile(0.90)),
