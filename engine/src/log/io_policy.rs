@@ -12,11 +12,16 @@
 //! Invariants:
 //! - The mode belongs to a segment: changing it rolls the active segment, so
 //!   no file is written both ways.
-//! - To O_DIRECT as soon as the current window (of the partition or of its
-//!   core) has passed its threshold; back to the page cache only after whole
-//!   windows under half of both, and never sooner than
-//!   [`DIRECT_SEGMENT_MIN_MS`] into a direct segment. So a partition hovering
-//!   at a threshold rolls at most once per that time.
+//! - Each reason for O_DIRECT, the partition's own ingest and its core's,
+//!   holds from the window that passes its threshold until a whole window
+//!   under half of it (hysteresis, each on its own). A segment goes direct as
+//!   soon as either holds, and back to the page cache when neither does, never
+//!   sooner than [`DIRECT_SEGMENT_MIN_MS`] into a direct segment. So a
+//!   partition hovering at a threshold rolls at most once per that time, and
+//!   one sent direct by a burst on its core returns once the core is quiet,
+//!   whatever its own rate under its threshold (with one shared band, a
+//!   partition at 6 MB/s stayed direct for good after a neighbour's burst,
+//!   doubling its produce acknowledgement).
 //! - A partition (re)opens in the page-cache mode: its rate is unknown, and
 //!   the first window above a threshold corrects it.
 
@@ -96,6 +101,29 @@ impl IngestWindow {
     }
 }
 
+/// A rate that calls for O_DIRECT, with hysteresis: on above `limit`, off
+/// only once quiet under half of it.
+#[derive(Debug, Clone, Copy, Default)]
+struct Hot(bool);
+
+impl Hot {
+    fn update(&mut self, window: &IngestWindow, limit_bytes_per_s: u64) -> bool {
+        if window.above(limit_bytes_per_s) {
+            self.0 = true;
+        } else if window.quiet_under(limit_bytes_per_s) {
+            self.0 = false;
+        }
+        self.0
+    }
+}
+
+/// A core's ingest, all its partitions together.
+#[derive(Debug, Clone, Copy)]
+struct CoreIngest {
+    window: IngestWindow,
+    hot: Hot,
+}
+
 fn window_bytes(bytes_per_s: u64) -> u64 {
     bytes_per_s.saturating_mul(WINDOW_MS as u64) / 1000
 }
@@ -103,13 +131,15 @@ fn window_bytes(bytes_per_s: u64) -> u64 {
 thread_local! {
     /// Everything the partitions of this core appended: a core runs on one
     /// thread, so this is the core's ingest.
-    static CORE_INGEST: RefCell<IngestWindow> = const { RefCell::new(IngestWindow::new(0)) };
+    static CORE_INGEST: RefCell<CoreIngest> = const {
+        RefCell::new(CoreIngest { window: IngestWindow::new(0), hot: Hot(false) })
+    };
 }
 
 /// This core's ingest (all its partitions) in the current or the last whole
 /// window passed `limit_bytes_per_s`.
 pub fn core_ingest_above(limit_bytes_per_s: u64) -> bool {
-    CORE_INGEST.with(|core| core.borrow().above(limit_bytes_per_s))
+    CORE_INGEST.with(|core| core.borrow().window.above(limit_bytes_per_s))
 }
 
 /// A partition's recent ingest, and the segment mode it calls for.
@@ -117,6 +147,7 @@ pub fn core_ingest_above(limit_bytes_per_s: u64) -> bool {
 pub struct IoModeChooser {
     policy: IoPolicy,
     partition: IngestWindow,
+    partition_hot: Hot,
 }
 
 impl IoModeChooser {
@@ -124,6 +155,7 @@ impl IoModeChooser {
         Self {
             policy,
             partition: IngestWindow::new(now_ms),
+            partition_hot: Hot(false),
         }
     }
 
@@ -138,11 +170,11 @@ impl IoModeChooser {
     /// Counts `bytes` appended at `now_ms`, for the partition and its core.
     pub fn record(&mut self, bytes: u64, now_ms: i64) {
         self.partition.record(bytes, now_ms);
-        CORE_INGEST.with(|core| core.borrow_mut().record(bytes, now_ms));
+        CORE_INGEST.with(|core| core.borrow_mut().window.record(bytes, now_ms));
     }
 
     /// The mode the active segment should have, given its mode and age.
-    pub fn wanted(&self, active_mode: IoMode, active_age_ms: i64) -> IoMode {
+    pub fn wanted(&mut self, active_mode: IoMode, active_age_ms: i64) -> IoMode {
         let IoPolicy::Auto {
             direct_above_bytes_per_s: limit,
             core_direct_above_bytes_per_s: core_limit,
@@ -150,16 +182,14 @@ impl IoModeChooser {
         else {
             return active_mode;
         };
-        let core = CORE_INGEST.with(|core| *core.borrow());
+        let partition_hot = self.partition_hot.update(&self.partition, limit);
+        let core_hot = CORE_INGEST.with(|core| {
+            let core = &mut *core.borrow_mut();
+            core.hot.update(&core.window, core_limit)
+        });
         match active_mode {
-            IoMode::Buffered if self.partition.above(limit) || core.above(core_limit) => IoMode::Direct,
-            IoMode::Direct
-                if active_age_ms >= DIRECT_SEGMENT_MIN_MS
-                    && self.partition.quiet_under(limit)
-                    && core.quiet_under(core_limit) =>
-            {
-                IoMode::Buffered
-            }
+            IoMode::Buffered if partition_hot || core_hot => IoMode::Direct,
+            IoMode::Direct if active_age_ms >= DIRECT_SEGMENT_MIN_MS && !partition_hot && !core_hot => IoMode::Buffered,
             mode => mode,
         }
     }
@@ -192,7 +222,7 @@ mod tests {
         assert_eq!(chooser.initial_mode(), IoMode::Direct);
         chooser.record(1 << 30, 10);
         assert_eq!(chooser.wanted(IoMode::Direct, 0), IoMode::Direct);
-        let chooser = IoModeChooser::new(IoPolicy::Fixed(IoMode::Buffered), 0);
+        let mut chooser = IoModeChooser::new(IoPolicy::Fixed(IoMode::Buffered), 0);
         assert_eq!(chooser.wanted(IoMode::Buffered, 0), IoMode::Buffered);
     }
 
@@ -265,14 +295,44 @@ mod tests {
         }
         // Each under its own limit; together 8 x LIMIT, twice the core's.
         assert!(partitions
-            .iter()
+            .iter_mut()
             .all(|p| p.wanted(IoMode::Buffered, 100) == IoMode::Direct));
         // Still busy a window later: they stay direct, even when old.
         for partition in &mut partitions {
             partition.record(LIMIT / 2, 1100);
         }
         assert!(partitions
-            .iter()
+            .iter_mut()
             .all(|p| p.wanted(IoMode::Direct, DIRECT_SEGMENT_MIN_MS) == IoMode::Direct));
+    }
+
+    #[test]
+    fn a_partition_sent_direct_by_its_cores_burst_returns_when_the_core_is_quiet() {
+        let core_limit = 8 * LIMIT;
+        let mut neighbour = auto_with_core_limit(core_limit);
+        let mut steady = auto_with_core_limit(core_limit);
+        // A neighbour's burst at twice the core's limit; the steady partition
+        // runs at three quarters of its own limit, inside its hysteresis band.
+        let steady_per_tenth = LIMIT * 3 / 4 / 10;
+        neighbour.record(2 * core_limit, 0);
+        steady.record(steady_per_tenth, 50);
+        assert_eq!(steady.wanted(IoMode::Buffered, 50), IoMode::Direct, "the core is hot");
+        for tenth in 1..=130 {
+            steady.record(steady_per_tenth, tenth * 100);
+        }
+        assert_eq!(
+            steady.wanted(IoMode::Direct, 13_000),
+            IoMode::Buffered,
+            "the core is quiet and the partition was never above its own limit"
+        );
+        // The partition's own hysteresis is unchanged: once above its limit,
+        // three quarters of it keeps it direct.
+        let mut own = auto();
+        own.record(2 * LIMIT, 0);
+        assert_eq!(own.wanted(IoMode::Buffered, 0), IoMode::Direct);
+        for tenth in 10..=130 {
+            own.record(steady_per_tenth, tenth * 100);
+        }
+        assert_eq!(own.wanted(IoMode::Direct, 13_000), IoMode::Direct);
     }
 }

@@ -468,10 +468,13 @@ impl PartitionLog {
 
     fn maybe_roll(&mut self, batch_bytes: u64, now_ms: i64) -> Result<()> {
         self.io_chooser.record(batch_bytes, now_ms);
+        let (active_mode, age_ms) = {
+            let active = self.active_segment();
+            (active.io_mode(), now_ms - active.created_at_ms)
+        };
+        let io_mode = self.io_chooser.wanted(active_mode, age_ms);
+        let switch = io_mode != active_mode;
         let active = self.active_segment();
-        let age_ms = now_ms - active.created_at_ms;
-        let io_mode = self.io_chooser.wanted(active.io_mode(), age_ms);
-        let switch = io_mode != active.io_mode();
         let full = active.assigned_bytes() + batch_bytes > self.config.segment_bytes;
         let old = age_ms >= self.config.segment_ms;
         if active.is_empty() {
