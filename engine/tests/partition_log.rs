@@ -749,3 +749,94 @@ fn snapshots_past_the_recovered_log_end_are_removed() {
     });
     assert!(!stale.exists());
 }
+
+/// All batch base offsets from `from` to the log end, each batch checked whole.
+fn all_batch_offsets(log: &SharedLog, from: i64) -> Vec<i64> {
+    let end = log.borrow().offsets().high_watermark;
+    let mut offsets = Vec::new();
+    let mut next = from;
+    while next < end {
+        let bases = batch_offsets(&read_bytes(log, next, 1 << 20));
+        assert!(!bases.is_empty(), "a read at {next} returned no batch");
+        next = bases.last().expect("non-empty") + 1;
+        offsets.extend(bases);
+    }
+    offsets
+}
+
+/// With segment recycling, the file retention deletes becomes the next
+/// O_DIRECT segment's. Its old batches (offsets below the new segment's)
+/// stay in the file past what was written, and are never served: not while
+/// running, not after a crash, not after a clean restart.
+#[test]
+fn a_recycled_segment_file_never_serves_its_old_batches() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    if probe_direct_io(dir.path()) != IoMode::Direct {
+        return;
+    }
+    let segment_bytes = 64 * 1024;
+    let recycling = || LogConfig {
+        recycle_segments: true,
+        ..config(IoMode::Direct, segment_bytes)
+    };
+    // One record of 8000 bytes each: offsets go up by one per batch.
+    let big_batch = |i: usize| build_batch(&[(None, Some(&[b'a' + (i % 26) as u8; 8000][..]))], NOW_MS);
+    let spare = dir
+        .path()
+        .join(ringlog_engine::log::partition_log::SPARE_SEGMENT_FILE_NAME);
+    let newest_segment_file = |dir: &Path| {
+        let mut logs: Vec<_> = std::fs::read_dir(dir)
+            .expect("dir")
+            .filter_map(|e| e.ok().map(|e| e.path()))
+            .filter(|p| p.extension().is_some_and(|x| x == "log"))
+            .collect();
+        logs.sort();
+        logs.pop().expect("a segment")
+    };
+    let expected_end = tokio_uring::start(async {
+        let log = open(dir.path(), recycling(), false, 0);
+        for i in 0..20 {
+            append_durably(&log, big_batch(i)).await;
+        }
+        assert!(log.borrow().segment_count() >= 3, "segments rolled");
+        let deleted = log
+            .borrow_mut()
+            .enforce_retention(-1, segment_bytes as i64, NOW_MS)
+            .expect("retention");
+        assert!(deleted >= 1, "retention deleted a segment");
+        let spare_bytes = std::fs::metadata(&spare).expect("one deleted segment kept").len();
+        assert!(spare_bytes > 32 * 1024, "the spare holds old batches: {spare_bytes}");
+        // Appends until the next roll takes the spare, then one more batch:
+        // the recycled file now holds new batches, then old ones.
+        let mut i = 20;
+        while spare.exists() {
+            append_durably(&log, big_batch(i)).await;
+            i += 1;
+            assert!(i < 100, "no roll took the spare");
+        }
+        append_durably(&log, big_batch(i)).await;
+        let recycled = newest_segment_file(dir.path());
+        assert!(std::fs::metadata(&recycled).expect("segment").len() >= spare_bytes);
+        let start = log.borrow().offsets().log_start_offset;
+        let end = log.borrow().offsets().high_watermark;
+        assert_eq!(all_batch_offsets(&log, start), (start..end).collect::<Vec<_>>());
+        end
+        // Dropped without close or seal: as after kill -9.
+    });
+    tokio_uring::start(async {
+        let log = open(dir.path(), recycling(), false, 0);
+        let offsets = log.borrow().offsets();
+        assert_eq!(offsets.log_end_offset, expected_end, "no old batch taken for a new one");
+        let expected: Vec<i64> = (offsets.log_start_offset..expected_end).collect();
+        assert_eq!(all_batch_offsets(&log, offsets.log_start_offset), expected);
+        assert_eq!(append_durably(&log, big_batch(0)).await, expected_end);
+        PartitionLog::close(&log).await.expect("close");
+    });
+    tokio_uring::start(async {
+        let log = open(dir.path(), recycling(), true, 0);
+        let offsets = log.borrow().offsets();
+        assert_eq!(offsets.log_end_offset, expected_end + 1);
+        let expected: Vec<i64> = (offsets.log_start_offset..expected_end + 1).collect();
+        assert_eq!(all_batch_offsets(&log, offsets.log_start_offset), expected);
+    });
+}

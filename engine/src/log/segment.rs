@@ -460,6 +460,20 @@ impl Segment {
         Ok(())
     }
 
+    /// Moves the log file to `spare` (for a later segment to reuse) and
+    /// deletes the indexes; false, and nothing moved, if the rename fails.
+    pub fn recycle_log_file(&self, spare: &Path) -> bool {
+        if let Err(error) = std::fs::rename(&self.log_path, spare) {
+            tracing::warn!(path = %self.log_path.display(), %error, "cannot keep the segment file for reuse");
+            return false;
+        }
+        let dir = self.log_path.parent().unwrap_or(Path::new("."));
+        for suffix in [OFFSET_INDEX_SUFFIX, TIME_INDEX_SUFFIX] {
+            let _ = std::fs::remove_file(segment_path(dir, self.base_offset, suffix));
+        }
+        true
+    }
+
     pub fn delete_files(&self) {
         let dir = self.log_path.parent().unwrap_or(Path::new("."));
         for suffix in [LOG_SUFFIX, OFFSET_INDEX_SUFFIX, TIME_INDEX_SUFFIX] {

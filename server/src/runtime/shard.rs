@@ -611,6 +611,7 @@ impl Shard {
             flush_interval_messages: config.log_flush_interval_messages,
             io_policy: self.broker.io_policy,
             leader_epoch: state.leader_epoch,
+            recycle_segments: config.log_segment_recycle,
         };
         self.next_partition_key += 1;
         let dir = self.partition_dir(tp);
