@@ -203,12 +203,18 @@ fn auto_io_follows_the_ingest_rate_segment_by_segment() {
 
 /// Base offsets of every batch, read from the start (CRCs checked).
 fn read_all_offsets(log: &SharedLog) -> Vec<i64> {
+    read_offsets_from(log, 0, 2)
+}
+
+/// The base offsets of every batch from `from` to the high watermark, each
+/// batch checked whole; `records_per_batch` steps past the last batch read.
+fn read_offsets_from(log: &SharedLog, from: i64, records_per_batch: i64) -> Vec<i64> {
     let mut offsets = Vec::new();
-    let mut next = 0;
+    let mut next = from;
     while next < log.borrow().offsets().high_watermark {
         let bases = batch_offsets(&read_bytes(log, next, 1 << 20));
         assert!(!bases.is_empty(), "no whole batch at {next}");
-        next = bases.last().expect("non-empty") + 2;
+        next = bases.last().expect("non-empty") + records_per_batch;
         offsets.extend(bases);
     }
     offsets
@@ -750,20 +756,6 @@ fn snapshots_past_the_recovered_log_end_are_removed() {
     assert!(!stale.exists());
 }
 
-/// All batch base offsets from `from` to the log end, each batch checked whole.
-fn all_batch_offsets(log: &SharedLog, from: i64) -> Vec<i64> {
-    let end = log.borrow().offsets().high_watermark;
-    let mut offsets = Vec::new();
-    let mut next = from;
-    while next < end {
-        let bases = batch_offsets(&read_bytes(log, next, 1 << 20));
-        assert!(!bases.is_empty(), "a read at {next} returned no batch");
-        next = bases.last().expect("non-empty") + 1;
-        offsets.extend(bases);
-    }
-    offsets
-}
-
 /// With segment recycling, the file retention deletes becomes the next
 /// O_DIRECT segment's. Its old batches (offsets below the new segment's)
 /// stay in the file past what was written, and are never served: not while
@@ -819,7 +811,7 @@ fn a_recycled_segment_file_never_serves_its_old_batches() {
         assert!(std::fs::metadata(&recycled).expect("segment").len() >= spare_bytes);
         let start = log.borrow().offsets().log_start_offset;
         let end = log.borrow().offsets().high_watermark;
-        assert_eq!(all_batch_offsets(&log, start), (start..end).collect::<Vec<_>>());
+        assert_eq!(read_offsets_from(&log, start, 1), (start..end).collect::<Vec<_>>());
         end
         // Dropped without close or seal: as after kill -9.
     });
@@ -828,7 +820,7 @@ fn a_recycled_segment_file_never_serves_its_old_batches() {
         let offsets = log.borrow().offsets();
         assert_eq!(offsets.log_end_offset, expected_end, "no old batch taken for a new one");
         let expected: Vec<i64> = (offsets.log_start_offset..expected_end).collect();
-        assert_eq!(all_batch_offsets(&log, offsets.log_start_offset), expected);
+        assert_eq!(read_offsets_from(&log, offsets.log_start_offset, 1), expected);
         assert_eq!(append_durably(&log, big_batch(0)).await, expected_end);
         PartitionLog::close(&log).await.expect("close");
     });
@@ -837,6 +829,6 @@ fn a_recycled_segment_file_never_serves_its_old_batches() {
         let offsets = log.borrow().offsets();
         assert_eq!(offsets.log_end_offset, expected_end + 1);
         let expected: Vec<i64> = (offsets.log_start_offset..expected_end + 1).collect();
-        assert_eq!(all_batch_offsets(&log, offsets.log_start_offset), expected);
+        assert_eq!(read_offsets_from(&log, offsets.log_start_offset, 1), expected);
     });
 }
