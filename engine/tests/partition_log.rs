@@ -756,6 +756,11 @@ fn snapshots_past_the_recovered_log_end_are_removed() {
     assert!(!stale.exists());
 }
 
+/// One record of 8000 bytes: offsets go up by one per batch.
+fn big_batch(i: usize) -> BytesMut {
+    build_batch(&[(None, Some(&[b'a' + (i % 26) as u8; 8000][..]))], NOW_MS)
+}
+
 /// With segment recycling, the file retention deletes becomes the next
 /// O_DIRECT segment's. Its old batches (offsets below the new segment's)
 /// stay in the file past what was written, and are never served: not while
@@ -771,8 +776,6 @@ fn a_recycled_segment_file_never_serves_its_old_batches() {
         recycle_segments: true,
         ..config(IoMode::Direct, segment_bytes)
     };
-    // One record of 8000 bytes each: offsets go up by one per batch.
-    let big_batch = |i: usize| build_batch(&[(None, Some(&[b'a' + (i % 26) as u8; 8000][..]))], NOW_MS);
     let spare = dir
         .path()
         .join(ringlog_engine::log::partition_log::SPARE_SEGMENT_FILE_NAME);
@@ -830,5 +833,45 @@ fn a_recycled_segment_file_never_serves_its_old_batches() {
         assert_eq!(offsets.log_end_offset, expected_end + 1);
         let expected: Vec<i64> = (offsets.log_start_offset..expected_end + 1).collect();
         assert_eq!(read_offsets_from(&log, offsets.log_start_offset, 1), expected);
+    });
+}
+
+/// A partition that turns quiet rolls to the page cache and gives back the
+/// disk its spare segment file held.
+#[test]
+fn a_partition_that_turns_quiet_removes_its_spare_segment_file() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    if probe_direct_io(dir.path()) != IoMode::Direct {
+        return;
+    }
+    let segment_bytes = 64 * 1024;
+    let auto = LogConfig {
+        recycle_segments: true,
+        io_policy: IoPolicy::Auto {
+            direct_above_bytes_per_s: segment_bytes,
+            core_direct_above_bytes_per_s: u64::MAX / 2,
+        },
+        ..config(IoMode::Buffered, segment_bytes)
+    };
+    let spare = dir
+        .path()
+        .join(ringlog_engine::log::partition_log::SPARE_SEGMENT_FILE_NAME);
+    tokio_uring::start(async {
+        let log = open(dir.path(), auto, false, 0);
+        // 160 KB in 20 ms: well above the partition's threshold, so direct.
+        for i in 0..20 {
+            append_durably_at(&log, big_batch(i), NOW_MS + i as i64).await;
+        }
+        log.borrow_mut()
+            .enforce_retention(-1, segment_bytes as i64, NOW_MS + 20)
+            .expect("retention");
+        assert!(spare.exists(), "a busy partition keeps a spare");
+        // Then one small batch a second: past the direct segment's minimum
+        // age the partition rolls back to the page cache.
+        for second in 1..=15 {
+            append_durably_at(&log, value_batch(second, NOW_MS), NOW_MS + 1000 * second as i64).await;
+        }
+        assert!(!spare.exists(), "the quiet partition removed its spare");
+        PartitionLog::close(&log).await.expect("close");
     });
 }

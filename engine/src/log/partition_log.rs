@@ -15,7 +15,8 @@
 //!   batches of offsets below any segment that reuses it, and is reused only
 //!   by a new O_DIRECT segment: recovery's scan stops at a batch below the
 //!   segment's base offset, and sealing truncates the file to what was
-//!   written, so stale bytes are never served.
+//!   written, so stale bytes are never served. A roll to the page cache
+//!   removes the spare, so only busy partitions hold one.
 
 use std::cell::RefCell;
 use std::collections::VecDeque;
@@ -510,8 +511,10 @@ impl PartitionLog {
             tracing::debug!(dir = %self.dir.display(), ?io_mode, "ingest rate changed: rolling to a segment in the other write mode");
         }
         let base_offset = self.offsets.log_end_offset;
-        if io_mode == IoMode::Direct {
-            self.reuse_spare_segment(base_offset);
+        match io_mode {
+            IoMode::Direct => self.reuse_spare_segment(base_offset),
+            // Quiet now: the spare would hold its disk for nothing.
+            IoMode::Buffered => self.remove_spare_segment(),
         }
         // The producer state as of the new segment's start, so recovery only
         // replays the active segment; written once it describes durable data.
@@ -544,6 +547,12 @@ impl PartitionLog {
         if let Err(error) = std::fs::rename(&spare, &target) {
             tracing::warn!(path = %spare.display(), %error, "cannot reuse the spare segment file; removing it");
             let _ = std::fs::remove_file(&spare);
+        }
+    }
+
+    fn remove_spare_segment(&mut self) {
+        if std::mem::take(&mut self.has_spare_segment) {
+            let _ = std::fs::remove_file(self.dir.join(SPARE_SEGMENT_FILE_NAME));
         }
     }
 
