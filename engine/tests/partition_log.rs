@@ -761,24 +761,38 @@ fn big_batch(i: usize) -> BytesMut {
     build_batch(&[(None, Some(&[b'a' + (i % 26) as u8; 8000][..]))], NOW_MS)
 }
 
+/// Segment size of the recycling tests: a few 8 KB batches each.
+const RECYCLING_SEGMENT_BYTES: u64 = 64 * 1024;
+
+/// For the recycling tests: a temp dir that takes O_DIRECT (`None` where the
+/// filesystem refuses it), a direct config with recycling on, and the path
+/// of the partition's spare file.
+fn recycling_setup() -> Option<(tempfile::TempDir, LogConfig, std::path::PathBuf)> {
+    let dir = tempfile::tempdir().expect("tempdir");
+    if probe_direct_io(dir.path()) != IoMode::Direct {
+        return None;
+    }
+    let recycling = LogConfig {
+        recycle_segments: true,
+        ..config(IoMode::Direct, RECYCLING_SEGMENT_BYTES)
+    };
+    let spare = dir
+        .path()
+        .join(ringlog_engine::log::partition_log::SPARE_SEGMENT_FILE_NAME);
+    Some((dir, recycling, spare))
+}
+
 /// With segment recycling, the file retention deletes becomes the next
 /// O_DIRECT segment's. Its old batches (offsets below the new segment's)
 /// stay in the file past what was written, and are never served: not while
 /// running, not after a crash, not after a clean restart.
 #[test]
 fn a_recycled_segment_file_never_serves_its_old_batches() {
-    let dir = tempfile::tempdir().expect("tempdir");
-    if probe_direct_io(dir.path()) != IoMode::Direct {
+    let Some((dir, config, spare)) = recycling_setup() else {
         return;
-    }
-    let segment_bytes = 64 * 1024;
-    let recycling = || LogConfig {
-        recycle_segments: true,
-        ..config(IoMode::Direct, segment_bytes)
     };
-    let spare = dir
-        .path()
-        .join(ringlog_engine::log::partition_log::SPARE_SEGMENT_FILE_NAME);
+    let segment_bytes = RECYCLING_SEGMENT_BYTES;
+    let recycling = || config.clone();
     let newest_segment_file = |dir: &Path| {
         let mut logs: Vec<_> = std::fs::read_dir(dir)
             .expect("dir")
@@ -840,22 +854,17 @@ fn a_recycled_segment_file_never_serves_its_old_batches() {
 /// disk its spare segment file held.
 #[test]
 fn a_partition_that_turns_quiet_removes_its_spare_segment_file() {
-    let dir = tempfile::tempdir().expect("tempdir");
-    if probe_direct_io(dir.path()) != IoMode::Direct {
+    let Some((dir, recycling, spare)) = recycling_setup() else {
         return;
-    }
-    let segment_bytes = 64 * 1024;
+    };
+    let segment_bytes = RECYCLING_SEGMENT_BYTES;
     let auto = LogConfig {
-        recycle_segments: true,
         io_policy: IoPolicy::Auto {
             direct_above_bytes_per_s: segment_bytes,
             core_direct_above_bytes_per_s: u64::MAX / 2,
         },
-        ..config(IoMode::Buffered, segment_bytes)
+        ..recycling
     };
-    let spare = dir
-        .path()
-        .join(ringlog_engine::log::partition_log::SPARE_SEGMENT_FILE_NAME);
     tokio_uring::start(async {
         let log = open(dir.path(), auto, false, 0);
         // 160 KB in 20 ms: well above the partition's threshold, so direct.
@@ -873,5 +882,48 @@ fn a_partition_that_turns_quiet_removes_its_spare_segment_file() {
         }
         assert!(!spare.exists(), "the quiet partition removed its spare");
         PartitionLog::close(&log).await.expect("close");
+    });
+}
+
+/// A fetch that holds a region of a segment file when retention deletes it
+/// still sends that segment's bytes: a file a read holds is deleted, not
+/// recycled, so later segments never overwrite it.
+#[test]
+fn a_segment_file_a_read_still_holds_is_not_recycled() {
+    let Some((dir, recycling, spare)) = recycling_setup() else {
+        return;
+    };
+    let segment_bytes = RECYCLING_SEGMENT_BYTES;
+    tokio_uring::start(async {
+        let log = open(dir.path(), recycling, false, 0);
+        for i in 0..20 {
+            append_durably(&log, big_batch(i)).await;
+        }
+        // A fetch at offset 0, not yet sent: it holds the first segment's file.
+        let held = log.borrow().read(0, 1 << 20, true).expect("read");
+        assert!(held.chunks.iter().all(|c| matches!(c, ReadChunk::File(_))));
+        // Retention deletes only the first segment.
+        assert!(log.borrow().segment_count() >= 3);
+        let deleted = log
+            .borrow_mut()
+            .enforce_retention(-1, segment_bytes as i64, NOW_MS)
+            .expect("retention");
+        assert_eq!(deleted, 1);
+        assert!(!spare.exists(), "the held file was not kept for reuse");
+        for i in 20..60 {
+            append_durably(&log, big_batch(i)).await;
+        }
+        // What the fetch sends now: still the first segment's batches.
+        let mut sent = Vec::new();
+        for chunk in held.chunks {
+            if let ReadChunk::File(region) = chunk {
+                let mut buf = vec![0u8; region.len as usize];
+                region.file.read_exact_at(&mut buf, region.position).expect("pread");
+                sent.extend_from_slice(&buf);
+            }
+        }
+        let bases = batch_offsets(&sent);
+        assert_eq!(bases[0], 0);
+        assert_eq!(bases, (0..bases.len() as i64).collect::<Vec<_>>());
     });
 }

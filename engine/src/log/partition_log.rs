@@ -15,8 +15,9 @@
 //!   batches of offsets below any segment that reuses it, and is reused only
 //!   by a new O_DIRECT segment: recovery's scan stops at a batch below the
 //!   segment's base offset, and sealing truncates the file to what was
-//!   written, so stale bytes are never served. A roll to the page cache
-//!   removes the spare, so only busy partitions hold one.
+//!   written, so stale bytes are never served. A file that a read still
+//!   holds is deleted instead (its fetch must send the old bytes). A roll
+//!   to the page cache removes the spare, so only busy partitions hold one.
 
 use std::cell::RefCell;
 use std::collections::VecDeque;

@@ -461,8 +461,18 @@ impl Segment {
     }
 
     /// Moves the log file to `spare` (for a later segment to reuse) and
-    /// deletes the indexes; false, and nothing moved, if the rename fails.
+    /// deletes the indexes; false, and nothing moved, while a read holds the
+    /// file (a fetch's `sendfile` must find the old bytes there, as it does
+    /// in an unlinked file) or if the rename fails.
     pub fn recycle_log_file(&self, spare: &Path) -> bool {
+        if self
+            .read_file
+            .borrow()
+            .as_ref()
+            .is_some_and(|file| Arc::strong_count(file) > 1)
+        {
+            return false;
+        }
         if let Err(error) = std::fs::rename(&self.log_path, spare) {
             tracing::warn!(path = %self.log_path.display(), %error, "cannot keep the segment file for reuse");
             return false;
