@@ -1,7 +1,7 @@
 #!/usr/bin/env bash
 # The long kill -9 loop: tests/tests/crash_durability.rs with many kills, on a
 # release build. Usage: scripts/crash-loop.sh [KILLS] [SEED]
-#   KILLS  kills per durability mode (default 200; ~1 s each; three modes)
+#   KILLS  kills per durability mode (default 200; ~1 s each; four modes)
 #   SEED   kill-timing seed (default: from the clock; printed for replay)
 # Prints one "crash-loop result:" line per mode; record them in
 # docs/RELIABILITY.md. Exits non-zero if any acknowledged record was lost or

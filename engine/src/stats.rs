@@ -65,6 +65,16 @@ impl LatencyHistogram {
 
 thread_local! {
     static WRITE_LATENCY: RefCell<LatencyHistogram> = RefCell::new(LatencyHistogram::default());
+    static SEGMENTS_RECYCLED: std::cell::Cell<u64> = const { std::cell::Cell::new(0) };
+}
+
+pub(crate) fn count_recycled_segment() {
+    SEGMENTS_RECYCLED.with(|count| count.set(count.get() + 1));
+}
+
+/// Segments of this core's partitions that reused a deleted segment's file.
+pub fn segments_recycled() -> u64 {
+    SEGMENTS_RECYCLED.with(std::cell::Cell::get)
 }
 
 /// Counts one partition write on the calling thread.

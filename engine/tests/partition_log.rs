@@ -824,6 +824,7 @@ fn a_recycled_segment_file_never_serves_its_old_batches() {
             assert!(i < 100, "no roll took the spare");
         }
         append_durably(&log, big_batch(i)).await;
+        assert_eq!(ringlog_engine::stats::segments_recycled(), 1, "counted");
         let recycled = newest_segment_file(dir.path());
         assert!(std::fs::metadata(&recycled).expect("segment").len() >= spare_bytes);
         let start = log.borrow().offsets().log_start_offset;

@@ -397,12 +397,45 @@ impl RawConnection {
 
     /// Every record of `topic`/`partition` from its log start to its high
     /// watermark, as `(offset, value)`. Panics on a batch whose CRC-32C or
-    /// framing is wrong: a broker must never serve one.
+    /// framing is wrong: a broker must never serve one. If retention moves
+    /// the log start past the read meanwhile, reads again from the new start.
     pub fn read_partition(&mut self, topic: &str, partition: i32) -> Vec<(i64, Vec<u8>)> {
+        const ATTEMPTS: usize = 20;
+        for _ in 0..ATTEMPTS {
+            let start = self.earliest_offset(topic, partition);
+            if let Some(records) = self.read_partition_from(topic, partition, start) {
+                return records;
+            }
+        }
+        panic!("{topic}/{partition}: {ATTEMPTS} reads from the log start were out of range (retention outran them?)");
+    }
+
+    /// The log start offset (ListOffsets, earliest).
+    pub fn earliest_offset(&mut self, topic: &str, partition: i32) -> i64 {
+        use kafka_protocol::messages::list_offsets_request::{ListOffsetsPartition, ListOffsetsTopic};
+        use kafka_protocol::messages::{BrokerId, ListOffsetsRequest};
+        const EARLIEST: i64 = -2;
+        let request = ListOffsetsRequest::default()
+            .with_replica_id(BrokerId(-1))
+            .with_topics(vec![ListOffsetsTopic::default()
+                .with_name(topic_name(topic))
+                .with_partitions(vec![ListOffsetsPartition::default()
+                    .with_partition_index(partition)
+                    .with_current_leader_epoch(-1)
+                    .with_timestamp(EARLIEST)])]);
+        let response = self.request(4, &request);
+        let answer = &response.topics[0].partitions[0];
+        assert_eq!(answer.error_code, 0, "ListOffsets {topic}/{partition}");
+        answer.offset
+    }
+
+    /// `read_partition` from `start`; `None` if the log start passed the read.
+    fn read_partition_from(&mut self, topic: &str, partition: i32, start: i64) -> Option<Vec<(i64, Vec<u8>)>> {
         use kafka_protocol::messages::fetch_request::{FetchPartition, FetchTopic};
         use ringlog_engine::batch::{batch_total_bytes, parse_records, validate_batch};
+        const OFFSET_OUT_OF_RANGE: i16 = 1;
         let mut records = Vec::new();
-        let mut offset = 0;
+        let mut offset = start;
         loop {
             let request = kafka_protocol::messages::FetchRequest::default()
                 .with_max_wait_ms(0)
@@ -416,6 +449,9 @@ impl RawConnection {
                         .with_partition_max_bytes(1 << 20)])]);
             let response = self.request(11, &request);
             let data = &response.responses[0].partitions[0];
+            if data.error_code == OFFSET_OUT_OF_RANGE {
+                return None;
+            }
             assert_eq!(
                 data.error_code, 0,
                 "fetching {topic}/{partition} at {offset} (log start {}, high watermark {})",
@@ -445,7 +481,7 @@ impl RawConnection {
                 rest = &rest[total_bytes..];
             }
             if offset >= data.high_watermark {
-                return records;
+                return Some(records);
             }
         }
     }

@@ -144,23 +144,29 @@ fn produce_until_stopped(shared: &Shared, producer_id: i64) {
     }
 }
 
-/// Every partition holds records `0..n` in order, once each, with `n >= acked`.
-/// Returns the records present.
-fn verify(broker: &RunningBroker, acked: &[i64], when: &str) -> i64 {
+/// Every partition holds records `k..n` in order, once each, with `n >= acked`
+/// and `k == 0` unless retention may have deleted a prefix. Returns the sum
+/// of the `n`s (with `k == 0`, the records present).
+fn verify(broker: &RunningBroker, acked: &[i64], when: &str, retention: bool) -> i64 {
     let mut connection = RawConnection::connect(broker.bootstrap());
-    let mut present = 0;
+    let mut ends = 0;
     for partition in 0..PARTITIONS {
         let records = connection.read_partition(TOPIC, partition);
-        let held = records.len() as i64;
+        let first = records.first().map_or(0, |(_, value)| record_number(value));
+        assert!(
+            retention || first == 0,
+            "{when}: partition {partition} starts at record {first}: lost 0..{first}"
+        );
+        let end = first + records.len() as i64;
         let acked = acked[partition as usize];
         assert!(
-            held >= acked,
-            "{when}: partition {partition} holds {held} records but {acked} were acknowledged: lost {}",
-            acked - held
+            end >= acked,
+            "{when}: partition {partition} holds records up to {end} but {acked} were acknowledged: lost {}",
+            acked - end
         );
         let mut previous_offset = -1;
         for (index, (offset, value)) in records.iter().enumerate() {
-            let expected = record_value(partition, index as i64);
+            let expected = record_value(partition, first + index as i64);
             // Offsets rise; they may skip where a roll's new segment outlived
             // the unacknowledged tail of the one before it.
             assert!(*offset > previous_offset, "{when}: partition {partition}: offsets rise");
@@ -171,9 +177,18 @@ fn verify(broker: &RunningBroker, acked: &[i64], when: &str) -> i64 {
                 "{when}: partition {partition} offset {offset}: each record once, in order"
             );
         }
-        present += held;
+        ends += end;
     }
-    present
+    ends
+}
+
+/// The number in a value [`record_value`] made.
+fn record_number(value: &[u8]) -> i64 {
+    let text = String::from_utf8_lossy(value);
+    text.rsplit('-')
+        .next()
+        .and_then(|number| number.parse().ok())
+        .unwrap_or_else(|| panic!("not a numbered record: {text:?}"))
 }
 
 /// xorshift64: reproducible kill timings from a printed seed.
@@ -196,8 +211,20 @@ fn acked_total(shared: &Shared) -> i64 {
     shared.acked.lock().expect("acked").iter().sum()
 }
 
-/// Returns the broker, still serving, for checks of its files.
-fn crash_loop(settings: &[(&str, &str)], default_kills: u64) -> RunningBroker {
+/// Segments the broker's cores recycled since it started (`/metrics`).
+fn segments_recycled(broker: &RunningBroker) -> f64 {
+    broker
+        .http_get("/metrics")
+        .lines()
+        .filter(|line| line.starts_with("ringlog_core_segments_recycled_total{"))
+        .filter_map(|line| line.rsplit(' ').next()?.parse::<f64>().ok())
+        .sum()
+}
+
+/// Returns the broker, still serving, for checks of its files, and how many
+/// segments its incarnations recycled (each counted just before its end).
+fn crash_loop(settings: &[(&str, &str)], default_kills: u64) -> (RunningBroker, f64) {
+    let retention = settings.iter().any(|(key, _)| *key == "log.retention.bytes");
     let kills = env_number("RINGLOG_CRASH_KILLS", default_kills);
     let clock_seed = std::time::SystemTime::now()
         .duration_since(std::time::UNIX_EPOCH)
@@ -218,6 +245,7 @@ fn crash_loop(settings: &[(&str, &str)], default_kills: u64) -> RunningBroker {
         std::thread::spawn(move || produce_until_stopped(&shared, producer_id))
     };
     let started = Instant::now();
+    let mut recycled = 0.0;
     for kill in 1..=kills {
         // Kill under load: only once the producer got acknowledgements from
         // this incarnation, then after a random extra delay.
@@ -231,11 +259,12 @@ fn crash_loop(settings: &[(&str, &str)], default_kills: u64) -> RunningBroker {
             std::thread::sleep(Duration::from_millis(5));
         }
         std::thread::sleep(Duration::from_millis(rng.below(300)));
+        recycled += segments_recycled(&broker);
         broker.kill();
         let acked = shared.acked.lock().expect("acked").clone();
         broker.restart();
         *shared.address.lock().expect("address") = broker.bootstrap().to_string();
-        let present = verify(&broker, &acked, &format!("after kill {kill}"));
+        let present = verify(&broker, &acked, &format!("after kill {kill}"), retention);
         println!(
             "kill {kill}: acknowledged {} records, {present} present",
             acked.iter().sum::<i64>()
@@ -244,10 +273,11 @@ fn crash_loop(settings: &[(&str, &str)], default_kills: u64) -> RunningBroker {
     shared.stop.store(true, Ordering::Relaxed);
     producer.join().expect("producer thread");
     let acked = shared.acked.lock().expect("acked").clone();
+    recycled += segments_recycled(&broker);
     // A clean stop and start keeps everything too.
     broker.stop();
     broker.restart();
-    let present = verify(&broker, &acked, "after the final clean restart");
+    let present = verify(&broker, &acked, "after the final clean restart", retention);
     let acked_records: i64 = acked.iter().sum();
     assert_eq!(
         present, acked_records,
@@ -257,7 +287,7 @@ fn crash_loop(settings: &[(&str, &str)], default_kills: u64) -> RunningBroker {
         "crash-loop result: kills={kills} seed={seed} acked_records={acked_records} lost=0 duplicated=0 corrupt=0 elapsed_s={:.0}",
         started.elapsed().as_secs_f64()
     );
-    broker
+    (broker, recycled)
 }
 
 #[test]
@@ -278,7 +308,7 @@ fn a_process_kill_loses_nothing_acknowledged_with_flush_never() {
 /// under load, so kills land before, during and after the switch.
 #[test]
 fn a_process_kill_loses_nothing_acknowledged_while_partitions_switch_write_modes() {
-    let broker = crash_loop(
+    let (broker, _) = crash_loop(
         &[("log.io.mode", "auto"), ("log.io.auto.direct.bytes.per.second", "4096")],
         4,
     );
@@ -294,4 +324,27 @@ fn a_process_kill_loses_nothing_acknowledged_while_partitions_switch_write_modes
         segments > 1,
         "the write mode changed at least once: {segments} segments"
     );
+}
+
+/// Retention deleting segments all along, with recycling: each new O_DIRECT
+/// segment reuses a deleted one's file, so kills land while recycled files
+/// hold new batches followed by old ones. Recovery must take only the new.
+#[test]
+fn a_process_kill_loses_nothing_acknowledged_while_segment_files_are_recycled() {
+    let (broker, recycled) = crash_loop(
+        &[
+            ("log.io.mode", "direct"),
+            ("log.segment.recycle", "true"),
+            ("log.segment.bytes", "4096"),
+            ("log.retention.bytes", "8192"),
+            ("log.retention.check.interval.ms", "100"),
+        ],
+        4,
+    );
+    let first_segment = broker
+        .data_dir()
+        .join(format!("{TOPIC}-0"))
+        .join("00000000000000000000.log");
+    assert!(!first_segment.exists(), "retention deleted segments");
+    assert!(recycled > 0.0, "segment files were reused while the broker was killed");
 }

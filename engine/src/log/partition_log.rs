@@ -545,9 +545,12 @@ impl PartitionLog {
         self.has_spare_segment = false;
         let spare = self.dir.join(SPARE_SEGMENT_FILE_NAME);
         let target = segment::segment_path(&self.dir, base_offset, segment::LOG_SUFFIX);
-        if let Err(error) = std::fs::rename(&spare, &target) {
-            tracing::warn!(path = %spare.display(), %error, "cannot reuse the spare segment file; removing it");
-            let _ = std::fs::remove_file(&spare);
+        match std::fs::rename(&spare, &target) {
+            Ok(()) => crate::stats::count_recycled_segment(),
+            Err(error) => {
+                tracing::warn!(path = %spare.display(), %error, "cannot reuse the spare segment file; removing it");
+                let _ = std::fs::remove_file(&spare);
+            }
         }
     }
 

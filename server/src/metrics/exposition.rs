@@ -236,7 +236,7 @@ fn render_requests(out: &mut String, scrape: &Scrape) {
 }
 
 fn render_cores(out: &mut String, scrape: &Scrape) {
-    let per_core: [CoreFamily; 10] = [
+    let per_core: [CoreFamily; 11] = [
         (
             "ringlog_core_busy_seconds_total",
             "counter",
@@ -263,6 +263,12 @@ fn render_cores(out: &mut String, scrape: &Scrape) {
             "gauge",
             "Partitions the core owns whose active segment is written with O_DIRECT (log.io.mode=auto moves busy partitions there).",
             |c| c.partitions.iter().filter(|p| p.writes_direct).count() as f64,
+        ),
+        (
+            "ringlog_core_segments_recycled_total",
+            "counter",
+            "New O_DIRECT segments that reused the file of a segment retention deleted (log.segment.recycle).",
+            |c| c.segments_recycled as f64,
         ),
         (
             "ringlog_core_connections",
@@ -410,6 +416,7 @@ mod tests {
                 writes.observe(std::time::Duration::from_millis(2));
                 writes
             },
+            segments_recycled: core_id as u64,
         }
     }
 
@@ -441,6 +448,7 @@ mod tests {
         assert!(text.contains("ringlog_core_queue_depth{core=\"1\"} 3\n"));
         assert!(text.contains("ringlog_core_partitions_direct{core=\"0\"} 0\n"));
         assert!(text.contains("ringlog_core_partitions_direct{core=\"1\"} 1\n"));
+        assert!(text.contains("ringlog_core_segments_recycled_total{core=\"1\"} 1\n"));
         assert!(text.contains("ringlog_log_write_duration_seconds_bucket{le=\"0.001\"} 0\n"));
         assert!(text.contains("ringlog_log_write_duration_seconds_bucket{le=\"0.0025\"} 2\n"));
         assert!(text.contains("ringlog_log_write_duration_seconds_bucket{le=\"+Inf\"} 2\n"));

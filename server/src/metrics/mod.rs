@@ -278,6 +278,7 @@ pub struct CoreSnapshot {
     pub committed: Vec<CommittedStats>,
     /// Partition writes (and fsyncs) of this core's partitions.
     pub log_writes: LatencyHistogram,
+    pub segments_recycled: u64,
     /// The batch cache: bytes held and its current budget.
     pub cache_used_bytes: usize,
     pub cache_budget_bytes: usize,

@@ -1277,6 +1277,7 @@ impl Shard {
             partitions,
             committed,
             log_writes: ringlog_engine::stats::write_latency(),
+            segments_recycled: ringlog_engine::stats::segments_recycled(),
             cache_used_bytes: self.cache.borrow().used_bytes(),
             cache_budget_bytes: self.cache.borrow().budget_bytes(),
         }
