@@ -156,6 +156,17 @@ impl RunningBroker {
         body.to_string()
     }
 
+    /// The sum over all label sets of the Prometheus metric `name` (a
+    /// per-core family summed over the cores).
+    pub fn metric_sum(&self, name: &str) -> f64 {
+        let prefix = format!("{name}{{");
+        self.http_get("/metrics")
+            .lines()
+            .filter(|line| line.starts_with(&prefix))
+            .filter_map(|line| line.rsplit(' ').next()?.parse::<f64>().ok())
+            .sum()
+    }
+
     /// `host:port` for `bootstrap.servers`.
     pub fn bootstrap(&self) -> &str {
         &self.address

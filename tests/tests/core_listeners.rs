@@ -45,12 +45,7 @@ fn leaders(response: &MetadataResponse) -> Vec<i32> {
 }
 
 fn messages_to_other_cores(broker: &RunningBroker) -> u64 {
-    broker
-        .http_get("/metrics")
-        .lines()
-        .filter(|line| line.starts_with("ringlog_core_messages_to_other_cores_total{"))
-        .filter_map(|line| line.rsplit(' ').next()?.parse::<f64>().ok())
-        .sum::<f64>() as u64
+    broker.metric_sum("ringlog_core_messages_to_other_cores_total") as u64
 }
 
 #[test]

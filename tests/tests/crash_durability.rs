@@ -211,16 +211,6 @@ fn acked_total(shared: &Shared) -> i64 {
     shared.acked.lock().expect("acked").iter().sum()
 }
 
-/// Segments the broker's cores recycled since it started (`/metrics`).
-fn segments_recycled(broker: &RunningBroker) -> f64 {
-    broker
-        .http_get("/metrics")
-        .lines()
-        .filter(|line| line.starts_with("ringlog_core_segments_recycled_total{"))
-        .filter_map(|line| line.rsplit(' ').next()?.parse::<f64>().ok())
-        .sum()
-}
-
 /// Returns the broker, still serving, for checks of its files, and how many
 /// segments its incarnations recycled (each counted just before its end).
 fn crash_loop(settings: &[(&str, &str)], default_kills: u64) -> (RunningBroker, f64) {
@@ -259,7 +249,7 @@ fn crash_loop(settings: &[(&str, &str)], default_kills: u64) -> (RunningBroker, 
             std::thread::sleep(Duration::from_millis(5));
         }
         std::thread::sleep(Duration::from_millis(rng.below(300)));
-        recycled += segments_recycled(&broker);
+        recycled += broker.metric_sum("ringlog_core_segments_recycled_total");
         broker.kill();
         let acked = shared.acked.lock().expect("acked").clone();
         broker.restart();
@@ -273,7 +263,7 @@ fn crash_loop(settings: &[(&str, &str)], default_kills: u64) -> (RunningBroker, 
     shared.stop.store(true, Ordering::Relaxed);
     producer.join().expect("producer thread");
     let acked = shared.acked.lock().expect("acked").clone();
-    recycled += segments_recycled(&broker);
+    recycled += broker.metric_sum("ringlog_core_segments_recycled_total");
     // A clean stop and start keeps everything too.
     broker.stop();
     broker.restart();

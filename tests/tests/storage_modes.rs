@@ -326,12 +326,7 @@ fn auto_mode_writes_busy_partitions_direct_and_quiet_ones_through_the_page_cache
     for _ in 0..20 {
         assert_eq!(producer.produce("busy", 0, batch(10_000)).0, 0);
     }
-    let direct_partitions: f64 = broker
-        .http_get("/metrics")
-        .lines()
-        .filter(|line| line.starts_with("ringlog_core_partitions_direct{"))
-        .filter_map(|line| line.rsplit(' ').next()?.parse::<f64>().ok())
-        .sum();
+    let direct_partitions = broker.metric_sum("ringlog_core_partitions_direct");
     assert_eq!(direct_partitions, 1.0, "only the busy partition writes direct");
     let segments = |partition_dir: &str| {
         std::fs::read_dir(broker.data_dir().join(partition_dir))
