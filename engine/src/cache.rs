@@ -203,18 +203,16 @@ impl BatchCache {
         min_one_batch: bool,
         high_watermark: i64,
     ) -> Option<CachedRead> {
-        let in_cache = self
+        let Some(batches) = self
             .partitions
             .get(&key)
-            .and_then(VecDeque::front)
-            .is_some_and(|first| first.base_offset <= offset);
-        if !in_cache {
+            .filter(|batches| batches.front().is_some_and(|first| first.base_offset <= offset))
+        else {
             if self.evicted.contains(key, offset) {
                 self.grow();
             }
             return None;
-        }
-        let batches = self.partitions.get(&key)?;
+        };
         let start = batches.partition_point(|b| b.next_offset <= offset);
         if start == batches.len() {
             return None;

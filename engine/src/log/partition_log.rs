@@ -539,10 +539,9 @@ impl PartitionLog {
     /// at `base_offset` (not yet created). Its old bytes are batches below
     /// `base_offset`, which recovery never takes for this segment's.
     fn reuse_spare_segment(&mut self, base_offset: i64) {
-        if !self.has_spare_segment {
+        if !std::mem::take(&mut self.has_spare_segment) {
             return;
         }
-        self.has_spare_segment = false;
         let spare = self.dir.join(SPARE_SEGMENT_FILE_NAME);
         let target = segment::segment_path(&self.dir, base_offset, segment::LOG_SUFFIX);
         match std::fs::rename(&spare, &target) {

@@ -477,16 +477,17 @@ impl Segment {
             tracing::warn!(path = %self.log_path.display(), %error, "cannot keep the segment file for reuse");
             return false;
         }
-        let dir = self.log_path.parent().unwrap_or(Path::new("."));
-        for suffix in [OFFSET_INDEX_SUFFIX, TIME_INDEX_SUFFIX] {
-            let _ = std::fs::remove_file(segment_path(dir, self.base_offset, suffix));
-        }
+        self.remove_files(&[OFFSET_INDEX_SUFFIX, TIME_INDEX_SUFFIX]);
         true
     }
 
     pub fn delete_files(&self) {
+        self.remove_files(&[LOG_SUFFIX, OFFSET_INDEX_SUFFIX, TIME_INDEX_SUFFIX]);
+    }
+
+    fn remove_files(&self, suffixes: &[&str]) {
         let dir = self.log_path.parent().unwrap_or(Path::new("."));
-        for suffix in [LOG_SUFFIX, OFFSET_INDEX_SUFFIX, TIME_INDEX_SUFFIX] {
+        for suffix in suffixes {
             let _ = std::fs::remove_file(segment_path(dir, self.base_offset, suffix));
         }
     }
