@@ -18,6 +18,7 @@
 pub mod batch;
 pub mod cache;
 pub mod compression;
+pub mod deferred_delete;
 pub mod error;
 pub mod fuzzing;
 pub mod io;

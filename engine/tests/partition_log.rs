@@ -8,6 +8,7 @@ use std::rc::Rc;
 
 use bytes::{Bytes, BytesMut};
 use ringlog_engine::batch::{build_batch, validate_batch};
+use ringlog_engine::deferred_delete;
 use ringlog_engine::io::probe_direct_io;
 use ringlog_engine::log::io_policy;
 use ringlog_engine::{BatchCache, IoMode, IoPolicy, LogConfig, LogError, PartitionLog, ReadChunk, SharedLog};
@@ -523,6 +524,45 @@ fn retention_deletes_old_closed_segments_and_delete_records_moves_the_start() {
             "the start survives a restart"
         );
         assert_eq!(offsets.log_start_offset % 2, 1, "inside a batch, from DeleteRecords");
+    });
+}
+
+#[test]
+fn a_start_that_retention_moved_survives_a_crash_without_a_checkpoint_file() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let start_before_crash = tokio_uring::start(async {
+        let log = open(dir.path(), config(IoMode::Buffered, 2048), false, 0);
+        for i in 0..100 {
+            append_durably(&log, value_batch(i, NOW_MS)).await;
+        }
+        let deleted = log.borrow_mut().enforce_retention(-1, 4096, NOW_MS).expect("retention");
+        assert!(deleted > 0);
+        let start = log.borrow().offsets().log_start_offset;
+        assert!(start > 0);
+        start // the log is dropped without closing: a crash
+    });
+    assert!(
+        !dir.path().join("log-start-offset").exists(),
+        "a start on a segment boundary is derived, not checkpointed"
+    );
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(10);
+    while std::fs::read_dir(dir.path())
+        .expect("list")
+        .flatten()
+        .any(|entry| deferred_delete::is_deleted_name(&entry.file_name().to_string_lossy()))
+    {
+        assert!(std::time::Instant::now() < deadline, "deleted segment files never went");
+        std::thread::yield_now();
+    }
+    tokio_uring::start(async {
+        let log = open(dir.path(), config(IoMode::Buffered, 2048), false, 0);
+        let offsets = log.borrow().offsets();
+        assert_eq!(offsets.log_start_offset, start_before_crash);
+        assert_eq!(offsets.log_end_offset, 200);
+        assert!(matches!(
+            log.borrow().read(start_before_crash - 1, 100, true),
+            Err(LogError::OffsetOutOfRange { .. })
+        ));
     });
 }
 

@@ -226,6 +226,8 @@ fn serve(args: ServeArgs) -> anyhow::Result<()> {
     let mut config = BrokerConfig::load(args.config.as_deref(), &args.set)?;
     std::fs::create_dir_all(&args.data_dir).with_context(|| format!("creating {}", args.data_dir.display()))?;
     let _lock = lock_data_dir(&args.data_dir)?;
+    // Partition directories a crash left half deleted.
+    ringlog_engine::deferred_delete::remove_leftovers(&args.data_dir);
     let clean_marker = args.data_dir.join(CLEAN_SHUTDOWN_FILE_NAME);
     let clean_shutdown = clean_marker.exists();
     let io_mode = match config.log_io_mode {

@@ -18,6 +18,7 @@ use std::rc::Rc;
 use std::sync::Arc;
 
 use crate::batch::{self, BatchHeader, BATCH_HEADER_BYTES, LOG_OVERHEAD_BYTES};
+use crate::deferred_delete;
 use crate::error::{LogError, Result};
 use crate::io::{self, IoMode, SegmentWriter};
 use crate::log::index::{OffsetEntry, OffsetIndex, TimeEntry, TimeIndex};
@@ -485,10 +486,15 @@ impl Segment {
         self.remove_files(&[LOG_SUFFIX, OFFSET_INDEX_SUFFIX, TIME_INDEX_SUFFIX]);
     }
 
+    /// The names go at once; the unlinks, which free the extents of a large
+    /// file, run off this thread (`crate::deferred_delete`).
     fn remove_files(&self, suffixes: &[&str]) {
         let dir = self.log_path.parent().unwrap_or(Path::new("."));
         for suffix in suffixes {
-            let _ = std::fs::remove_file(segment_path(dir, self.base_offset, suffix));
+            let path = segment_path(dir, self.base_offset, suffix);
+            if let Err(error) = deferred_delete::delete_file_later(&path) {
+                tracing::warn!(path = %path.display(), %error, "deleting segment file failed");
+            }
         }
     }
 }
