@@ -18,8 +18,8 @@
 pub mod batch;
 pub mod cache;
 pub mod compression;
-pub mod deferred_delete;
 pub mod error;
+pub mod fs_offload;
 pub mod fuzzing;
 pub mod io;
 pub mod limits;

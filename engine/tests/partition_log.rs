@@ -8,7 +8,7 @@ use std::rc::Rc;
 
 use bytes::{Bytes, BytesMut};
 use ringlog_engine::batch::{build_batch, validate_batch};
-use ringlog_engine::deferred_delete;
+use ringlog_engine::fs_offload;
 use ringlog_engine::io::probe_direct_io;
 use ringlog_engine::log::io_policy;
 use ringlog_engine::{BatchCache, IoMode, IoPolicy, LogConfig, LogError, PartitionLog, ReadChunk, SharedLog};
@@ -203,6 +203,13 @@ fn auto_io_follows_the_ingest_rate_segment_by_segment() {
 }
 
 /// Base offsets of every batch, read from the start (CRCs checked).
+/// Waits for the background file work of `log`'s partition (a rolled
+/// segment is deleted, recycled or compacted only once its seal's files are
+/// written).
+fn settle_files(log: &SharedLog) {
+    fs_offload::wait_for(log.borrow().dir());
+}
+
 fn read_all_offsets(log: &SharedLog) -> Vec<i64> {
     read_offsets_from(log, 0, 2)
 }
@@ -483,6 +490,7 @@ fn retention_deletes_old_closed_segments_and_delete_records_moves_the_start() {
         let segments_before = log.borrow().segment_count();
         assert!(segments_before > 3);
         // By size: keep at most ~4 KiB.
+        settle_files(&log);
         let deleted = log.borrow_mut().enforce_retention(-1, 4096, NOW_MS).expect("retention");
         assert!(deleted > 0);
         assert!(
@@ -497,6 +505,7 @@ fn retention_deletes_old_closed_segments_and_delete_records_moves_the_start() {
         ));
         assert!(!log.borrow().read(start, 100, true).expect("readable").chunks.is_empty());
         // By time: everything older than 10 s goes, but the active segment stays.
+        settle_files(&log);
         log.borrow_mut()
             .enforce_retention(10_000, -1, NOW_MS)
             .expect("retention");
@@ -527,6 +536,43 @@ fn retention_deletes_old_closed_segments_and_delete_records_moves_the_start() {
     });
 }
 
+/// A roll's seal writes its files on the background thread; until then the
+/// segment is neither deleted nor indexed on disk, afterwards both.
+#[test]
+fn retention_waits_for_a_segment_whose_seal_files_are_pending() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    tokio_uring::start(async {
+        let log = open(dir.path(), config(IoMode::Buffered, 2048), false, 0);
+        // Hold the background thread, so every seal queues behind this job.
+        let (release, gate) = std::sync::mpsc::channel::<()>();
+        let handle = fs_offload::DirHandle::open(dir.path()).expect("dir handle");
+        fs_offload::submit(&handle, move || {
+            let _ = gate.recv();
+        });
+        for i in 0..100 {
+            append_durably(&log, value_batch(i, NOW_MS)).await;
+        }
+        assert!(log.borrow().segment_count() > 3);
+        let first_index = dir.path().join("00000000000000000000.index");
+        assert!(!first_index.exists(), "indexed before its seal ran");
+        let deleted = log.borrow_mut().enforce_retention(-1, 0, NOW_MS).expect("retention");
+        assert_eq!(deleted, 0, "deleted a segment whose seal is pending");
+        release.send(()).expect("release");
+        settle_files(&log);
+        assert!(first_index.exists(), "the seal wrote the index");
+        let snapshots = std::fs::read_dir(dir.path())
+            .expect("list")
+            .flatten()
+            .filter(|entry| entry.file_name().to_string_lossy().ends_with(".snapshot"))
+            .count();
+        assert_eq!(snapshots, 2, "a snapshot per roll, the two latest kept");
+        let deleted = log.borrow_mut().enforce_retention(-1, 0, NOW_MS).expect("retention");
+        assert!(deleted > 0);
+        assert_eq!(log.borrow().segment_count(), 1, "only the active segment is left");
+        PartitionLog::close(&log).await.expect("close");
+    });
+}
+
 #[test]
 fn a_start_that_retention_moved_survives_a_crash_without_a_checkpoint_file() {
     let dir = tempfile::tempdir().expect("tempdir");
@@ -535,6 +581,7 @@ fn a_start_that_retention_moved_survives_a_crash_without_a_checkpoint_file() {
         for i in 0..100 {
             append_durably(&log, value_batch(i, NOW_MS)).await;
         }
+        settle_files(&log);
         let deleted = log.borrow_mut().enforce_retention(-1, 4096, NOW_MS).expect("retention");
         assert!(deleted > 0);
         let start = log.borrow().offsets().log_start_offset;
@@ -549,7 +596,7 @@ fn a_start_that_retention_moved_survives_a_crash_without_a_checkpoint_file() {
     while std::fs::read_dir(dir.path())
         .expect("list")
         .flatten()
-        .any(|entry| deferred_delete::is_deleted_name(&entry.file_name().to_string_lossy()))
+        .any(|entry| fs_offload::is_deleted_name(&entry.file_name().to_string_lossy()))
     {
         assert!(std::time::Instant::now() < deadline, "deleted segment files never went");
         std::thread::yield_now();
@@ -609,6 +656,7 @@ fn compaction_keeps_the_latest_value_per_key_and_survives_interruption() {
         }
         let before = all_records(&log);
         assert_eq!(before.len(), 120);
+        settle_files(&log);
         let plan = log
             .borrow()
             .plan_compaction(&policy, NOW_MS)
@@ -848,6 +896,7 @@ fn a_recycled_segment_file_never_serves_its_old_batches() {
             append_durably(&log, big_batch(i)).await;
         }
         assert!(log.borrow().segment_count() >= 3, "segments rolled");
+        settle_files(&log);
         let deleted = log
             .borrow_mut()
             .enforce_retention(-1, segment_bytes as i64, NOW_MS)
@@ -912,6 +961,7 @@ fn a_partition_that_turns_quiet_removes_its_spare_segment_file() {
         for i in 0..20 {
             append_durably_at(&log, big_batch(i), NOW_MS + i as i64).await;
         }
+        settle_files(&log);
         log.borrow_mut()
             .enforce_retention(-1, segment_bytes as i64, NOW_MS + 20)
             .expect("retention");
@@ -945,6 +995,7 @@ fn a_segment_file_a_read_still_holds_is_not_recycled() {
         assert!(held.chunks.iter().all(|c| matches!(c, ReadChunk::File(_))));
         // Retention deletes only the first segment.
         assert!(log.borrow().segment_count() >= 3);
+        settle_files(&log);
         let deleted = log
             .borrow_mut()
             .enforce_retention(-1, segment_bytes as i64, NOW_MS)

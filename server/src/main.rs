@@ -227,7 +227,7 @@ fn serve(args: ServeArgs) -> anyhow::Result<()> {
     std::fs::create_dir_all(&args.data_dir).with_context(|| format!("creating {}", args.data_dir.display()))?;
     let _lock = lock_data_dir(&args.data_dir)?;
     // Partition directories a crash left half deleted.
-    ringlog_engine::deferred_delete::remove_leftovers(&args.data_dir);
+    ringlog_engine::fs_offload::remove_leftovers(&args.data_dir);
     let clean_marker = args.data_dir.join(CLEAN_SHUTDOWN_FILE_NAME);
     let clean_shutdown = clean_marker.exists();
     let io_mode = match config.log_io_mode {
@@ -342,8 +342,10 @@ fn serve(args: ServeArgs) -> anyhow::Result<()> {
         let _ = thread.join();
     }
     if all_closed {
-        // Indexes and snapshots were written without fsyncs: one syncfs makes
-        // them durable before the marker says they can be trusted.
+        // Seals and snapshots still on the background thread first. Indexes
+        // and snapshots were written without fsyncs: one syncfs makes them
+        // durable before the marker says they can be trusted.
+        ringlog_engine::fs_offload::wait_for_all();
         ringlog_engine::io::sync_filesystem(&args.data_dir)
             .with_context(|| format!("syncing {}", args.data_dir.display()))?;
         ringlog_engine::io::write_file_durably(&clean_marker, b"")

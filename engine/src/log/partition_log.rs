@@ -11,6 +11,11 @@
 //!   fsynced when the flush policy says so); reads never pass it, so a reader
 //!   never sees a record that a crash under the chosen policy could lose.
 //! - Only the last segment is active (has a writer and takes appends).
+//! - A rolled segment's seal (truncation, index files) and the producer
+//!   snapshots are written on the background thread (`crate::fs_offload`);
+//!   retention, DeleteRecords, compaction and recycling touch only settled
+//!   segments (seal done), so no pending job truncates or indexes a file that
+//!   was deleted, reused or rewritten meanwhile.
 //! - A recycled segment file (see [`SPARE_SEGMENT_FILE_NAME`]) holds only
 //!   batches of offsets below any segment that reuses it, and is reused only
 //!   by a new O_DIRECT segment: recovery's scan stops at a batch below the
@@ -30,8 +35,8 @@ use tokio::sync::oneshot;
 
 use crate::batch::{self, BatchHeader, StoredBatch};
 use crate::cache::{BatchCache, CachedBatch, PartitionKey};
-use crate::deferred_delete;
 use crate::error::{LogError, Result};
+use crate::fs_offload::{self, DirHandle};
 use crate::io::{self, IoMode, SegmentWriter};
 use crate::limits::{DATA_WAITERS_MAX, WRITE_JOB_BYTES_MAX};
 use crate::log::compaction::{self, CleanStats, CompactionPolicy, OffsetMap};
@@ -205,6 +210,8 @@ enum WriterStep {
 
 pub struct PartitionLog {
     dir: PathBuf,
+    /// `dir` for work on the background thread (`crate::fs_offload`).
+    dir_handle: DirHandle,
     key: PartitionKey,
     config: LogConfig,
     /// Picks the write mode of each new segment from the ingest rate.
@@ -232,6 +239,10 @@ pub struct PartitionLog {
     /// order; each is written once every batch below its offset is durable
     /// (see [`Self::write_durable_snapshots`]).
     unwritten_snapshots: VecDeque<(i64, Vec<u8>)>,
+    /// Offsets of the snapshot files, ascending, as the background thread
+    /// will have left them (listing the directory cost the core a
+    /// millisecond while the thread was writing in it).
+    snapshot_offsets: Vec<i64>,
     cache: Rc<RefCell<BatchCache>>,
     wake_writer: Rc<LocalNotify>,
     /// [`SPARE_SEGMENT_FILE_NAME`] exists in `dir`.
@@ -264,6 +275,10 @@ impl PartitionLog {
         now_ms: i64,
     ) -> Result<SharedLog> {
         std::fs::create_dir_all(dir).map_err(|e| LogError::io("creating partition dir", dir, e))?;
+        // A reopen (after a failed write) reads what the last one's seals
+        // and snapshots, still on the background thread, would write.
+        fs_offload::wait_for(dir);
+        let dir_handle = DirHandle::open(dir).map_err(|e| LogError::io("opening partition dir", dir, e))?;
         let mut segments = open_segments(dir, &config, clean_shutdown, now_ms)?;
         let io_chooser = IoModeChooser::new(config.io_policy, now_ms);
         if segments.is_empty() {
@@ -284,10 +299,13 @@ impl PartitionLog {
             .min(log_end_offset);
         let epochs = LeaderEpochCache::load_or_create(dir, config.leader_epoch, log_start_offset)?;
         remove_snapshots_above(dir, log_end_offset);
+        let mut snapshot_offsets = list_snapshots(dir);
+        snapshot_offsets.sort_unstable();
         let producers = rebuild_producer_state(dir, &segments, log_start_offset, log_end_offset)?;
         let wake_writer = Rc::new(LocalNotify::default());
         let log = Self {
             dir: dir.to_path_buf(),
+            dir_handle,
             key,
             config,
             io_chooser,
@@ -311,6 +329,7 @@ impl PartitionLog {
             durable_waiters: VecDeque::new(),
             data_waiters: Vec::new(),
             unwritten_snapshots: VecDeque::new(),
+            snapshot_offsets,
             cache,
             wake_writer: wake_writer.clone(),
             has_spare_segment: dir.join(SPARE_SEGMENT_FILE_NAME).exists(),
@@ -561,14 +580,14 @@ impl PartitionLog {
             Ok(()) => crate::stats::count_recycled_segment(),
             Err(error) => {
                 tracing::warn!(path = %spare.display(), %error, "cannot reuse the spare segment file; removing it");
-                let _ = deferred_delete::delete_file_later(&spare);
+                let _ = fs_offload::delete_file_later(&spare);
             }
         }
     }
 
     fn remove_spare_segment(&mut self) {
         if std::mem::take(&mut self.has_spare_segment) {
-            let _ = deferred_delete::delete_file_later(&self.dir.join(SPARE_SEGMENT_FILE_NAME));
+            let _ = fs_offload::delete_file_later(&self.dir.join(SPARE_SEGMENT_FILE_NAME));
         }
     }
 
@@ -577,9 +596,7 @@ impl PartitionLog {
         let active_index = self.segments.len() - 1;
         for segment in &mut self.segments[..active_index] {
             if segment.is_unsealed() && segment.durable_bytes() == segment.assigned_bytes() {
-                if let Err(error) = segment.seal() {
-                    tracing::error!(%error, "sealing segment failed");
-                }
+                segment.seal_in_background(&self.dir_handle);
             }
         }
     }
@@ -597,8 +614,8 @@ impl PartitionLog {
         let mut total_bytes = self.size_bytes();
         let mut deletable = 0;
         for segment in &self.segments[..self.segments.len() - 1] {
-            if segment.is_unsealed() {
-                break; // rolled but not yet sealed: writes in flight
+            if !segment.is_settled() {
+                break; // rolled but not yet sealed (writes in flight), or its seal's files pending
             }
             let expired = retention_ms >= 0 && segment.max_timestamp_ms() < now_ms.saturating_sub(retention_ms);
             let oversized = retention_bytes >= 0 && total_bytes - segment.assigned_bytes() >= retention_bytes as u64;
@@ -654,7 +671,7 @@ impl PartitionLog {
         let active_index = self.segments.len() - 1;
         let gone = self.segments[..active_index]
             .iter()
-            .take_while(|s| !s.is_unsealed() && s.next_offset() <= new_start)
+            .take_while(|s| s.is_settled() && s.next_offset() <= new_start)
             .count();
         let derivable = self.segments[gone].base_offset == new_start;
         if checkpoint == StartCheckpoint::Always || !derivable {
@@ -691,7 +708,7 @@ impl PartitionLog {
         let cleanable: Vec<&Segment> = self.segments[..active_index]
             .iter()
             .take_while(|s| {
-                !s.is_unsealed()
+                s.is_settled()
                     && s.max_timestamp_ms() < now_ms.saturating_sub(policy.min_compaction_lag_ms)
                     && s.next_offset() <= self.offsets.last_stable_offset
             })
@@ -737,7 +754,7 @@ impl PartitionLog {
         let Some(index) = self.segments.iter().position(|s| s.base_offset == base_offset) else {
             return Ok(CleanStats::default()); // deleted by retention meanwhile
         };
-        if index + 1 == self.segments.len() || self.segments[index].is_unsealed() {
+        if index + 1 == self.segments.len() || !self.segments[index].is_settled() {
             return Ok(CleanStats::default());
         }
         let log_path = self.segments[index].log_path().to_path_buf();
@@ -795,38 +812,47 @@ impl PartitionLog {
                 return;
             }
             if let Some((offset, snapshot)) = self.unwritten_snapshots.pop_front() {
-                self.store_producer_snapshot(offset, &snapshot);
+                self.store_producer_snapshot(offset, snapshot);
             }
         }
     }
 
     /// Writes the producer table as of the log end, if every batch is durable
     /// (a snapshot is a shortcut: without one, recovery replays more).
-    fn write_producer_snapshot(&self) {
+    fn write_producer_snapshot(&mut self) {
         let offset = self.offsets.log_end_offset;
         if offset != self.offsets.high_watermark {
             tracing::warn!(dir = %self.dir.display(), "batches not durable at close; no producer snapshot");
             return;
         }
-        self.store_producer_snapshot(offset, &self.producers.encode_snapshot(offset));
+        self.store_producer_snapshot(offset, self.producers.encode_snapshot(offset));
     }
 
-    /// Writes the snapshot at `offset` and keeps only the two latest. A
-    /// failure is logged: recovery then replays from an older snapshot.
-    fn store_producer_snapshot(&self, offset: i64, snapshot: &[u8]) {
-        let path = segment::segment_path(&self.dir, offset, SNAPSHOT_SUFFIX);
-        // Lazily: a snapshot is a shortcut, rebuilt from batch headers when it
-        // is missing or damaged; a clean shutdown syncs it with the rest.
-        if let Err(error) = io::write_file_lazily(&path, snapshot) {
-            tracing::warn!(path = %path.display(), %error, "writing producer snapshot failed");
-            return;
-        }
-        let mut snapshots = list_snapshots(&self.dir);
-        snapshots.sort_unstable();
-        let keep_from = snapshots.len().saturating_sub(2);
-        for old in &snapshots[..keep_from] {
-            let _ = std::fs::remove_file(segment::segment_path(&self.dir, *old, SNAPSHOT_SUFFIX));
-        }
+    /// Writes the snapshot at `offset` and keeps only the two latest, on the
+    /// background thread. A failure is logged: recovery then replays from an
+    /// older snapshot.
+    fn store_producer_snapshot(&mut self, offset: i64, snapshot: Vec<u8>) {
+        let name = segment::segment_file_name(offset, SNAPSHOT_SUFFIX);
+        self.snapshot_offsets.retain(|existing| *existing < offset);
+        let stale_count = self.snapshot_offsets.len().saturating_sub(1);
+        let stale: Vec<String> = self
+            .snapshot_offsets
+            .drain(..stale_count)
+            .map(|old| segment::segment_file_name(old, SNAPSHOT_SUFFIX))
+            .collect();
+        self.snapshot_offsets.push(offset);
+        let dir = self.dir_handle.clone();
+        fs_offload::submit(&self.dir_handle, move || {
+            // Lazily: a snapshot is a shortcut, rebuilt from batch headers when
+            // it is missing or damaged; a clean shutdown syncs it with the rest.
+            if let Err(error) = dir.write_file_lazily(&name, &snapshot) {
+                tracing::warn!(dir = %dir.path().display(), %name, %error, "writing producer snapshot failed");
+                return;
+            }
+            for old in &stale {
+                let _ = dir.remove_file(old);
+            }
+        });
     }
 
     /// Closes the descriptors of a partition unused for `idle_ms` (they reopen
@@ -1208,7 +1234,7 @@ impl PartitionLog {
         log.wake_writer.notify();
         let key = log.key;
         log.cache.borrow_mut().remove_partition(key);
-        deferred_delete::delete_dir_later(&log.dir).map_err(|e| LogError::io("deleting partition", &log.dir, e))
+        fs_offload::delete_dir_later(&log.dir).map_err(|e| LogError::io("deleting partition", &log.dir, e))
     }
 }
 
@@ -1387,7 +1413,7 @@ fn rebuild_producer_state(
 }
 
 fn open_segments(dir: &Path, config: &LogConfig, clean_shutdown: bool, now_ms: i64) -> Result<Vec<Segment>> {
-    deferred_delete::remove_leftovers(dir);
+    fs_offload::remove_leftovers(dir);
     let mut bases = Vec::new();
     let entries = std::fs::read_dir(dir).map_err(|e| LogError::io("listing partition dir", dir, e))?;
     for entry in entries {

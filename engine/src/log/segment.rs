@@ -15,11 +15,12 @@ use std::io::{BufReader, Read};
 use std::os::unix::fs::FileExt;
 use std::path::{Path, PathBuf};
 use std::rc::Rc;
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
 
 use crate::batch::{self, BatchHeader, BATCH_HEADER_BYTES, LOG_OVERHEAD_BYTES};
-use crate::deferred_delete;
 use crate::error::{LogError, Result};
+use crate::fs_offload::{self, DirHandle};
 use crate::io::{self, IoMode, SegmentWriter};
 use crate::log::index::{OffsetEntry, OffsetIndex, TimeEntry, TimeIndex};
 
@@ -28,7 +29,11 @@ pub const OFFSET_INDEX_SUFFIX: &str = "index";
 pub const TIME_INDEX_SUFFIX: &str = "timeindex";
 
 pub fn segment_path(dir: &Path, base_offset: i64, suffix: &str) -> PathBuf {
-    dir.join(format!("{base_offset:020}.{suffix}"))
+    dir.join(segment_file_name(base_offset, suffix))
+}
+
+pub fn segment_file_name(base_offset: i64, suffix: &str) -> String {
+    format!("{base_offset:020}.{suffix}")
 }
 
 /// Parses `00000000000000000042.log` into 42.
@@ -57,6 +62,9 @@ pub struct Segment {
     /// Set while the segment takes appends (active, or rolled with writes
     /// pending); sealed segments are read-only.
     unsealed: bool,
+    /// Set once a background seal's file work has run; `None` when sealed
+    /// in place or never unsealed in this process.
+    seal_done: Option<Arc<AtomicBool>>,
     io_mode: IoMode,
     /// Opened at the first write after start or idling, like `read_file`.
     writer: Option<Rc<SegmentWriter>>,
@@ -107,6 +115,7 @@ impl Segment {
             log_path,
             read_file: RefCell::new(None),
             unsealed: true,
+            seal_done: None,
             io_mode,
             writer: None,
             assigned_bytes: 0,
@@ -182,6 +191,7 @@ impl Segment {
             log_path,
             read_file: RefCell::new(None),
             unsealed: false,
+            seal_done: None,
             io_mode: IoMode::Buffered,
             writer: None,
             assigned_bytes: scan.valid_bytes,
@@ -218,6 +228,12 @@ impl Segment {
     /// True while the segment takes appends or has writes pending.
     pub fn is_unsealed(&self) -> bool {
         self.unsealed
+    }
+
+    /// Sealed, and its files final: only then may it be deleted, recycled or
+    /// compacted (a background seal still truncates and indexes it by name).
+    pub fn is_settled(&self) -> bool {
+        !self.unsealed && self.seal_done.as_ref().is_none_or(|done| done.load(Ordering::Acquire))
     }
 
     /// The writer, opened if it was released. Only for unsealed segments, and
@@ -315,15 +331,41 @@ impl Segment {
         self.durable_bytes = durable_bytes;
     }
 
-    /// Seals the segment: drops O_DIRECT padding, fsyncs, writes its indexes.
+    /// Seals the segment: drops O_DIRECT padding, writes its indexes.
     /// Called once every assigned byte is durable.
     pub fn seal(&mut self) -> Result<()> {
-        assert_eq!(self.durable_bytes, self.assigned_bytes, "sealing with writes pending");
-        self.writer = None;
-        self.unsealed = false;
+        self.mark_sealed();
         io::truncate_file_lazily(&self.log_path, self.durable_bytes)
             .map_err(|e| LogError::io("sealing segment", &self.log_path, e))?;
         self.write_indexes()
+    }
+
+    /// As [`Self::seal`], with the file work on the background thread (a
+    /// roll's truncation and index files cost a core several milliseconds
+    /// of metadata updates). Read-only at once; settled once the work ran.
+    pub fn seal_in_background(&mut self, dir: &DirHandle) {
+        self.mark_sealed();
+        let job = SealFiles {
+            base_offset: self.base_offset,
+            length_bytes: self.durable_bytes,
+            offset_index: self.offset_index.encode(),
+            time_index: self.time_index.encode(),
+        };
+        let done = Arc::new(AtomicBool::new(false));
+        self.seal_done = Some(done.clone());
+        let job_dir = dir.clone();
+        fs_offload::submit(dir, move || {
+            if let Err(error) = job.run(&job_dir) {
+                tracing::error!(dir = %job_dir.path().display(), base_offset = job.base_offset, %error, "sealing segment failed");
+            }
+            done.store(true, Ordering::Release);
+        });
+    }
+
+    fn mark_sealed(&mut self) {
+        assert_eq!(self.durable_bytes, self.assigned_bytes, "sealing with writes pending");
+        self.writer = None;
+        self.unsealed = false;
     }
 
     /// Writes the indexes without fsyncs: they are derived data that
@@ -487,15 +529,38 @@ impl Segment {
     }
 
     /// The names go at once; the unlinks, which free the extents of a large
-    /// file, run off this thread (`crate::deferred_delete`).
+    /// file, run off this thread (`crate::fs_offload`).
     fn remove_files(&self, suffixes: &[&str]) {
         let dir = self.log_path.parent().unwrap_or(Path::new("."));
         for suffix in suffixes {
             let path = segment_path(dir, self.base_offset, suffix);
-            if let Err(error) = deferred_delete::delete_file_later(&path) {
+            if let Err(error) = fs_offload::delete_file_later(&path) {
                 tracing::warn!(path = %path.display(), %error, "deleting segment file failed");
             }
         }
+    }
+}
+
+/// The file work of a seal, done where the segment's directory is known by
+/// its descriptor.
+struct SealFiles {
+    base_offset: i64,
+    length_bytes: u64,
+    offset_index: Vec<u8>,
+    time_index: Vec<u8>,
+}
+
+impl SealFiles {
+    fn run(&self, dir: &DirHandle) -> std::io::Result<()> {
+        dir.truncate(&segment_file_name(self.base_offset, LOG_SUFFIX), self.length_bytes)?;
+        dir.write_file_lazily(
+            &segment_file_name(self.base_offset, OFFSET_INDEX_SUFFIX),
+            &self.offset_index,
+        )?;
+        dir.write_file_lazily(
+            &segment_file_name(self.base_offset, TIME_INDEX_SUFFIX),
+            &self.time_index,
+        )
     }
 }
 

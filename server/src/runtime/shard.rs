@@ -1348,7 +1348,7 @@ impl Shard {
             None => {
                 let dir = self.partition_dir(tp);
                 if dir.exists() {
-                    if let Err(error) = ringlog_engine::deferred_delete::delete_dir_later(&dir) {
+                    if let Err(error) = ringlog_engine::fs_offload::delete_dir_later(&dir) {
                         tracing::error!(dir = %dir.display(), %error, "deleting partition dir failed");
                     }
                 }
