@@ -19,7 +19,7 @@ use kafka_protocol::protocol::StrBytes;
 use ringlog_engine::batch::{self, Codec};
 
 use crate::client::{Connection, ProduceTarget};
-use crate::fetch_stream::FetchConnection;
+use crate::fetch_stream::{FetchConnection, FetchedPartition};
 use crate::Params;
 
 /// Shared progress counters, printed once a second on a terminal.
@@ -566,30 +566,62 @@ fn consumer_thread(
         let started = Instant::now();
         let fetched = connection.fetch(&fetch_request(&params, &positions, 500))?;
         let _ = totals.latency_us.record(started.elapsed().as_micros().max(1) as u64);
+        let mut reset_from_earliest = false;
         for partition in fetched {
             let Some(position) = positions.iter_mut().find(|(p, _)| *p == partition.partition) else {
                 continue;
             };
-            match partition.error_code {
-                0 => {}
-                OFFSET_OUT_OF_RANGE if partition.log_start_offset >= 0 => {
-                    // Retention moved the log start past us: go on from it,
-                    // as a client with auto.offset.reset=earliest does.
-                    position.1 = position.1.max(partition.log_start_offset);
-                    continue;
+            match next_position(&partition, position.1) {
+                Next::Read(next) => {
+                    totals.records += partition.records;
+                    totals.bytes += partition.bytes;
+                    progress.add(partition.records, partition.bytes);
+                    position.1 = next;
                 }
-                _ => {
-                    totals.errors += 1;
-                    continue;
-                }
+                Next::From(start) => position.1 = start,
+                Next::FromEarliest => reset_from_earliest = true,
+                Next::Failed => totals.errors += 1,
             }
-            totals.records += partition.records;
-            totals.bytes += partition.bytes;
-            progress.add(partition.records, partition.bytes);
-            position.1 = partition.next_offset.unwrap_or(position.1).max(position.1);
+        }
+        if reset_from_earliest {
+            let earliest = earliest_offsets(&params)?;
+            for (partition, offset) in positions.iter_mut() {
+                *offset = (*offset).max(earliest.get(*partition as usize).copied().unwrap_or(0));
+            }
         }
     }
     Ok(totals)
+}
+
+/// Where a consumer goes on after one partition of a fetch response.
+#[derive(Debug, PartialEq)]
+enum Next {
+    /// The records were read: on from this offset.
+    Read(i64),
+    /// Retention moved the log start past us: on from it, as a client with
+    /// `auto.offset.reset=earliest` does.
+    From(i64),
+    /// As `From`, but the broker did not say where the log starts (Kafka
+    /// answers OFFSET_OUT_OF_RANGE with a log start of -1): ask ListOffsets.
+    FromEarliest,
+    Failed,
+}
+
+fn next_position(partition: &FetchedPartition, position: i64) -> Next {
+    match partition.error_code {
+        0 => Next::Read(partition.next_offset.unwrap_or(position).max(position)),
+        OFFSET_OUT_OF_RANGE if partition.log_start_offset > position => Next::From(partition.log_start_offset),
+        OFFSET_OUT_OF_RANGE => Next::FromEarliest,
+        _ => Next::Failed,
+    }
+}
+
+/// The log start of every partition, from a consumer's own thread.
+fn earliest_offsets(params: &Params) -> anyhow::Result<Vec<i64>> {
+    tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()?
+        .block_on(offsets(params, -2))
 }
 
 pub async fn consume(params: Arc<Params>) -> anyhow::Result<Totals> {
@@ -666,6 +698,31 @@ mod tests {
     use kafka_protocol::messages::api_versions_response::ApiVersion;
 
     use super::*;
+    use crate::fetch_stream::FetchedPartition;
+
+    #[test]
+    fn a_consumer_behind_the_log_start_goes_on_from_it() {
+        let partition = |error_code, log_start_offset, next_offset| FetchedPartition {
+            partition: 0,
+            error_code,
+            log_start_offset,
+            records: 3,
+            bytes: 300,
+            next_offset,
+        };
+        assert_eq!(next_position(&partition(0, 0, Some(13)), 10), Next::Read(13));
+        assert_eq!(next_position(&partition(0, 0, None), 10), Next::Read(10));
+        assert_eq!(
+            next_position(&partition(OFFSET_OUT_OF_RANGE, 50, None), 10),
+            Next::From(50)
+        );
+        // Kafka and ringlog answer OFFSET_OUT_OF_RANGE with a log start of -1.
+        assert_eq!(
+            next_position(&partition(OFFSET_OUT_OF_RANGE, -1, None), 10),
+            Next::FromEarliest
+        );
+        assert_eq!(next_position(&partition(6, 0, None), 10), Next::Failed);
+    }
 
     fn broker_with(apis: &[(ApiKey, i16, i16)]) -> ApiVersionsResponse {
         ApiVersionsResponse::default().with_api_keys(
