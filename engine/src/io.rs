@@ -525,6 +525,24 @@ impl SegmentWriter {
         })
     }
 
+    /// Creates the file of a new segment at `path` through io_uring, which
+    /// runs the create on a kernel worker instead of the calling core.
+    pub async fn create(path: &Path, mode: IoMode) -> io::Result<Self> {
+        use std::os::unix::fs::OpenOptionsExt;
+        let mut options = tokio_uring::fs::OpenOptions::new();
+        options.create(true).read(true).write(true);
+        if mode == IoMode::Direct {
+            options.custom_flags(libc::O_DIRECT);
+        }
+        Ok(Self {
+            file: options.open(path).await?,
+            path: path.to_path_buf(),
+            mode,
+            tail: RefCell::new(Vec::new()),
+            allocated_bytes: Cell::new(0),
+        })
+    }
+
     pub fn path(&self) -> &Path {
         &self.path
     }

@@ -789,6 +789,41 @@ fn a_crash_leaves_preallocated_zeros_that_recovery_cuts() {
     });
 }
 
+/// A roll leaves the new segment's file to its first write job (created
+/// through io_uring, off the core): appended but not yet written, no file;
+/// written, the file holds the batch.
+#[test]
+fn a_rolled_segment_file_is_created_by_its_first_write() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    tokio_uring::start(async {
+        for io_mode in [IoMode::Buffered, IoMode::Direct] {
+            if io_mode == IoMode::Direct && probe_direct_io(dir.path()) != IoMode::Direct {
+                continue;
+            }
+            let partition_dir = dir.path().join(format!("{io_mode:?}"));
+            let log = open(&partition_dir, config(io_mode, 2048), false, 0);
+            // No await in between: the writer task runs only after the roll.
+            let mut base = 0;
+            for index in 0.. {
+                if log.borrow().segment_count() == 2 {
+                    break;
+                }
+                base = log
+                    .borrow_mut()
+                    .append(vec![value_batch(index, NOW_MS)], None, NOW_MS)
+                    .expect("append")
+                    .base_offset;
+            }
+            let rolled = partition_dir.join(format!("{base:020}.log"));
+            assert!(!rolled.exists(), "the roll created the file on the core");
+            settle(&log).await;
+            assert!(rolled.exists());
+            assert_eq!(batch_offsets(&read_bytes(&log, base, 1 << 20)), vec![base]);
+            PartitionLog::close(&log).await.expect("close");
+        }
+    });
+}
+
 /// A crash after a roll but before the batches below it reached the disk:
 /// the log reopens ending at the new segment's base with those batches
 /// missing, and a producer's retry of them must be appended again. A
@@ -810,6 +845,9 @@ fn a_retry_of_batches_that_a_crash_lost_before_a_roll_is_appended_again() {
         }
         // The runtime ends before the writer runs again: neither is written.
     });
+    // The rolled segment's file is created by its first write job; as if
+    // that job had created it and the crash came before its write.
+    std::fs::write(dir.path().join("00000000000000000002.log"), b"").expect("empty rolled segment");
     tokio_uring::start(async {
         let log = open(dir.path(), config(IoMode::Buffered, segment_bytes), false, 0);
         assert_eq!(log.borrow().offsets().log_end_offset, 2, "the rolled segment's base");

@@ -45,7 +45,7 @@ use crate::log::leader_epoch::LeaderEpochCache;
 use crate::log::producer_state::{
     AbortedTransaction, AppendCheckError, ProducerStateTable, SequenceCheck, SequenceError, SNAPSHOT_SUFFIX,
 };
-use crate::log::segment::{self, Segment};
+use crate::log::segment::{self, Segment, SegmentWriterSource};
 use crate::notify::LocalNotify;
 
 /// A segment file retention deleted, kept to be the next O_DIRECT segment.
@@ -191,8 +191,9 @@ struct PendingWrite {
 }
 
 struct WriteJob {
-    /// The segment's writer, or why it could not be opened.
-    writer: std::result::Result<Rc<SegmentWriter>, String>,
+    /// The segment's writer (or how to create it), or why it could not be
+    /// opened.
+    writer: std::result::Result<SegmentWriterSource, String>,
     segment_base: i64,
     position: u64,
     chunks: Vec<Bytes>,
@@ -544,22 +545,26 @@ impl PartitionLog {
             tracing::debug!(dir = %self.dir.display(), ?io_mode, "ingest rate changed: rolling to a segment in the other write mode");
         }
         let base_offset = self.offsets.log_end_offset;
-        match io_mode {
+        let file_exists = match io_mode {
             IoMode::Direct => self.reuse_spare_segment(base_offset),
             // Quiet now: the spare would hold its disk for nothing.
-            IoMode::Buffered => self.remove_spare_segment(),
-        }
+            IoMode::Buffered => {
+                self.remove_spare_segment();
+                false
+            }
+        };
         // The producer state as of the new segment's start, so recovery only
         // replays the active segment; written once it describes durable data.
         let snapshot = self.producers.encode_snapshot(base_offset);
         self.unwritten_snapshots.push_back((base_offset, snapshot));
-        let segment = Segment::create(
+        let segment = Segment::create_deferred(
             &self.dir,
             base_offset,
             io_mode,
             self.config.index_interval_bytes,
             now_ms,
-        )?;
+            file_exists,
+        );
         tracing::debug!(dir = %self.dir.display(), base_offset, "rolled segment");
         self.segments.push(segment);
         self.seal_finished_segments();
@@ -570,17 +575,22 @@ impl PartitionLog {
     /// Makes the spare segment file, if any, the file of the segment starting
     /// at `base_offset` (not yet created). Its old bytes are batches below
     /// `base_offset`, which recovery never takes for this segment's.
-    fn reuse_spare_segment(&mut self, base_offset: i64) {
+    /// True if it did (the new segment's file then exists).
+    fn reuse_spare_segment(&mut self, base_offset: i64) -> bool {
         if !std::mem::take(&mut self.has_spare_segment) {
-            return;
+            return false;
         }
         let spare = self.dir.join(SPARE_SEGMENT_FILE_NAME);
         let target = segment::segment_path(&self.dir, base_offset, segment::LOG_SUFFIX);
         match std::fs::rename(&spare, &target) {
-            Ok(()) => crate::stats::count_recycled_segment(),
+            Ok(()) => {
+                crate::stats::count_recycled_segment();
+                true
+            }
             Err(error) => {
                 tracing::warn!(path = %spare.display(), %error, "cannot reuse the spare segment file; removing it");
                 let _ = fs_offload::delete_file_later(&spare);
+                false
             }
         }
     }
@@ -932,7 +942,7 @@ impl PartitionLog {
                 self.fsync_requested = false;
                 let active = self.active_segment_mut();
                 return WriterStep::Run(WriteJob {
-                    writer: active.writer().map_err(|e| e.to_string()),
+                    writer: active.writer_source().map_err(|e| e.to_string()),
                     segment_base: active.base_offset,
                     position: active.durable_bytes(),
                     chunks: Vec::new(),
@@ -954,7 +964,7 @@ impl PartitionLog {
             writer: self
                 .segment_mut(segment_base)
                 .ok_or_else(|| format!("no segment at offset {segment_base}"))
-                .and_then(|segment| segment.writer().map_err(|e| e.to_string())),
+                .and_then(|segment| segment.writer_source().map_err(|e| e.to_string())),
             segment_base,
             position,
             chunks: Vec::new(),
@@ -1004,9 +1014,12 @@ impl PartitionLog {
         self.failure = Some(failure);
     }
 
-    fn finish_write_job(&mut self, job: &WriteJob, outcome: std::io::Result<()>) {
+    fn finish_write_job(&mut self, job: &WriteJob, outcome: WriteOutcome) {
         self.write_in_flight = false;
-        if let Err(error) = outcome {
+        if let (Some(writer), Some(segment)) = (outcome.created_writer, self.segment_mut(job.segment_base)) {
+            segment.install_created_writer(writer);
+        }
+        if let Err(error) = outcome.result {
             self.fail_writes(&error.to_string());
             return;
         }
@@ -1271,18 +1284,41 @@ async fn run_writer(log: SharedLog, wake: Rc<LocalNotify>) {
     }
 }
 
-async fn run_write_job(job: &WriteJob) -> std::io::Result<()> {
-    let writer = job
-        .writer
-        .as_ref()
-        .map_err(|reason| std::io::Error::other(reason.clone()))?;
+/// What a write job did, and the writer it created for a new segment.
+struct WriteOutcome {
+    result: std::io::Result<()>,
+    created_writer: Option<Rc<SegmentWriter>>,
+}
+
+async fn run_write_job(job: &WriteJob) -> WriteOutcome {
+    let failed = |error| WriteOutcome {
+        result: Err(error),
+        created_writer: None,
+    };
+    let source = match &job.writer {
+        Ok(source) => source,
+        Err(reason) => return failed(std::io::Error::other(reason.clone())),
+    };
     if job.chunks.is_empty() && !job.fsync {
-        return Ok(());
+        return WriteOutcome {
+            result: Ok(()),
+            created_writer: None,
+        };
     }
     let started = std::time::Instant::now();
-    let result = write_and_sync(writer, job).await;
+    let (writer, created_writer) = match source {
+        SegmentWriterSource::Ready(writer) => (writer.clone(), None),
+        SegmentWriterSource::Create { path, io_mode } => match SegmentWriter::create(path, *io_mode).await {
+            Ok(writer) => {
+                let writer = Rc::new(writer);
+                (writer.clone(), Some(writer))
+            }
+            Err(error) => return failed(error),
+        },
+    };
+    let result = write_and_sync(&writer, job).await;
     crate::stats::observe_write(started.elapsed());
-    result
+    WriteOutcome { result, created_writer }
 }
 
 async fn write_and_sync(writer: &SegmentWriter, job: &WriteJob) -> std::io::Result<()> {
