@@ -44,7 +44,7 @@ use crate::broker::Broker;
 use crate::config::ReadMode;
 use crate::handlers::{self, HandlerError, HandlerOutcome};
 use crate::metrics;
-use crate::net::{direct_read, sendfile};
+use crate::net::{direct_read, frame_pool, sendfile};
 use crate::protocol::{Response, ResponseChunk};
 use crate::runtime::drain;
 
@@ -155,7 +155,8 @@ pub async fn serve(stream: TcpStream, peer: SocketAddr, broker: Arc<Broker>, cor
 /// whatever the client has pipelined (the next frames, or the next size
 /// prefix with this body) instead of two calls per frame. Frames are split off
 /// the buffer without a copy; the batches they carry may live on in the batch
-/// cache, holding their part of the buffer's allocation.
+/// cache, holding their part of the buffer's allocation. A large frame is
+/// read into a pooled buffer of its own instead (see `net/frame_pool.rs`).
 struct FrameReader<Socket> {
     socket: Socket,
     buffer: BytesMut,
@@ -209,11 +210,34 @@ impl<Socket: AsyncRead + Unpin> FrameReader<Socket> {
             .acquire_many_owned(charge_bytes)
             .await
             .map_err(|_| FrameError::Truncated)?; // the budget is never closed
+        if size_bytes >= frame_pool::POOLED_FRAME_BYTES_MIN {
+            self.buffer.advance(SIZE_PREFIX_BYTES);
+            return Ok(Some((self.read_pooled(size_bytes).await?, permit)));
+        }
         if !self.fill(SIZE_PREFIX_BYTES + size_bytes).await? {
             return Err(FrameError::Truncated);
         }
         self.buffer.advance(SIZE_PREFIX_BYTES);
         Ok(Some((self.buffer.split_to(size_bytes).freeze(), permit)))
+    }
+
+    /// Reads a large frame's body (its size prefix consumed) into a pooled
+    /// buffer (`net/frame_pool.rs`): what the last read buffered first, then
+    /// straight from the socket.
+    async fn read_pooled(&mut self, size_bytes: usize) -> Result<Bytes, FrameError> {
+        let mut frame = frame_pool::take(size_bytes);
+        let body = &mut frame.as_mut_slice()[..size_bytes];
+        let buffered = self.buffer.len().min(size_bytes);
+        body[..buffered].copy_from_slice(&self.buffer[..buffered]);
+        self.buffer.advance(buffered);
+        let mut filled = buffered;
+        while filled < size_bytes {
+            match self.socket.read(&mut body[filled..]).await? {
+                0 => return Err(FrameError::Truncated),
+                read => filled += read,
+            }
+        }
+        Ok(frame.freeze(size_bytes))
     }
 
     /// Reads until `wanted` bytes are buffered; false if the peer closed first.
@@ -489,6 +513,31 @@ mod tests {
         let lengths: Vec<usize> = frames.iter().map(Bytes::len).collect();
         assert_eq!(lengths, [30_000, 12, 5_000]);
         assert!(frames[2].iter().all(|&b| b == 3));
+    }
+
+    #[tokio::test]
+    async fn a_large_frame_is_read_whole_into_a_pooled_buffer_whatever_the_reads() {
+        let large = frame_pool::POOLED_FRAME_BYTES_MIN + 12_345;
+        let mut stream: Vec<u8> = [frame(1, 100), frame(2, large), frame(3, 10)].concat();
+        for (i, byte) in stream[108..108 + large].iter_mut().enumerate() {
+            *byte = (i % 251) as u8;
+        }
+        let mut pieces = Vec::new();
+        while !stream.is_empty() {
+            let take = stream.len().min(65_521);
+            pieces.push(stream.drain(..take).collect());
+        }
+        let (frames, end) = read_all(pieces).await;
+        assert!(end.is_ok());
+        let lengths: Vec<usize> = frames.iter().map(Bytes::len).collect();
+        assert_eq!(lengths, [100, large, 10]);
+        assert!(frames[1].iter().enumerate().all(|(i, &b)| b == (i % 251) as u8));
+        assert!(frames[2].iter().all(|&b| b == 3));
+        let mut cut = frame(4, large);
+        cut.truncate(large / 2);
+        let (frames, end) = read_all(vec![cut]).await;
+        assert!(frames.is_empty());
+        assert!(matches!(end, Err(FrameError::Truncated)));
     }
 
     #[tokio::test]

@@ -4,5 +4,6 @@
 
 pub mod connection;
 pub mod direct_read;
+pub mod frame_pool;
 pub mod listener;
 pub mod sendfile;
