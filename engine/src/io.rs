@@ -341,6 +341,16 @@ thread_local! {
     };
 }
 
+/// Where among a pool's buffer `sizes` the smallest within `fits` is: a
+/// pool's best fit (here, and the server's frame pool).
+pub fn smallest_fit(sizes: impl Iterator<Item = usize>, fits: std::ops::RangeInclusive<usize>) -> Option<usize> {
+    sizes
+        .enumerate()
+        .filter(|(_, size)| fits.contains(size))
+        .min_by_key(|(_, size)| *size)
+        .map(|(index, _)| index)
+}
+
 impl BufferPool {
     /// The smallest pooled buffer of at least `wanted` bytes, if it is not
     /// more than twice the size a new one would have: a small write does not
@@ -350,13 +360,7 @@ impl BufferPool {
         BUFFER_POOL
             .try_with(|pool| {
                 let mut pool = pool.borrow_mut();
-                let best = pool
-                    .free
-                    .iter()
-                    .enumerate()
-                    .filter(|(_, (_, capacity))| (wanted..=largest_fit).contains(capacity))
-                    .min_by_key(|(_, (_, capacity))| *capacity)
-                    .map(|(index, _)| index)?;
+                let best = smallest_fit(pool.free.iter().map(|(_, capacity)| *capacity), wanted..=largest_fit)?;
                 let (ptr, capacity) = pool.free.swap_remove(best);
                 pool.pooled_bytes -= footprint_bytes(capacity);
                 Some((ptr, capacity))

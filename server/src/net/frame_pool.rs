@@ -17,6 +17,7 @@
 use std::cell::RefCell;
 
 use bytes::Bytes;
+use ringlog_engine::io::smallest_fit;
 
 /// Frames this large or larger are read into pooled buffers; smaller ones
 /// share the connection's read buffer.
@@ -44,13 +45,7 @@ pub fn take(len: usize) -> FrameBuffer {
         .try_with(|pool| {
             let mut pool = pool.borrow_mut();
             // The smallest that fits, at most a quarter larger.
-            let best = pool
-                .free
-                .iter()
-                .enumerate()
-                .filter(|(_, buffer)| buffer.len() >= wanted && buffer.len() <= wanted + wanted / 4)
-                .min_by_key(|(_, buffer)| buffer.len())
-                .map(|(index, _)| index)?;
+            let best = smallest_fit(pool.free.iter().map(Vec::len), wanted..=wanted + wanted / 4)?;
             let buffer = pool.free.swap_remove(best);
             pool.pooled_bytes -= buffer.len();
             Some(buffer)
