@@ -863,16 +863,6 @@ pub fn truncate_file(path: &Path, length_bytes: u64) -> io::Result<()> {
     file.sync_all()
 }
 
-/// As [`truncate_file`] without the fsync, for dropping O_DIRECT padding when
-/// a segment is sealed: if a machine crash undoes it, recovery finds the
-/// padding after the last batch and cuts it again.
-pub fn truncate_file_lazily(path: &Path, length_bytes: u64) -> io::Result<()> {
-    std::fs::OpenOptions::new()
-        .write(true)
-        .open(path)?
-        .set_len(length_bytes)
-}
-
 /// Flushes every file of the filesystem holding `path` (one call instead of
 /// an fsync per file), as a clean shutdown does before its marker.
 pub fn sync_filesystem(path: &Path) -> io::Result<()> {

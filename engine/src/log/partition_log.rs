@@ -1236,7 +1236,8 @@ impl PartitionLog {
             return Ok(());
         }
         log.write_producer_snapshot();
-        log.active_segment_mut().close_clean()
+        let dir = log.dir_handle.clone();
+        log.active_segment_mut().close_clean(&dir)
     }
 
     /// Stops the writer and removes every file of the partition.
@@ -1291,33 +1292,29 @@ struct WriteOutcome {
 }
 
 async fn run_write_job(job: &WriteJob) -> WriteOutcome {
-    let failed = |error| WriteOutcome {
-        result: Err(error),
-        created_writer: None,
-    };
-    let source = match &job.writer {
-        Ok(source) => source,
-        Err(reason) => return failed(std::io::Error::other(reason.clone())),
-    };
-    if job.chunks.is_empty() && !job.fsync {
-        return WriteOutcome {
-            result: Ok(()),
-            created_writer: None,
-        };
-    }
-    let started = std::time::Instant::now();
-    let (writer, created_writer) = match source {
-        SegmentWriterSource::Ready(writer) => (writer.clone(), None),
-        SegmentWriterSource::Create { path, io_mode } => match SegmentWriter::create(path, *io_mode).await {
-            Ok(writer) => {
-                let writer = Rc::new(writer);
-                (writer.clone(), Some(writer))
+    let mut created_writer = None;
+    let result = async {
+        let source = job
+            .writer
+            .as_ref()
+            .map_err(|reason| std::io::Error::other(reason.clone()))?;
+        if job.chunks.is_empty() && !job.fsync {
+            return Ok(());
+        }
+        let started = std::time::Instant::now();
+        let writer = match source {
+            SegmentWriterSource::Ready(writer) => writer.clone(),
+            SegmentWriterSource::Create { path, io_mode } => {
+                let writer = Rc::new(SegmentWriter::create(path, *io_mode).await?);
+                created_writer = Some(writer.clone());
+                writer
             }
-            Err(error) => return failed(error),
-        },
-    };
-    let result = write_and_sync(&writer, job).await;
-    crate::stats::observe_write(started.elapsed());
+        };
+        let result = write_and_sync(&writer, job).await;
+        crate::stats::observe_write(started.elapsed());
+        result
+    }
+    .await;
     WriteOutcome { result, created_writer }
 }
 

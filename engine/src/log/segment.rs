@@ -379,47 +379,47 @@ impl Segment {
         self.durable_bytes = durable_bytes;
     }
 
-    /// Seals the segment: drops O_DIRECT padding, writes its indexes.
+    /// Seals the segment here: drops O_DIRECT padding, writes its indexes.
     /// Called once every assigned byte is durable.
-    pub fn seal(&mut self) -> Result<()> {
-        self.mark_sealed();
-        if !self.file_created {
-            return Ok(()); // nothing was ever written
+    pub fn seal(&mut self, dir: &DirHandle) -> Result<()> {
+        match self.begin_seal() {
+            Some(files) => files
+                .run(dir)
+                .map_err(|e| LogError::io("sealing segment", &self.log_path, e)),
+            None => Ok(()),
         }
-        io::truncate_file_lazily(&self.log_path, self.durable_bytes)
-            .map_err(|e| LogError::io("sealing segment", &self.log_path, e))?;
-        self.write_indexes()
     }
 
     /// As [`Self::seal`], with the file work on the background thread (a
     /// roll's truncation and index files cost a core several milliseconds
     /// of metadata updates). Read-only at once; settled once the work ran.
     pub fn seal_in_background(&mut self, dir: &DirHandle) {
-        self.mark_sealed();
-        if !self.file_created {
-            return; // nothing was ever written
-        }
-        let job = SealFiles {
-            base_offset: self.base_offset,
-            length_bytes: self.durable_bytes,
-            offset_index: self.offset_index.encode(),
-            time_index: self.time_index.encode(),
+        let Some(files) = self.begin_seal() else {
+            return;
         };
         let done = Arc::new(AtomicBool::new(false));
         self.seal_done = Some(done.clone());
         let job_dir = dir.clone();
         fs_offload::submit(dir, move || {
-            if let Err(error) = job.run(&job_dir) {
-                tracing::error!(dir = %job_dir.path().display(), base_offset = job.base_offset, %error, "sealing segment failed");
+            if let Err(error) = files.run(&job_dir) {
+                tracing::error!(dir = %job_dir.path().display(), base_offset = files.base_offset, %error, "sealing segment failed");
             }
             done.store(true, Ordering::Release);
         });
     }
 
-    fn mark_sealed(&mut self) {
+    /// Makes the segment read-only; the file work its seal owes, if a file
+    /// was ever created.
+    fn begin_seal(&mut self) -> Option<SealFiles> {
         assert_eq!(self.durable_bytes, self.assigned_bytes, "sealing with writes pending");
         self.writer = None;
         self.unsealed = false;
+        self.file_created.then(|| SealFiles {
+            base_offset: self.base_offset,
+            length_bytes: self.durable_bytes,
+            offset_index: self.offset_index.encode(),
+            time_index: self.time_index.encode(),
+        })
     }
 
     /// Writes the indexes without fsyncs: they are derived data that
@@ -550,9 +550,9 @@ impl Segment {
     }
 
     /// Writes indexes at clean shutdown; drops O_DIRECT padding.
-    pub fn close_clean(&mut self) -> Result<()> {
+    pub fn close_clean(&mut self, dir: &DirHandle) -> Result<()> {
         if self.unsealed {
-            self.seal()?;
+            self.seal(dir)?;
         }
         Ok(())
     }
@@ -596,7 +596,9 @@ impl Segment {
 }
 
 /// The file work of a seal, done where the segment's directory is known by
-/// its descriptor.
+/// its descriptor. No fsyncs: if a machine crash undoes the truncation,
+/// recovery finds the padding after the last batch and cuts it again; the
+/// indexes are checked (and rebuilt) before they are trusted.
 struct SealFiles {
     base_offset: i64,
     length_bytes: u64,

@@ -472,6 +472,11 @@ mod tests {
         frame
     }
 
+    /// `stream` in reads of `piece_bytes` (the last one shorter).
+    fn split(stream: Vec<u8>, piece_bytes: usize) -> Vec<Vec<u8>> {
+        stream.chunks(piece_bytes).map(<[u8]>::to_vec).collect()
+    }
+
     async fn read_all(pieces: Vec<Vec<u8>>) -> (Vec<Bytes>, Result<(), FrameError>) {
         let budget = Arc::new(Semaphore::new(1 << 20));
         let mut reader = FrameReader::new(Pieces(pieces.into()));
@@ -504,10 +509,7 @@ mod tests {
         let mut stream: Vec<u8> = [frame(1, 30_000), frame(2, 12), frame(3, 5_000)].concat();
         // Pieces of 3 bytes, then the rest split unevenly.
         let mut pieces = vec![stream.drain(..3).collect::<Vec<u8>>()];
-        while !stream.is_empty() {
-            let take = stream.len().min(7_919);
-            pieces.push(stream.drain(..take).collect());
-        }
+        pieces.extend(split(stream, 7_919));
         let (frames, end) = read_all(pieces).await;
         assert!(end.is_ok());
         let lengths: Vec<usize> = frames.iter().map(Bytes::len).collect();
@@ -522,12 +524,7 @@ mod tests {
         for (i, byte) in stream[108..108 + large].iter_mut().enumerate() {
             *byte = (i % 251) as u8;
         }
-        let mut pieces = Vec::new();
-        while !stream.is_empty() {
-            let take = stream.len().min(65_521);
-            pieces.push(stream.drain(..take).collect());
-        }
-        let (frames, end) = read_all(pieces).await;
+        let (frames, end) = read_all(split(stream, 65_521)).await;
         assert!(end.is_ok());
         let lengths: Vec<usize> = frames.iter().map(Bytes::len).collect();
         assert_eq!(lengths, [100, large, 10]);
