@@ -863,6 +863,31 @@ pub fn truncate_file(path: &Path, length_bytes: u64) -> io::Result<()> {
     file.sync_all()
 }
 
+/// The size and free space of a filesystem, for users (not root).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct FilesystemSpace {
+    pub total_bytes: u64,
+    pub available_bytes: u64,
+}
+
+/// The space of the filesystem holding `path` (statvfs reads counters the
+/// kernel keeps in memory; no disk I/O). `None` if it cannot tell.
+pub fn filesystem_space(path: &Path) -> Option<FilesystemSpace> {
+    use std::os::unix::ffi::OsStrExt;
+    let path = std::ffi::CString::new(path.as_os_str().as_bytes()).ok()?;
+    // SAFETY: all-zero is a valid statvfs.
+    let mut stats: libc::statvfs = unsafe { std::mem::zeroed() };
+    // SAFETY: a NUL-terminated path and a statvfs we own.
+    if unsafe { libc::statvfs(path.as_ptr(), &mut stats) } != 0 {
+        return None;
+    }
+    let block_bytes = stats.f_frsize as u64;
+    Some(FilesystemSpace {
+        total_bytes: stats.f_blocks as u64 * block_bytes,
+        available_bytes: stats.f_bavail as u64 * block_bytes,
+    })
+}
+
 /// Flushes every file of the filesystem holding `path` (one call instead of
 /// an fsync per file), as a clean shutdown does before its marker.
 pub fn sync_filesystem(path: &Path) -> io::Result<()> {

@@ -124,6 +124,10 @@ fn init_logging(level: &str) {
         .with_env_filter(filter)
         .with_writer(std::io::stderr)
         .with_ansi(std::io::stderr().is_terminal())
+        // Otherwise a log line that cannot be written (stderr to a file on a
+        // full disk) is reported with eprintln!, which panics when that
+        // fails too: the thread that logged died (a produce got no answer).
+        .log_internal_errors(false)
         .init();
 }
 

@@ -258,3 +258,68 @@ fn stop_on_a_full_disk(filesystem: &SmallFilesystem, io_mode: &str) {
     assert_log_holds(&broker, acked, &format!("{io_mode}: after a stop on a full disk"));
     drop(broker); // before the filesystem is unmounted
 }
+
+/// A partition writing with O_DIRECT keeps one segment file retention
+/// deleted, to reuse (a spare). When the disk fills up (here through
+/// another topic, without retention), the failed write makes every core
+/// give that space back, so producing resumes with nobody freeing space.
+/// The broker's log is on the full disk too, and logging must not fail it.
+#[test]
+fn a_full_disk_takes_back_the_spare_segment_files_first() {
+    let Some(filesystem) = SmallFilesystem::mount_ext4(FILESYSTEM_BYTES * 2) else {
+        eprintln!("SKIPPED: no loop-mounted ext4 here (not root, or no mkfs.ext4)");
+        return;
+    };
+    let broker = RunningBroker::start_under(
+        filesystem.path(),
+        &[
+            ("offsets.topic.num.partitions", "1"),
+            ("transaction.state.log.num.partitions", "1"),
+            ("offsets.topic.segment.bytes", "1048576"),
+            ("log.segment.bytes", "1048576"),
+            ("log.io.mode", "direct"),
+            ("log.retention.check.interval.ms", "100"),
+        ],
+    );
+    const RECYCLING: &str = "recycling";
+    assert_eq!(
+        create_topic_raw(broker.bootstrap(), RECYCLING, 1, &[("retention.bytes", "2097152")]),
+        0
+    );
+    assert_eq!(create_topic_raw(broker.bootstrap(), TOPIC, 1, &[]), 0);
+    let mut connection = RawConnection::connect(broker.bootstrap());
+    let producer_id = connection.init_producer_id();
+    let spare = broker
+        .data_dir()
+        .join(format!("{RECYCLING}-0"))
+        .join("recycled-segment.spare");
+    let mut produced = 0;
+    while !spare.exists() {
+        let batch = idempotent_batch(producer_id, 0, produced, &[record_value(produced)]);
+        assert_eq!(connection.produce(RECYCLING, 0, batch).0, 0);
+        produced += 1;
+        assert!(produced < 5000, "retention never kept a spare segment file");
+        std::thread::sleep(Duration::from_millis(1)); // retention runs meanwhile
+    }
+    let _filler = filesystem.fill_leaving(128 << 10);
+    let other_producer = connection.init_producer_id();
+    let deadline = Instant::now() + Duration::from_secs(20);
+    let (mut acked, mut refused) = (0, 0);
+    loop {
+        match produce_record(&mut connection, other_producer, acked) {
+            0 if refused > 0 => break, // accepted again after a refusal
+            0 => acked += 1,
+            KAFKA_STORAGE_ERROR => {
+                refused += 1;
+                assert!(Instant::now() < deadline, "produce did not resume on the spare's space");
+                std::thread::sleep(Duration::from_millis(100));
+            }
+            other => panic!("unexpected error {other}: {}", broker.log()),
+        }
+        assert!(acked < 5000, "the disk never filled up");
+    }
+    acked += 1;
+    assert!(!spare.exists(), "the spare's space was given back");
+    assert_log_holds(&broker, acked, "after the spare's space was used");
+    drop(broker); // before the filesystem is unmounted
+}

@@ -22,7 +22,9 @@
 //!   segment's base offset, and sealing truncates the file to what was
 //!   written, so stale bytes are never served. A file that a read still
 //!   holds is deleted instead (its fetch must send the old bytes). A roll
-//!   to the page cache removes the spare, so only busy partitions hold one.
+//!   to the page cache removes the spare, so only busy partitions hold one;
+//!   a spare is kept only while its filesystem has a tenth of its space
+//!   free besides it, and a failed write gives it back.
 
 use std::cell::RefCell;
 use std::collections::VecDeque;
@@ -55,6 +57,18 @@ use crate::notify::LocalNotify;
 /// p50 0.54 against 1.09 ms (docs/PERFORMANCE.md, session 11). Not a
 /// segment name, so opening the partition passes it by.
 pub const SPARE_SEGMENT_FILE_NAME: &str = "recycled-segment.spare";
+
+/// A deleted segment is kept as the spare only while its filesystem would
+/// have this fraction of its space (one tenth) free besides it: a spare
+/// holds disk that retention would otherwise have given back.
+const SPARE_FREE_SPACE_FLOOR_DIVISOR: u64 = 10;
+
+/// Whether a spare of `spare_bytes` may be kept on a filesystem with `space`.
+fn spare_fits(space: Option<io::FilesystemSpace>, spare_bytes: u64) -> bool {
+    space.is_some_and(|space| {
+        space.available_bytes.saturating_sub(spare_bytes) >= space.total_bytes / SPARE_FREE_SPACE_FLOOR_DIVISOR
+    })
+}
 
 /// Per-partition settings, resolved from topic and broker configs.
 #[derive(Debug, Clone)]
@@ -595,7 +609,9 @@ impl PartitionLog {
         }
     }
 
-    fn remove_spare_segment(&mut self) {
+    /// Gives back the disk the spare segment file holds, if there is one
+    /// (it is deleted off this thread, `crate::fs_offload`).
+    pub fn remove_spare_segment(&mut self) {
         if std::mem::take(&mut self.has_spare_segment) {
             let _ = fs_offload::delete_file_later(&self.dir.join(SPARE_SEGMENT_FILE_NAME));
         }
@@ -696,7 +712,8 @@ impl PartitionLog {
         let spare_path = self.dir.join(SPARE_SEGMENT_FILE_NAME);
         for segment in self.segments.drain(..gone) {
             tracing::debug!(dir = %self.dir.display(), base_offset = segment.base_offset, "deleting segment");
-            if keep_spare && segment.recycle_log_file(&spare_path) {
+            let fits = || spare_fits(io::filesystem_space(&self.dir), segment.assigned_bytes());
+            if keep_spare && fits() && segment.recycle_log_file(&spare_path) {
                 keep_spare = false;
                 self.has_spare_segment = true;
                 continue;
@@ -1012,6 +1029,8 @@ impl PartitionLog {
         }
         self.pending.clear();
         self.failure = Some(failure);
+        // The disk may be full: the spare's space is the first to give back.
+        self.remove_spare_segment();
     }
 
     fn finish_write_job(&mut self, job: &WriteJob, outcome: WriteOutcome) {
@@ -1502,6 +1521,8 @@ mod tests {
     #[test]
     fn a_panicking_writer_fails_the_partition_and_its_waiters() {
         let dir = tempfile::tempdir().expect("tempdir");
+        let spare = dir.path().join(SPARE_SEGMENT_FILE_NAME);
+        std::fs::write(&spare, [0u8; 4096]).expect("a spare segment file");
         tokio_uring::start(async {
             let cache = Rc::new(RefCell::new(BatchCache::new(1 << 20)));
             let log = PartitionLog::open(dir.path(), 1, LogConfig::default(), cache, false, 0).expect("open");
@@ -1518,6 +1539,22 @@ mod tests {
                 durable.await.expect("answered").is_err(),
                 "the waiter hears of the failure"
             );
+            assert!(!spare.exists(), "the failed partition gave back its spare's disk");
         });
+    }
+
+    #[test]
+    fn a_spare_is_kept_only_while_a_tenth_of_the_filesystem_stays_free_besides_it() {
+        let space = |available_bytes| {
+            Some(io::FilesystemSpace {
+                total_bytes: 1000,
+                available_bytes,
+            })
+        };
+        assert!(spare_fits(space(600), 100));
+        assert!(spare_fits(space(200), 100));
+        assert!(!spare_fits(space(199), 100));
+        assert!(!spare_fits(space(50), 100));
+        assert!(!spare_fits(None, 100), "unknown space: give the disk back");
     }
 }

@@ -16,19 +16,6 @@ use crate::runtime::messages::{ShardRequest, TopicPartition};
 
 pub const VERSIONS: VersionRange = VersionRange { min: 1, max: 4 };
 
-/// `(total, usable)` bytes of the filesystem holding `path`.
-fn filesystem_bytes(path: &std::path::Path) -> Option<(i64, i64)> {
-    use std::os::unix::ffi::OsStrExt;
-    let path = std::ffi::CString::new(path.as_os_str().as_bytes()).ok()?;
-    let mut stats: libc::statvfs = unsafe { std::mem::zeroed() };
-    // SAFETY: a valid NUL-terminated path and a writable statvfs.
-    if unsafe { libc::statvfs(path.as_ptr(), &mut stats) } != 0 {
-        return None;
-    }
-    let block = stats.f_frsize as i64;
-    Some((stats.f_blocks as i64 * block, stats.f_bavail as i64 * block))
-}
-
 pub async fn handle(body: DescribeLogDirsRequest, request: RequestContext) -> HandlerOutcome {
     let broker = request.broker();
     let sizes = broker
@@ -75,9 +62,10 @@ pub async fn handle(body: DescribeLogDirsRequest, request: RequestContext) -> Ha
         .with_log_dir(StrBytes::from_string(data_dir.display().to_string()))
         .with_topics(topics);
     if request.version >= 4 {
-        let (total, usable) = filesystem_bytes(&data_dir).unwrap_or((-1, -1));
-        result.total_bytes = total;
-        result.usable_bytes = usable;
+        let space = ringlog_engine::io::filesystem_space(&data_dir);
+        let bytes = |value: u64| i64::try_from(value).unwrap_or(i64::MAX);
+        result.total_bytes = space.map_or(-1, |s| bytes(s.total_bytes));
+        result.usable_bytes = space.map_or(-1, |s| bytes(s.available_bytes));
     }
     request.respond(&DescribeLogDirsResponse::default().with_results(vec![result]))
 }

@@ -160,7 +160,7 @@ async fn scrape(broker: &Broker, started: Instant) -> Scrape {
         uptime_s: started.elapsed().as_secs_f64(),
         cores,
         lags,
-        disk_free_bytes: disk_free_bytes(&broker.data_dir),
+        disk_free_bytes: ringlog_engine::io::filesystem_space(&broker.data_dir).map(|space| space.available_bytes),
     }
 }
 
@@ -235,15 +235,6 @@ async fn first_timestamp_at(broker: &Broker, tp: TopicPartition, offset: i64) ->
         }
     }
     BatchHeader::parse(&header).ok().map(|h| h.base_timestamp)
-}
-
-fn disk_free_bytes(path: &std::path::Path) -> Option<u64> {
-    use std::os::unix::ffi::OsStrExt;
-    let path = std::ffi::CString::new(path.as_os_str().as_bytes()).ok()?;
-    // SAFETY: statvfs fills the struct we own from a NUL-terminated path.
-    let mut stats: libc::statvfs = unsafe { std::mem::zeroed() };
-    let status = unsafe { libc::statvfs(path.as_ptr(), &mut stats) };
-    (status == 0).then(|| stats.f_bavail as u64 * stats.f_frsize as u64)
 }
 
 /// `ringlog status`: asks a running broker's metrics endpoint.

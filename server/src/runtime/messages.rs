@@ -142,6 +142,9 @@ pub enum ShardRequest {
         topics: Vec<String>,
         reply: oneshot::Sender<()>,
     },
+    /// A write failed on some core (the disk may be full): give back the
+    /// space of every spare segment file this core's partitions keep.
+    RemoveSpareSegments,
     /// Size on disk of every partition this core owns.
     PartitionSizes {
         reply: oneshot::Sender<Vec<(TopicPartition, u64)>>,

@@ -637,6 +637,13 @@ impl Shard {
             .filter(|(_, owned)| owned.log.borrow().is_failed() && Rc::strong_count(&owned.log) == 1)
             .map(|(tp, _)| tp.clone())
             .collect();
+        if !failed.is_empty() {
+            // Perhaps for a full disk: the spare segment files of every core
+            // give their space back first.
+            for core in 0..self.broker.core_count() {
+                self.broker.send_to_core(core, ShardRequest::RemoveSpareSegments);
+            }
+        }
         for tp in failed {
             match self.open_log(&tp, false) {
                 Ok(Some(reopened)) => {
@@ -651,6 +658,12 @@ impl Shard {
                     tracing::warn!(topic = %tp.topic, partition = tp.partition, %error, "failed partition cannot reopen yet");
                 }
             }
+        }
+    }
+
+    fn remove_spare_segments(&self) {
+        for owned in self.partitions.values() {
+            owned.log.borrow_mut().remove_spare_segment();
         }
     }
 
@@ -745,6 +758,7 @@ impl Shard {
                 self.reload_topic_settings(&topics);
                 let _ = reply.send(());
             }
+            ShardRequest::RemoveSpareSegments => self.remove_spare_segments(),
             ShardRequest::PartitionSizes { reply } => {
                 let sizes = self
                     .partitions
