@@ -14,8 +14,10 @@
 //! Invariants:
 //! - Jobs run one at a time, in submission order: a file a job writes is
 //!   never removed by a job submitted before it, and the other way round.
-//! - A deleted path is renamed before it is handed over, so a late unlink
-//!   never removes a file or directory created since under the old name.
+//! - A path [`delete_file_later`] or [`delete_dir_later`] deletes is renamed
+//!   before it is handed over, so a late unlink never removes a file or
+//!   directory created since under the old name. (Segment files are removed
+//!   by name in a [`submit`]ted job instead: their names never come back.)
 //! - Jobs on a partition name its directory by a [`DirHandle`] (a descriptor),
 //!   so a job that runs after the directory was deleted (renamed) never
 //!   writes into a new partition of the same name.

@@ -530,20 +530,33 @@ impl SegmentWriter {
     }
 
     /// Creates the file of a new segment at `path` through io_uring, which
-    /// runs the create on a kernel worker instead of the calling core.
-    pub async fn create(path: &Path, mode: IoMode) -> io::Result<Self> {
+    /// runs the create on a kernel worker instead of the calling core; with
+    /// `from_spare`, renames that file to `path` instead (a recycled
+    /// segment file, its blocks already allocated and written), or creates
+    /// a new one if the rename fails.
+    pub async fn create(path: &Path, mode: IoMode, from_spare: Option<&Path>) -> io::Result<Self> {
         use std::os::unix::fs::OpenOptionsExt;
+        if let Some(spare) = from_spare {
+            if let Err(error) = tokio_uring::fs::rename(spare, path).await {
+                tracing::warn!(spare = %spare.display(), %error, "cannot reuse the spare segment file; creating a new one");
+            }
+        }
         let mut options = tokio_uring::fs::OpenOptions::new();
         options.create(true).read(true).write(true);
         if mode == IoMode::Direct {
             options.custom_flags(libc::O_DIRECT);
         }
+        let file = options.open(path).await?;
+        let allocated_bytes = match from_spare {
+            Some(_) => file.statx().await?.stx_size,
+            None => 0,
+        };
         Ok(Self {
-            file: options.open(path).await?,
+            file,
             path: path.to_path_buf(),
             mode,
             tail: RefCell::new(Vec::new()),
-            allocated_bytes: Cell::new(0),
+            allocated_bytes: Cell::new(allocated_bytes),
         })
     }
 

@@ -978,6 +978,53 @@ fn a_recycled_segment_file_never_serves_its_old_batches() {
     });
 }
 
+/// The roll that takes the spare leaves its rename to the new segment's
+/// first write job (io_uring runs it on a kernel worker, not the core):
+/// appended but not yet written, the spare is still there and the segment
+/// file is not; written, the segment file is the spare, blocks and all.
+#[test]
+fn a_roll_leaves_the_spare_segment_file_rename_to_the_first_write() {
+    let Some((dir, config, spare)) = recycling_setup() else {
+        return;
+    };
+    tokio_uring::start(async {
+        let log = open(dir.path(), config, false, 0);
+        for i in 0..20 {
+            append_durably(&log, big_batch(i)).await;
+        }
+        settle_files(&log);
+        log.borrow_mut()
+            .enforce_retention(-1, RECYCLING_SEGMENT_BYTES as i64, NOW_MS)
+            .expect("retention");
+        let spare_bytes = std::fs::metadata(&spare).expect("a spare kept").len();
+        let recycled_before = ringlog_engine::stats::segments_recycled();
+        // No await in between: the writer task runs only after the roll.
+        let segments = log.borrow().segment_count();
+        let mut base = 0;
+        for i in 20.. {
+            if log.borrow().segment_count() > segments {
+                break;
+            }
+            base = log
+                .borrow_mut()
+                .append(vec![big_batch(i)], None, NOW_MS)
+                .expect("append")
+                .base_offset;
+        }
+        let rolled = dir.path().join(format!("{base:020}.log"));
+        assert!(
+            spare.exists() && !rolled.exists(),
+            "the roll renamed the spare on the core"
+        );
+        assert_eq!(ringlog_engine::stats::segments_recycled(), recycled_before + 1);
+        settle(&log).await;
+        assert!(!spare.exists(), "the first write took the spare");
+        assert!(std::fs::metadata(&rolled).expect("the new segment").len() >= spare_bytes);
+        assert_eq!(batch_offsets(&read_bytes(&log, base, 1 << 20)), vec![base]);
+        PartitionLog::close(&log).await.expect("close");
+    });
+}
+
 /// A partition that turns quiet rolls to the page cache and gives back the
 /// disk its spare segment file held.
 #[test]

@@ -47,7 +47,7 @@ use crate::log::leader_epoch::LeaderEpochCache;
 use crate::log::producer_state::{
     AbortedTransaction, AppendCheckError, ProducerStateTable, SequenceCheck, SequenceError, SNAPSHOT_SUFFIX,
 };
-use crate::log::segment::{self, Segment, SegmentWriterSource};
+use crate::log::segment::{self, NewSegmentFile, Segment, SegmentWriterSource};
 use crate::notify::LocalNotify;
 
 /// A segment file retention deleted, kept to be the next O_DIRECT segment.
@@ -294,7 +294,7 @@ impl PartitionLog {
         // and snapshots, still on the background thread, would write.
         fs_offload::wait_for(dir);
         let dir_handle = DirHandle::open(dir).map_err(|e| LogError::io("opening partition dir", dir, e))?;
-        let mut segments = open_segments(dir, &config, clean_shutdown, now_ms)?;
+        let mut segments = open_segments(&dir_handle, &config, clean_shutdown, now_ms)?;
         let io_chooser = IoModeChooser::new(config.io_policy, now_ms);
         if segments.is_empty() {
             segments.push(Segment::create(
@@ -559,12 +559,12 @@ impl PartitionLog {
             tracing::debug!(dir = %self.dir.display(), ?io_mode, "ingest rate changed: rolling to a segment in the other write mode");
         }
         let base_offset = self.offsets.log_end_offset;
-        let file_exists = match io_mode {
-            IoMode::Direct => self.reuse_spare_segment(base_offset),
+        let file = match io_mode {
+            IoMode::Direct => self.take_spare_segment(),
             // Quiet now: the spare would hold its disk for nothing.
             IoMode::Buffered => {
                 self.remove_spare_segment();
-                false
+                NewSegmentFile::Deferred
             }
         };
         // The producer state as of the new segment's start, so recovery only
@@ -577,7 +577,7 @@ impl PartitionLog {
             io_mode,
             self.config.index_interval_bytes,
             now_ms,
-            file_exists,
+            file,
         );
         tracing::debug!(dir = %self.dir.display(), base_offset, "rolled segment");
         self.segments.push(segment);
@@ -586,27 +586,15 @@ impl PartitionLog {
         Ok(())
     }
 
-    /// Makes the spare segment file, if any, the file of the segment starting
-    /// at `base_offset` (not yet created). Its old bytes are batches below
-    /// `base_offset`, which recovery never takes for this segment's.
-    /// True if it did (the new segment's file then exists).
-    fn reuse_spare_segment(&mut self, base_offset: i64) -> bool {
+    /// The file of a new O_DIRECT segment: the spare segment file, if any,
+    /// which its first write job renames (its old bytes are batches below
+    /// the new segment's base, which recovery never takes for its own).
+    fn take_spare_segment(&mut self) -> NewSegmentFile {
         if !std::mem::take(&mut self.has_spare_segment) {
-            return false;
+            return NewSegmentFile::Deferred;
         }
-        let spare = self.dir.join(SPARE_SEGMENT_FILE_NAME);
-        let target = segment::segment_path(&self.dir, base_offset, segment::LOG_SUFFIX);
-        match std::fs::rename(&spare, &target) {
-            Ok(()) => {
-                crate::stats::count_recycled_segment();
-                true
-            }
-            Err(error) => {
-                tracing::warn!(path = %spare.display(), %error, "cannot reuse the spare segment file; removing it");
-                let _ = fs_offload::delete_file_later(&spare);
-                false
-            }
-        }
+        crate::stats::count_recycled_segment();
+        NewSegmentFile::FromSpare(self.dir.join(SPARE_SEGMENT_FILE_NAME))
     }
 
     /// Gives back the disk the spare segment file holds, if there is one
@@ -706,19 +694,22 @@ impl PartitionLog {
                 .map_err(|e| LogError::io("writing log start checkpoint", &path, e))?;
         }
         self.offsets.log_start_offset = new_start;
+        // Not while a roll's rename of the last spare is pending: a new one
+        // would replace that file, freeing its blocks on this thread.
         let mut keep_spare = self.config.recycle_segments
             && !self.has_spare_segment
+            && !self.segments.iter().any(Segment::takes_spare_file)
             && self.active_segment().io_mode() == IoMode::Direct;
         let spare_path = self.dir.join(SPARE_SEGMENT_FILE_NAME);
         for segment in self.segments.drain(..gone) {
             tracing::debug!(dir = %self.dir.display(), base_offset = segment.base_offset, "deleting segment");
             let fits = || spare_fits(io::filesystem_space(&self.dir), segment.assigned_bytes());
-            if keep_spare && fits() && segment.recycle_log_file(&spare_path) {
+            if keep_spare && fits() && segment.recycle_log_file(&spare_path, &self.dir_handle) {
                 keep_spare = false;
                 self.has_spare_segment = true;
                 continue;
             }
-            segment.delete_files();
+            segment.delete_files(&self.dir_handle);
         }
         self.producers.forget_before(new_start);
         self.cache.borrow_mut().evict_below(self.key, new_start);
@@ -1323,8 +1314,12 @@ async fn run_write_job(job: &WriteJob) -> WriteOutcome {
         let started = std::time::Instant::now();
         let writer = match source {
             SegmentWriterSource::Ready(writer) => writer.clone(),
-            SegmentWriterSource::Create { path, io_mode } => {
-                let writer = Rc::new(SegmentWriter::create(path, *io_mode).await?);
+            SegmentWriterSource::Create {
+                path,
+                io_mode,
+                from_spare,
+            } => {
+                let writer = Rc::new(SegmentWriter::create(path, *io_mode, from_spare.as_deref()).await?);
                 created_writer = Some(writer.clone());
                 writer
             }
@@ -1464,7 +1459,13 @@ fn rebuild_producer_state(
     Ok(table)
 }
 
-fn open_segments(dir: &Path, config: &LogConfig, clean_shutdown: bool, now_ms: i64) -> Result<Vec<Segment>> {
+fn open_segments(
+    dir_handle: &DirHandle,
+    config: &LogConfig,
+    clean_shutdown: bool,
+    now_ms: i64,
+) -> Result<Vec<Segment>> {
+    let dir = dir_handle.path();
     fs_offload::remove_leftovers(dir);
     let mut bases = Vec::new();
     let entries = std::fs::read_dir(dir).map_err(|e| LogError::io("listing partition dir", dir, e))?;
@@ -1501,7 +1502,7 @@ fn open_segments(dir: &Path, config: &LogConfig, clean_shutdown: bool, now_ms: i
             }
         }
         if segment.is_empty() && !is_last {
-            segment.delete_files();
+            segment.delete_files(dir_handle);
             removed_empty_bases.push(base);
             continue;
         }

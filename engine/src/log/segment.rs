@@ -67,6 +67,9 @@ pub struct Segment {
     seal_done: Option<Arc<AtomicBool>>,
     /// The log file exists (see [`Self::create_deferred`]).
     file_created: bool,
+    /// Until `file_created`: the spare segment file the first write job
+    /// renames to this segment's name instead of creating one.
+    spare_file: Option<PathBuf>,
     io_mode: IoMode,
     /// Opened at the first write after start or idling, like `read_file`.
     writer: Option<Rc<SegmentWriter>>,
@@ -95,10 +98,25 @@ struct ScanResult {
 }
 
 /// How a new segment's writer is had: opened now, or (the segment's file not
-/// created yet) created by the partition's writer task through io_uring.
+/// created yet) created by the partition's writer task through io_uring,
+/// from a spare segment file if it names one.
 pub enum SegmentWriterSource {
     Ready(Rc<SegmentWriter>),
-    Create { path: PathBuf, io_mode: IoMode },
+    Create {
+        path: PathBuf,
+        io_mode: IoMode,
+        from_spare: Option<PathBuf>,
+    },
+}
+
+/// Where a new segment's file comes from.
+pub enum NewSegmentFile {
+    /// Already created.
+    Exists,
+    /// Created by the first write job.
+    Deferred,
+    /// This spare segment file, renamed by the first write job.
+    FromSpare(PathBuf),
 }
 
 impl Segment {
@@ -110,7 +128,14 @@ impl Segment {
         index_interval_bytes: u64,
         now_ms: i64,
     ) -> Result<Self> {
-        let segment = Self::create_deferred(dir, base_offset, io_mode, index_interval_bytes, now_ms, true);
+        let segment = Self::create_deferred(
+            dir,
+            base_offset,
+            io_mode,
+            index_interval_bytes,
+            now_ms,
+            NewSegmentFile::Exists,
+        );
         // The file exists from now on; its descriptors open on first use (a
         // topic of thousands of partitions must not open thousands of files).
         std::fs::OpenOptions::new()
@@ -122,25 +147,31 @@ impl Segment {
         Ok(segment)
     }
 
-    /// A new, empty active segment whose file (unless `file_exists`, a
-    /// recycled one) the first write job creates off this thread: creating a
-    /// file cost a core 1.2-1.8 ms at every roll on the development VM. No
-    /// read touches the file before a write to it completes (reads stop at
-    /// the durable bytes).
+    /// A new, empty active segment whose file (unless it exists) the first
+    /// write job creates, or renames from a spare, off this thread: either
+    /// cost a core 1.2-1.8 ms at a roll on the development VM. No read
+    /// touches the file before a write to it completes (reads stop at the
+    /// durable bytes).
     pub fn create_deferred(
         dir: &Path,
         base_offset: i64,
         io_mode: IoMode,
         index_interval_bytes: u64,
         now_ms: i64,
-        file_exists: bool,
+        file: NewSegmentFile,
     ) -> Self {
+        let (file_created, spare_file) = match file {
+            NewSegmentFile::Exists => (true, None),
+            NewSegmentFile::Deferred => (false, None),
+            NewSegmentFile::FromSpare(spare) => (false, Some(spare)),
+        };
         Self {
             base_offset,
             log_path: segment_path(dir, base_offset, LOG_SUFFIX),
             read_file: RefCell::new(None),
             unsealed: true,
-            file_created: file_exists,
+            file_created,
+            spare_file,
             seal_done: None,
             io_mode,
             writer: None,
@@ -218,6 +249,7 @@ impl Segment {
             read_file: RefCell::new(None),
             unsealed: false,
             file_created: true,
+            spare_file: None,
             seal_done: None,
             io_mode: IoMode::Buffered,
             writer: None,
@@ -288,12 +320,19 @@ impl Segment {
         Ok(SegmentWriterSource::Create {
             path: self.log_path.clone(),
             io_mode: self.io_mode,
+            from_spare: self.spare_file.clone(),
         })
+    }
+
+    /// Whether a spare segment file is still to be renamed to this one's.
+    pub fn takes_spare_file(&self) -> bool {
+        !self.file_created && self.spare_file.is_some()
     }
 
     /// Takes the writer a write job created (see [`Self::writer_source`]).
     pub fn install_created_writer(&mut self, writer: Rc<SegmentWriter>) {
         self.file_created = true;
+        self.spare_file = None;
         if self.unsealed && self.writer.is_none() {
             self.writer = Some(writer);
         }
@@ -561,7 +600,7 @@ impl Segment {
     /// deletes the indexes; false, and nothing moved, while a read holds the
     /// file (a fetch's `sendfile` must find the old bytes there, as it does
     /// in an unlinked file) or if the rename fails.
-    pub fn recycle_log_file(&self, spare: &Path) -> bool {
+    pub fn recycle_log_file(&self, spare: &Path, dir: &DirHandle) -> bool {
         if self
             .read_file
             .borrow()
@@ -574,24 +613,33 @@ impl Segment {
             tracing::warn!(path = %self.log_path.display(), %error, "cannot keep the segment file for reuse");
             return false;
         }
-        self.remove_files(&[OFFSET_INDEX_SUFFIX, TIME_INDEX_SUFFIX]);
+        self.remove_files(dir, &[OFFSET_INDEX_SUFFIX, TIME_INDEX_SUFFIX]);
         true
     }
 
-    pub fn delete_files(&self) {
-        self.remove_files(&[LOG_SUFFIX, OFFSET_INDEX_SUFFIX, TIME_INDEX_SUFFIX]);
+    pub fn delete_files(&self, dir: &DirHandle) {
+        self.remove_files(dir, &[LOG_SUFFIX, OFFSET_INDEX_SUFFIX, TIME_INDEX_SUFFIX]);
     }
 
-    /// The names go at once; the unlinks, which free the extents of a large
-    /// file, run off this thread (`crate::fs_offload`).
-    fn remove_files(&self, suffixes: &[&str]) {
-        let dir = self.log_path.parent().unwrap_or(Path::new("."));
-        for suffix in suffixes {
-            let path = segment_path(dir, self.base_offset, suffix);
-            if let Err(error) = fs_offload::delete_file_later(&path) {
-                tracing::warn!(path = %path.display(), %error, "deleting segment file failed");
+    /// Unlinks the files on the background thread (`crate::fs_offload`),
+    /// after the jobs already queued (this segment's seal among them): a
+    /// rename or unlink blocked a core for up to 16 ms while the disk was
+    /// busy (perf trace, session 13). Removing by name is safe: no later
+    /// segment of the partition takes this base offset, and the handle
+    /// names this directory, not a new one of the same name.
+    fn remove_files(&self, dir: &DirHandle, suffixes: &[&str]) {
+        let names: Vec<String> = suffixes
+            .iter()
+            .map(|suffix| segment_file_name(self.base_offset, suffix))
+            .collect();
+        let job_dir = dir.clone();
+        fs_offload::submit(dir, move || {
+            for name in &names {
+                if let Err(error) = job_dir.remove_file(name) {
+                    tracing::warn!(dir = %job_dir.path().display(), name, %error, "deleting segment file failed");
+                }
             }
-        }
+        });
     }
 }
 
