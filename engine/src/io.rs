@@ -876,6 +876,19 @@ pub fn truncate_file(path: &Path, length_bytes: u64) -> io::Result<()> {
     file.sync_all()
 }
 
+/// Runs `work` on a thread of its own (named `name`) and awaits its result:
+/// file work too long for a core thread, such as compaction's reads and
+/// rewrites of whole segments.
+pub async fn run_off_core<T: Send + 'static>(name: &str, work: impl FnOnce() -> T + Send + 'static) -> io::Result<T> {
+    let (sender, receiver) = tokio::sync::oneshot::channel();
+    std::thread::Builder::new().name(name.to_string()).spawn(move || {
+        let _ = sender.send(work());
+    })?;
+    receiver
+        .await
+        .map_err(|_| io::Error::other(format!("the {name} thread stopped before it finished")))
+}
+
 /// The size and free space of a filesystem, for users (not root).
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct FilesystemSpace {

@@ -32,6 +32,6 @@ pub use error::{LogError, Result};
 pub use io::IoMode;
 pub use log::io_policy::IoPolicy;
 pub use log::partition_log::{
-    AppendResult, CompactionPlan, FileRegion, Isolation, LogConfig, LogOffsets, PartitionLog, ReadChunk, ReadResult,
-    SharedLog, WriteFailed,
+    AppendResult, FileRegion, Isolation, LogConfig, LogOffsets, PartitionLog, ReadChunk, ReadResult, SharedLog,
+    WriteFailed,
 };

@@ -657,20 +657,7 @@ fn compaction_keeps_the_latest_value_per_key_and_survives_interruption() {
         let before = all_records(&log);
         assert_eq!(before.len(), 120);
         settle_files(&log);
-        let plan = log
-            .borrow()
-            .plan_compaction(&policy, NOW_MS)
-            .expect("plan")
-            .expect("something to clean");
-        let mut removed = 0;
-        for base in plan.segments.clone() {
-            removed += log
-                .borrow_mut()
-                .clean_segment(base, &plan, &policy, NOW_MS)
-                .expect("clean")
-                .records_removed;
-        }
-        log.borrow_mut().finish_compaction(&plan).expect("finish");
+        let removed = PartitionLog::compact(&log, &policy, NOW_MS).await.expect("compact");
         assert!(removed > 90, "old values removed: {removed}");
         let after = all_records(&log);
         // The latest value of every key is there, at its original offset.
@@ -678,9 +665,6 @@ fn compaction_keeps_the_latest_value_per_key_and_survives_interruption() {
             let latest_before = before.iter().rev().find(|r| r.1 == key).expect("key");
             assert!(after.contains(latest_before), "latest {key} kept");
         }
-        // In the cleaned segments each key appears at most once.
-        let cleaned_end = plan.segments.len();
-        assert!(cleaned_end > 0);
         let offsets: Vec<i64> = after.iter().map(|r| r.0).collect();
         let mut sorted = offsets.clone();
         sorted.sort_unstable();
@@ -706,6 +690,60 @@ fn compaction_keeps_the_latest_value_per_key_and_survives_interruption() {
             );
         }
         assert!(!dir.path().join("00000000000000000000.log.cleaned").exists());
+    });
+}
+
+/// Compaction reads and writes segment files on a thread of its own while
+/// the core goes on; retention may delete the segment being cleaned
+/// meanwhile. The cleaned copy is then dropped, never renamed back into a
+/// deleted segment's place.
+#[test]
+fn a_segment_retention_deletes_while_it_is_cleaned_stays_deleted() {
+    use ringlog_engine::log::compaction::CompactionPolicy;
+    let policy = CompactionPolicy {
+        min_compaction_lag_ms: 0,
+        max_compaction_lag_ms: i64::MAX,
+        delete_retention_ms: 86_400_000,
+        min_cleanable_dirty_ratio: 0.0,
+    };
+    let dir = tempfile::tempdir().expect("tempdir");
+    let cleaned_copies = |dir: &Path| {
+        std::fs::read_dir(dir)
+            .expect("dir")
+            .filter_map(|e| e.ok())
+            .filter(|e| e.file_name().to_string_lossy().ends_with(".cleaned"))
+            .count()
+    };
+    tokio_uring::start(async {
+        let log = open(dir.path(), config(IoMode::Buffered, 1024), false, 0);
+        for round in 0..40 {
+            for key in ["a", "b", "c"] {
+                append_durably(&log, keyed_batch(key, &format!("{key}-{round}"), NOW_MS - 1000)).await;
+            }
+        }
+        settle_files(&log);
+        let compaction = PartitionLog::compact(&log, &policy, NOW_MS);
+        tokio::pin!(compaction);
+        // Until the cleaner thread has written its first copy.
+        while cleaned_copies(dir.path()) == 0 {
+            tokio::select! {
+                biased;
+                _ = &mut compaction => panic!("compaction ended before a copy was written"),
+                _ = tokio::time::sleep(std::time::Duration::from_millis(1)) => {}
+            }
+        }
+        let deleted = log.borrow_mut().enforce_retention(-1, 0, NOW_MS).expect("retention");
+        assert!(deleted > 0);
+        let start = log.borrow().offsets().log_start_offset;
+        compaction.await.expect("compact");
+        assert_eq!(cleaned_copies(dir.path()), 0, "the copy was dropped");
+        assert_eq!(log.borrow().offsets().log_start_offset, start);
+        assert_eq!(log.borrow().segment_count(), 1, "no deleted segment came back");
+        PartitionLog::close(&log).await.expect("close");
+    });
+    tokio_uring::start(async {
+        let log = open(dir.path(), config(IoMode::Buffered, 1024), true, 0);
+        assert_eq!(log.borrow().segment_count(), 1, "none after a restart either");
     });
 }
 

@@ -41,7 +41,7 @@ use crate::error::{LogError, Result};
 use crate::fs_offload::{self, DirHandle};
 use crate::io::{self, IoMode, SegmentWriter};
 use crate::limits::{DATA_WAITERS_MAX, WRITE_JOB_BYTES_MAX};
-use crate::log::compaction::{self, CleanStats, CompactionPolicy, OffsetMap};
+use crate::log::compaction::{self, CompactionPolicy, OffsetMap};
 use crate::log::io_policy::{self, IoModeChooser, IoPolicy};
 use crate::log::leader_epoch::LeaderEpochCache;
 use crate::log::producer_state::{
@@ -262,6 +262,8 @@ pub struct PartitionLog {
     wake_writer: Rc<LocalNotify>,
     /// [`SPARE_SEGMENT_FILE_NAME`] exists in `dir`.
     has_spare_segment: bool,
+    /// A compaction pass runs ([`PartitionLog::compact`]).
+    compacting: bool,
 }
 
 pub type SharedLog = Rc<RefCell<PartitionLog>>;
@@ -348,6 +350,7 @@ impl PartitionLog {
             cache,
             wake_writer: wake_writer.clone(),
             has_spare_segment: dir.join(SPARE_SEGMENT_FILE_NAME).exists(),
+            compacting: false,
         };
         log.check_offsets();
         let shared = Rc::new(RefCell::new(log));
@@ -698,6 +701,7 @@ impl PartitionLog {
         // would replace that file, freeing its blocks on this thread.
         let mut keep_spare = self.config.recycle_segments
             && !self.has_spare_segment
+            && !self.compacting
             && !self.segments.iter().any(Segment::takes_spare_file)
             && self.active_segment().io_mode() == IoMode::Direct;
         let spare_path = self.dir.join(SPARE_SEGMENT_FILE_NAME);
@@ -718,10 +722,42 @@ impl PartitionLog {
         Ok(())
     }
 
-    /// Decides whether to compact, and builds the key map over the dirty part
-    /// of the cleanable segments: the sealed segments, older than
-    /// `min.compaction.lag.ms`, below the last stable offset.
-    pub fn plan_compaction(&self, policy: &CompactionPolicy, now_ms: i64) -> Result<Option<CompactionPlan>> {
+    /// One compaction pass: decides whether to compact, builds the key map
+    /// over the dirty part of the cleanable segments (the sealed segments,
+    /// older than `min.compaction.lag.ms`, below the last stable offset) and
+    /// cleans them one by one. Reading, cleaning and writing segment files
+    /// run on a thread of their own ([`io::run_off_core`]): a segment of 100
+    /// MiB would stop every partition of this core for a read, a rewrite and
+    /// an fsync. Only the swap of a cleaned file runs here. Returns the
+    /// records removed.
+    pub async fn compact(log: &SharedLog, policy: &CompactionPolicy, now_ms: i64) -> Result<u64> {
+        let Some(inputs) = log.borrow().compaction_inputs(policy, now_ms) else {
+            return Ok(0);
+        };
+        let _compacting = Compacting::start(log);
+        let dir = log.borrow().dir.clone();
+        let cleaner_failed = |error| LogError::io("running the cleaner thread", &dir, error);
+        let plan = io::run_off_core(CLEANER_THREAD_NAME, move || inputs.plan());
+        let plan = Arc::new(plan.await.map_err(cleaner_failed)??);
+        let mut removed = 0;
+        for &base_offset in &plan.segments {
+            let Some(input) = log.borrow().cleaning_input(base_offset, policy, now_ms) else {
+                continue;
+            };
+            let shared_plan = plan.clone();
+            let cleaned = io::run_off_core(CLEANER_THREAD_NAME, move || input.clean(&shared_plan));
+            let cleaned = cleaned.await.map_err(cleaner_failed)??;
+            if let Some(cleaned) = cleaned {
+                removed += log.borrow_mut().swap_cleaned(cleaned, now_ms)?;
+            }
+        }
+        log.borrow_mut().finish_compaction(&plan)?;
+        Ok(removed)
+    }
+
+    /// What a compaction pass needs from this log, if it has anything to
+    /// clean (`None` otherwise); reads no segment.
+    fn compaction_inputs(&self, policy: &CompactionPolicy, now_ms: i64) -> Option<CompactionInputs> {
         let active_index = self.segments.len() - 1;
         let cleanable: Vec<&Segment> = self.segments[..active_index]
             .iter()
@@ -733,79 +769,62 @@ impl PartitionLog {
             .collect();
         let cleaned_upto = read_checkpoint(&self.dir, CLEANER_CHECKPOINT_FILE_NAME).unwrap_or(0);
         let dirty: Vec<&&Segment> = cleanable.iter().filter(|s| s.next_offset() > cleaned_upto).collect();
-        let Some(oldest_dirty) = dirty.first() else {
-            return Ok(None);
-        };
+        let oldest_dirty = dirty.first()?;
         let total_bytes: u64 = cleanable.iter().map(|s| s.assigned_bytes()).sum();
         let dirty_bytes: u64 = dirty.iter().map(|s| s.assigned_bytes()).sum();
         let ratio = dirty_bytes as f64 / total_bytes.max(1) as f64;
         let overdue = oldest_dirty.max_timestamp_ms() < now_ms.saturating_sub(policy.max_compaction_lag_ms);
         if ratio < policy.min_cleanable_dirty_ratio && !overdue {
-            return Ok(None);
+            return None;
         }
-        let mut map = OffsetMap::default();
-        for segment in &dirty {
-            let bytes = std::fs::read(segment.log_path())
-                .map_err(|e| LogError::io("reading segment", segment.log_path(), e))?;
-            map.add_segment(&bytes, |producer_id, offset| {
-                self.producers.is_aborted(producer_id, offset)
-            })
-            .map_err(|e| compaction_failure(segment.log_path(), e))?;
-        }
-        Ok(Some(CompactionPlan {
-            map,
+        Some(CompactionInputs {
+            dirty: dirty.iter().map(|s| s.log_path().to_path_buf()).collect(),
             segments: cleanable.iter().map(|s| s.base_offset).collect(),
             clean_upto: cleanable.last().map_or(cleaned_upto, |s| s.next_offset()),
-        }))
+            aborted: self.producers.aborted_transactions(),
+        })
     }
 
-    /// Cleans one segment of a plan: the cleaned copy is written beside it,
-    /// fsynced, then renamed over it (its old indexes removed first, so a
-    /// crash leaves the old file or the new one, and indexes are rebuilt).
-    pub fn clean_segment(
-        &mut self,
-        base_offset: i64,
-        plan: &CompactionPlan,
-        policy: &CompactionPolicy,
-        now_ms: i64,
-    ) -> Result<CleanStats> {
-        let Some(index) = self.segments.iter().position(|s| s.base_offset == base_offset) else {
-            return Ok(CleanStats::default()); // deleted by retention meanwhile
-        };
+    /// What cleaning the segment at `base_offset` needs; `None` if it is gone
+    /// (retention) or not cleanable.
+    fn cleaning_input(&self, base_offset: i64, policy: &CompactionPolicy, now_ms: i64) -> Option<CleaningInput> {
+        let index = self.segments.iter().position(|s| s.base_offset == base_offset)?;
         if index + 1 == self.segments.len() || !self.segments[index].is_settled() {
-            return Ok(CleanStats::default());
+            return None;
         }
-        let log_path = self.segments[index].log_path().to_path_buf();
-        let bytes = std::fs::read(&log_path).map_err(|e| LogError::io("reading segment", &log_path, e))?;
-        let horizon_ms = now_ms.saturating_sub(policy.delete_retention_ms);
-        let (cleaned, stats) = compaction::clean_segment(
-            &bytes,
-            &plan.map,
-            |producer_id, offset| self.producers.is_aborted(producer_id, offset),
-            horizon_ms,
-        )
-        .map_err(|e| compaction_failure(&log_path, e))?;
-        if stats.records_removed == 0 {
-            return Ok(stats);
-        }
-        let cleaned_path = log_path.with_extension("log.cleaned");
-        io::write_file_durably(&cleaned_path, &cleaned)
-            .map_err(|e| LogError::io("writing cleaned segment", &cleaned_path, e))?;
+        Some(CleaningInput {
+            base_offset,
+            log_path: self.segments[index].log_path().to_path_buf(),
+            horizon_ms: now_ms.saturating_sub(policy.delete_retention_ms),
+        })
+    }
+
+    /// Puts a cleaned copy in its segment's place: renamed over it (its old
+    /// indexes removed first, so a crash leaves the old file or the new one,
+    /// and indexes are rebuilt), then reopened. A segment that retention
+    /// deleted meanwhile is left deleted. Returns the records removed.
+    fn swap_cleaned(&mut self, cleaned: CleanedSegment, now_ms: i64) -> Result<u64> {
+        let base_offset = cleaned.base_offset;
+        let present = self.segments.iter().position(|s| s.base_offset == base_offset);
+        let Some(index) = present.filter(|&i| i + 1 < self.segments.len()) else {
+            let _ = std::fs::remove_file(&cleaned.path);
+            return Ok(0);
+        };
         for suffix in [segment::OFFSET_INDEX_SUFFIX, segment::TIME_INDEX_SUFFIX] {
             let _ = std::fs::remove_file(segment::segment_path(&self.dir, base_offset, suffix));
         }
-        io::rename_durably(&cleaned_path, &log_path)
+        let log_path = self.segments[index].log_path().to_path_buf();
+        io::rename_durably(&cleaned.path, &log_path)
             .map_err(|e| LogError::io("swapping cleaned segment", &log_path, e))?;
         let reopened = Segment::open(&self.dir, base_offset, false, self.config.index_interval_bytes, now_ms)?;
         reopened.write_indexes()?;
         // Cached copies of the rewritten range would serve superseded values.
         self.cache.borrow_mut().evict_below(self.key, reopened.next_offset());
         self.segments[index] = reopened;
-        Ok(stats)
+        Ok(cleaned.records_removed)
     }
 
-    /// Records that the plan's range is clean.
-    pub fn finish_compaction(&mut self, plan: &CompactionPlan) -> Result<()> {
+    fn finish_compaction(&mut self, plan: &CompactionPlan) -> Result<()> {
         self.unchanged_since_clean_open = false;
         let path = self.dir.join(CLEANER_CHECKPOINT_FILE_NAME);
         io::write_file_atomically(&path, plan.clean_upto.to_string().as_bytes())
@@ -1370,12 +1389,108 @@ fn compaction_failure(path: &Path, error: compaction::CompactionError) -> LogErr
     )
 }
 
+/// The thread that reads, cleans and writes segment files for compaction.
+const CLEANER_THREAD_NAME: &str = "ringlog-cleaner";
+
+/// What a compaction pass reads off the core to build its plan.
+struct CompactionInputs {
+    /// The dirty segments' files, oldest first.
+    dirty: Vec<PathBuf>,
+    segments: Vec<i64>,
+    clean_upto: i64,
+    aborted: Vec<AbortedTransaction>,
+}
+
+impl CompactionInputs {
+    /// Reads the dirty segments into the key map (off the core).
+    fn plan(self) -> Result<CompactionPlan> {
+        let mut map = OffsetMap::default();
+        for path in &self.dirty {
+            let bytes = std::fs::read(path).map_err(|e| LogError::io("reading segment", path, e))?;
+            map.add_segment(&bytes, |producer_id, offset| {
+                is_aborted(&self.aborted, producer_id, offset)
+            })
+            .map_err(|e| compaction_failure(path, e))?;
+        }
+        Ok(CompactionPlan {
+            map,
+            segments: self.segments,
+            clean_upto: self.clean_upto,
+            aborted: self.aborted,
+        })
+    }
+}
+
 /// What one compaction pass cleans, with the key map it uses.
-pub struct CompactionPlan {
+struct CompactionPlan {
     map: OffsetMap,
     /// Base offsets of the segments to clean, oldest first.
-    pub segments: Vec<i64>,
+    segments: Vec<i64>,
     clean_upto: i64,
+    aborted: Vec<AbortedTransaction>,
+}
+
+/// One segment to clean, off the core.
+struct CleaningInput {
+    base_offset: i64,
+    log_path: PathBuf,
+    /// Tombstones older than this go.
+    horizon_ms: i64,
+}
+
+impl CleaningInput {
+    /// Writes (and fsyncs) the cleaned copy beside the segment; `None` when
+    /// cleaning removes nothing.
+    fn clean(self, plan: &CompactionPlan) -> Result<Option<CleanedSegment>> {
+        let path = &self.log_path;
+        let bytes = std::fs::read(path).map_err(|e| LogError::io("reading segment", path, e))?;
+        let aborted = |producer_id, offset| is_aborted(&plan.aborted, producer_id, offset);
+        let (cleaned, stats) = compaction::clean_segment(&bytes, &plan.map, aborted, self.horizon_ms)
+            .map_err(|e| compaction_failure(path, e))?;
+        if stats.records_removed == 0 {
+            return Ok(None);
+        }
+        let cleaned_path = path.with_extension("log.cleaned");
+        io::write_file_durably(&cleaned_path, &cleaned)
+            .map_err(|e| LogError::io("writing cleaned segment", &cleaned_path, e))?;
+        Ok(Some(CleanedSegment {
+            base_offset: self.base_offset,
+            path: cleaned_path,
+            records_removed: stats.records_removed,
+        }))
+    }
+}
+
+/// A cleaned copy of a segment, written beside it.
+struct CleanedSegment {
+    base_offset: i64,
+    path: PathBuf,
+    records_removed: u64,
+}
+
+fn is_aborted(aborted: &[AbortedTransaction], producer_id: i64, offset: i64) -> bool {
+    aborted
+        .iter()
+        .any(|a| a.producer_id == producer_id && a.first_offset <= offset && offset <= a.last_offset)
+}
+
+/// Marks a log as compacting while it lives: retention then keeps no spare
+/// segment file, whose reuse would overwrite a file the cleaner reads.
+struct Compacting(SharedLog);
+
+impl Compacting {
+    fn start(log: &SharedLog) -> Self {
+        log.borrow_mut().compacting = true;
+        Self(log.clone())
+    }
+}
+
+impl Drop for Compacting {
+    fn drop(&mut self) {
+        if let Ok(mut log) = self.0.try_borrow_mut() {
+            log.compacting = false;
+        }
+    }
 }
 
 /// Snapshots past the recovered log end describe batches that did not

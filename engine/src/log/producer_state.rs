@@ -166,6 +166,11 @@ impl ProducerStateTable {
     }
 
     /// True when `producer_id`'s batch at `offset` belongs to an aborted transaction.
+    /// Every aborted transaction the table knows, for work off the core.
+    pub fn aborted_transactions(&self) -> Vec<AbortedTransaction> {
+        self.aborted.clone()
+    }
+
     pub fn is_aborted(&self, producer_id: i64, offset: i64) -> bool {
         self.aborted
             .iter()

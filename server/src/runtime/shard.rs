@@ -293,20 +293,7 @@ async fn run_cleaner(shard: Rc<RefCell<Shard>>, backoff_ms: u64) {
 }
 
 async fn compact_partition(log: &SharedLog, policy: &CompactionPolicy) -> Result<(), LogError> {
-    let now = now_ms();
-    let plan = log.borrow().plan_compaction(policy, now)?;
-    let Some(plan) = plan else {
-        return Ok(());
-    };
-    let mut removed = 0;
-    for base_offset in plan.segments.clone() {
-        removed += log
-            .borrow_mut()
-            .clean_segment(base_offset, &plan, policy, now)?
-            .records_removed;
-        tokio::task::yield_now().await;
-    }
-    log.borrow_mut().finish_compaction(&plan)?;
+    let removed = PartitionLog::compact(log, policy, now_ms()).await?;
     if removed > 0 {
         tracing::debug!(dir = %log.borrow().dir().display(), removed, "compacted");
     }
