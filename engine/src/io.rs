@@ -935,15 +935,6 @@ pub fn write_file_durably(path: &Path, contents: &[u8]) -> io::Result<()> {
     file.sync_all()
 }
 
-/// Renames `from` over `to` (atomic on POSIX filesystems) and fsyncs the dir.
-pub fn rename_durably(from: &Path, to: &Path) -> io::Result<()> {
-    std::fs::rename(from, to)?;
-    if let Some(parent) = to.parent() {
-        std::fs::File::open(parent)?.sync_all()?;
-    }
-    Ok(())
-}
-
 /// Writes `contents` to `path` atomically: temp file, fsync, rename, fsync dir.
 pub fn write_file_atomically(path: &Path, contents: &[u8]) -> io::Result<()> {
     replace_file(path, contents, true)

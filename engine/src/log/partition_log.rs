@@ -799,10 +799,15 @@ impl PartitionLog {
         })
     }
 
-    /// Puts a cleaned copy in its segment's place: renamed over it (its old
-    /// indexes removed first, so a crash leaves the old file or the new one,
-    /// and indexes are rebuilt), then reopened. A segment that retention
-    /// deleted meanwhile is left deleted. Returns the records removed.
+    /// Puts a cleaned copy in its segment's place: renamed over it (the old
+    /// indexes are gone already, so a crash leaves the old file or the new
+    /// one, and indexes are rebuilt), then reopened; its new indexes are
+    /// written on the background thread. No directory fsync: a crash that
+    /// loses the rename brings back the segment before cleaning, which holds
+    /// every record the copy does (and the cleaner checkpoint's own
+    /// directory fsync makes the rename durable first). A segment that
+    /// retention deleted meanwhile is left deleted. Returns the records
+    /// removed.
     fn swap_cleaned(&mut self, cleaned: CleanedSegment, now_ms: i64) -> Result<u64> {
         let base_offset = cleaned.base_offset;
         let present = self.segments.iter().position(|s| s.base_offset == base_offset);
@@ -810,14 +815,11 @@ impl PartitionLog {
             let _ = std::fs::remove_file(&cleaned.path);
             return Ok(0);
         };
-        for suffix in [segment::OFFSET_INDEX_SUFFIX, segment::TIME_INDEX_SUFFIX] {
-            let _ = std::fs::remove_file(segment::segment_path(&self.dir, base_offset, suffix));
-        }
         let log_path = self.segments[index].log_path().to_path_buf();
-        io::rename_durably(&cleaned.path, &log_path)
+        std::fs::rename(&cleaned.path, &log_path)
             .map_err(|e| LogError::io("swapping cleaned segment", &log_path, e))?;
         let reopened = Segment::open(&self.dir, base_offset, false, self.config.index_interval_bytes, now_ms)?;
-        reopened.write_indexes()?;
+        reopened.write_indexes_in_background(&self.dir_handle);
         // Cached copies of the rewritten range would serve superseded values.
         self.cache.borrow_mut().evict_below(self.key, reopened.next_offset());
         self.segments[index] = reopened;
@@ -1453,6 +1455,12 @@ impl CleaningInput {
         let cleaned_path = path.with_extension("log.cleaned");
         io::write_file_durably(&cleaned_path, &cleaned)
             .map_err(|e| LogError::io("writing cleaned segment", &cleaned_path, e))?;
+        // Before the swap, so that a crash after it never pairs the copy with
+        // the old indexes (the core's reads use the indexes in memory).
+        let dir = path.parent().unwrap_or(Path::new("."));
+        for suffix in [segment::OFFSET_INDEX_SUFFIX, segment::TIME_INDEX_SUFFIX] {
+            let _ = std::fs::remove_file(segment::segment_path(dir, self.base_offset, suffix));
+        }
         Ok(Some(CleanedSegment {
             base_offset: self.base_offset,
             path: cleaned_path,

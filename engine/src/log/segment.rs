@@ -461,17 +461,24 @@ impl Segment {
         })
     }
 
-    /// Writes the indexes without fsyncs: they are derived data that
+    /// Writes the indexes of this sealed segment on the background thread
+    /// (`crate::fs_offload`), without fsyncs: they are derived data that
     /// recovery checks against the segment (and rebuilds) before trusting;
     /// a clean shutdown makes them durable with one `syncfs`.
-    pub fn write_indexes(&self) -> Result<()> {
-        let dir = self.log_path.parent().unwrap_or(Path::new("."));
-        let offset_path = segment_path(dir, self.base_offset, OFFSET_INDEX_SUFFIX);
-        io::write_file_lazily(&offset_path, &self.offset_index.encode())
-            .map_err(|e| LogError::io("writing offset index", &offset_path, e))?;
-        let time_path = segment_path(dir, self.base_offset, TIME_INDEX_SUFFIX);
-        io::write_file_lazily(&time_path, &self.time_index.encode())
-            .map_err(|e| LogError::io("writing time index", &time_path, e))
+    pub fn write_indexes_in_background(&self, dir: &DirHandle) {
+        assert!(!self.unsealed, "indexes of a segment still written to");
+        let files = SealFiles {
+            base_offset: self.base_offset,
+            length_bytes: self.durable_bytes, // the file's length: nothing to cut
+            offset_index: self.offset_index.encode(),
+            time_index: self.time_index.encode(),
+        };
+        let job_dir = dir.clone();
+        fs_offload::submit(dir, move || {
+            if let Err(error) = files.run(&job_dir) {
+                tracing::warn!(dir = %job_dir.path().display(), base_offset = files.base_offset, %error, "writing segment indexes failed");
+            }
+        });
     }
 
     /// Reads the header of the batch at `position`.
