@@ -693,60 +693,6 @@ fn compaction_keeps_the_latest_value_per_key_and_survives_interruption() {
     });
 }
 
-/// Compaction reads and writes segment files on a thread of its own while
-/// the core goes on; retention may delete the segment being cleaned
-/// meanwhile. The cleaned copy is then dropped, never renamed back into a
-/// deleted segment's place.
-#[test]
-fn a_segment_retention_deletes_while_it_is_cleaned_stays_deleted() {
-    use ringlog_engine::log::compaction::CompactionPolicy;
-    let policy = CompactionPolicy {
-        min_compaction_lag_ms: 0,
-        max_compaction_lag_ms: i64::MAX,
-        delete_retention_ms: 86_400_000,
-        min_cleanable_dirty_ratio: 0.0,
-    };
-    let dir = tempfile::tempdir().expect("tempdir");
-    let cleaned_copies = |dir: &Path| {
-        std::fs::read_dir(dir)
-            .expect("dir")
-            .filter_map(|e| e.ok())
-            .filter(|e| e.file_name().to_string_lossy().ends_with(".cleaned"))
-            .count()
-    };
-    tokio_uring::start(async {
-        let log = open(dir.path(), config(IoMode::Buffered, 1024), false, 0);
-        for round in 0..40 {
-            for key in ["a", "b", "c"] {
-                append_durably(&log, keyed_batch(key, &format!("{key}-{round}"), NOW_MS - 1000)).await;
-            }
-        }
-        settle_files(&log);
-        let compaction = PartitionLog::compact(&log, &policy, NOW_MS);
-        tokio::pin!(compaction);
-        // Until the cleaner thread has written its first copy.
-        while cleaned_copies(dir.path()) == 0 {
-            tokio::select! {
-                biased;
-                _ = &mut compaction => panic!("compaction ended before a copy was written"),
-                _ = tokio::time::sleep(std::time::Duration::from_millis(1)) => {}
-            }
-        }
-        let deleted = log.borrow_mut().enforce_retention(-1, 0, NOW_MS).expect("retention");
-        assert!(deleted > 0);
-        let start = log.borrow().offsets().log_start_offset;
-        compaction.await.expect("compact");
-        assert_eq!(cleaned_copies(dir.path()), 0, "the copy was dropped");
-        assert_eq!(log.borrow().offsets().log_start_offset, start);
-        assert_eq!(log.borrow().segment_count(), 1, "no deleted segment came back");
-        PartitionLog::close(&log).await.expect("close");
-    });
-    tokio_uring::start(async {
-        let log = open(dir.path(), config(IoMode::Buffered, 1024), true, 0);
-        assert_eq!(log.borrow().segment_count(), 1, "none after a restart either");
-    });
-}
-
 /// Closing an idle partition's files and writing again: O_DIRECT re-reads
 /// its partial tail block from disk, so bytes before the new batch survive.
 fn exercise_idle_release(io_mode: IoMode) {

@@ -1667,6 +1667,47 @@ mod tests {
         });
     }
 
+    /// Compaction cleans a segment on a thread of its own while the core
+    /// goes on; if retention deleted that segment meanwhile, the copy is
+    /// dropped, never renamed back into the deleted segment's place.
+    #[test]
+    fn a_cleaned_copy_of_a_segment_retention_deleted_meanwhile_is_dropped() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        tokio_uring::start(async {
+            let cache = Rc::new(RefCell::new(BatchCache::new(0)));
+            let config = LogConfig {
+                segment_bytes: 1024,
+                ..LogConfig::default()
+            };
+            let log = PartitionLog::open(dir.path(), 1, config, cache, false, 0).expect("open");
+            for index in 0..40 {
+                let batch = crate::batch::build_batch(&[(Some(b"key"), Some(format!("v{index}").as_bytes()))], 0);
+                let appended = log.borrow_mut().append(vec![batch], None, 0).expect("append");
+                let durable = log.borrow_mut().wait_durable(appended.next_offset);
+                durable.await.expect("answered").expect("durable");
+            }
+            fs_offload::wait_for_all(); // the rolled segments' seals
+            let copy = dir.path().join("00000000000000000000.log.cleaned");
+            std::fs::write(&copy, b"a cleaned copy").expect("copy");
+            let deleted = log.borrow_mut().enforce_retention(-1, 0, 0).expect("retention");
+            assert!(deleted > 0);
+            fs_offload::wait_for_all(); // its files are gone before the swap
+            let segments = log.borrow().segment_count();
+            let cleaned = CleanedSegment {
+                base_offset: 0,
+                path: copy.clone(),
+                records_removed: 3,
+            };
+            assert_eq!(log.borrow_mut().swap_cleaned(cleaned, 0).expect("swap"), 0);
+            assert!(!copy.exists(), "the copy is dropped");
+            assert_eq!(log.borrow().segment_count(), segments);
+            assert!(
+                !dir.path().join("00000000000000000000.log").exists(),
+                "and the segment stays deleted"
+            );
+        });
+    }
+
     #[test]
     fn a_spare_is_kept_only_while_a_tenth_of_the_filesystem_stays_free_besides_it() {
         let space = |available_bytes| {
