@@ -24,22 +24,38 @@ async fn produce_and_consume(broker: &RunningBroker, topic: &str, count: usize) 
             .await
             .expect("delivered");
     }
-    let consumer: BaseConsumer = manual_consumer_config(broker.bootstrap(), "storage-modes")
-        .create()
-        .expect("consumer");
-    assign_from_beginning(&consumer, topic, 1);
     let mut seen = Vec::new();
-    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(60);
-    while seen.len() < count && std::time::Instant::now() < deadline {
-        if let Some(message) = consumer.poll(std::time::Duration::from_millis(500)) {
-            let message = message.expect("consume");
-            assert_eq!(message.payload(), Some(format!("v{}", seen.len()).as_bytes()));
-            assert_eq!(message.offset(), seen.len() as i64);
-            seen.push(message.timestamp());
-        }
-    }
+    consume_from_beginning(broker, "storage-modes", topic, 1, count, |message| {
+        assert_eq!(message.payload(), Some(format!("v{}", seen.len()).as_bytes()));
+        assert_eq!(message.offset(), seen.len() as i64);
+        seen.push(message.timestamp());
+    });
     assert_eq!(seen.len(), count);
     seen
+}
+
+/// librdkafka reads `count` messages of `topic` (partitions `0..partitions`)
+/// from the beginning, or for a minute at most, handing each to `visit`.
+fn consume_from_beginning(
+    broker: &RunningBroker,
+    group: &str,
+    topic: &str,
+    partitions: i32,
+    count: usize,
+    mut visit: impl FnMut(&rdkafka::message::BorrowedMessage<'_>),
+) {
+    let consumer: BaseConsumer = manual_consumer_config(broker.bootstrap(), group)
+        .create()
+        .expect("consumer");
+    assign_from_beginning(&consumer, topic, partitions);
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(60);
+    let mut consumed = 0;
+    while consumed < count && std::time::Instant::now() < deadline {
+        if let Some(message) = consumer.poll(std::time::Duration::from_millis(500)) {
+            visit(&message.expect("consume"));
+            consumed += 1;
+        }
+    }
 }
 
 /// Whether `dir`'s filesystem accepts an aligned O_DIRECT write.
@@ -252,19 +268,11 @@ fn direct_reads_serve_every_batch_and_fill_no_page_cache() {
     }
     // librdkafka fetches all partitions at once: responses of several
     // regions, whose reads run ahead of the one being sent.
-    let consumer: BaseConsumer = manual_consumer_config(broker.bootstrap(), "direct-reads")
-        .create()
-        .expect("consumer");
-    assign_from_beginning(&consumer, topic, PARTITIONS as i32);
     let mut consumed = vec![Vec::new(); PARTITIONS];
     let total: usize = expected.iter().map(Vec::len).sum();
-    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(60);
-    while consumed.iter().map(Vec::len).sum::<usize>() < total && std::time::Instant::now() < deadline {
-        if let Some(message) = consumer.poll(std::time::Duration::from_millis(500)) {
-            let message = message.expect("consume");
-            consumed[message.partition() as usize].push(message.payload().unwrap_or_default().to_vec());
-        }
-    }
+    consume_from_beginning(&broker, "direct-reads", topic, PARTITIONS as i32, total, |message| {
+        consumed[message.partition() as usize].push(message.payload().unwrap_or_default().to_vec());
+    });
     assert!(consumed == expected, "librdkafka read every record back as written");
     for partition in 0..PARTITIONS {
         let dir = broker.data_dir().join(format!("{topic}-{partition}"));
@@ -399,16 +407,9 @@ async fn large_direct_batches_read_back_whole_after_kill_9() {
         read_back(&mut connection) == expected,
         "read back as produced after kill -9"
     );
-    let consumer: BaseConsumer = manual_consumer_config(broker.bootstrap(), "large-batches")
-        .create()
-        .expect("consumer");
-    assign_from_beginning(&consumer, topic, 1);
     let mut consumed = Vec::new();
-    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(60);
-    while consumed.len() < expected.len() && std::time::Instant::now() < deadline {
-        if let Some(message) = consumer.poll(std::time::Duration::from_millis(500)) {
-            consumed.push(message.expect("consume").payload().unwrap_or_default().to_vec());
-        }
-    }
+    consume_from_beginning(&broker, "large-batches", topic, 1, expected.len(), |message| {
+        consumed.push(message.payload().unwrap_or_default().to_vec());
+    });
     assert!(consumed == expected, "librdkafka read every record back as produced");
 }
