@@ -786,10 +786,17 @@ impl PartitionLog {
     }
 
     /// What cleaning the segment at `base_offset` needs; `None` if it is gone
-    /// (retention) or not cleanable.
+    /// (retention) or not cleanable. Opens the segment's file for reads now:
+    /// until the swap, reads must find the old bytes through it, not the
+    /// cleaned copy the cleaner renames into place (idle files are not
+    /// released during a pass).
     fn cleaning_input(&self, base_offset: i64, policy: &CompactionPolicy, now_ms: i64) -> Option<CleaningInput> {
         let index = self.segments.iter().position(|s| s.base_offset == base_offset)?;
         if index + 1 == self.segments.len() || !self.segments[index].is_settled() {
+            return None;
+        }
+        if let Err(error) = self.segments[index].read_file() {
+            tracing::warn!(%error, "segment to clean cannot be opened");
             return None;
         }
         Some(CleaningInput {
@@ -799,27 +806,20 @@ impl PartitionLog {
         })
     }
 
-    /// Puts a cleaned copy in its segment's place: renamed over it (the old
-    /// indexes are gone already, so a crash leaves the old file or the new
-    /// one, and indexes are rebuilt), then reopened; its new indexes are
-    /// written on the background thread. No directory fsync: a crash that
-    /// loses the rename brings back the segment before cleaning, which holds
-    /// every record the copy does (and the cleaner checkpoint's own
-    /// directory fsync makes the rename durable first). A segment that
-    /// retention deleted meanwhile is left deleted. Returns the records
+    /// Takes a cleaned segment, which the cleaner thread already renamed
+    /// into place and scanned, in the old one's stead. If retention deleted
+    /// the segment meanwhile, the cleaned file (which the rename may have
+    /// put back under a deleted name) is deleted too. Returns the records
     /// removed.
     fn swap_cleaned(&mut self, cleaned: CleanedSegment, now_ms: i64) -> Result<u64> {
         let base_offset = cleaned.base_offset;
         let present = self.segments.iter().position(|s| s.base_offset == base_offset);
         let Some(index) = present.filter(|&i| i + 1 < self.segments.len()) else {
-            let _ = std::fs::remove_file(&cleaned.path);
+            segment::delete_segment_files(&self.dir_handle, base_offset);
             return Ok(0);
         };
-        let log_path = self.segments[index].log_path().to_path_buf();
-        std::fs::rename(&cleaned.path, &log_path)
-            .map_err(|e| LogError::io("swapping cleaned segment", &log_path, e))?;
-        let reopened = Segment::open(&self.dir, base_offset, false, self.config.index_interval_bytes, now_ms)?;
-        reopened.write_indexes_in_background(&self.dir_handle);
+        let interval_bytes = self.config.index_interval_bytes;
+        let reopened = Segment::from_scan(&self.dir, base_offset, cleaned.scan, interval_bytes, now_ms);
         // Cached copies of the rewritten range would serve superseded values.
         self.cache.borrow_mut().evict_below(self.key, reopened.next_offset());
         self.segments[index] = reopened;
@@ -899,7 +899,7 @@ impl PartitionLog {
     /// queued or running.
     pub fn release_idle_files(&mut self, now_ms: i64, idle_ms: i64) -> bool {
         let idle = now_ms.saturating_sub(self.last_used_ms.get()) >= idle_ms;
-        if !idle || self.write_in_flight || !self.pending.is_empty() {
+        if !idle || self.write_in_flight || !self.pending.is_empty() || self.compacting {
             return false;
         }
         for segment in &mut self.segments {
@@ -1455,24 +1455,33 @@ impl CleaningInput {
         let cleaned_path = path.with_extension("log.cleaned");
         io::write_file_durably(&cleaned_path, &cleaned)
             .map_err(|e| LogError::io("writing cleaned segment", &cleaned_path, e))?;
-        // Before the swap, so that a crash after it never pairs the copy with
-        // the old indexes (the core's reads use the indexes in memory).
+        // The old indexes go first, so that a crash never pairs the copy with
+        // them (the core's reads use the indexes in memory, and the old file
+        // through its open descriptor, until the swap). The rename needs no
+        // directory fsync: losing it in a crash brings back the segment
+        // before cleaning, which holds every record the copy does (and the
+        // cleaner checkpoint's own directory fsync persists it first).
         let dir = path.parent().unwrap_or(Path::new("."));
         for suffix in [segment::OFFSET_INDEX_SUFFIX, segment::TIME_INDEX_SUFFIX] {
             let _ = std::fs::remove_file(segment::segment_path(dir, self.base_offset, suffix));
         }
+        std::fs::rename(&cleaned_path, path).map_err(|e| LogError::io("swapping cleaned segment", path, e))?;
+        let scan = Segment::scan(dir, self.base_offset, false)?;
+        if let Err(error) = scan.write_indexes(dir, self.base_offset) {
+            tracing::warn!(segment = %path.display(), %error, "writing a cleaned segment's indexes failed");
+        }
         Ok(Some(CleanedSegment {
             base_offset: self.base_offset,
-            path: cleaned_path,
+            scan,
             records_removed: stats.records_removed,
         }))
     }
 }
 
-/// A cleaned copy of a segment, written beside it.
+/// A segment the cleaner rewrote, renamed into place and scanned.
 struct CleanedSegment {
     base_offset: i64,
-    path: PathBuf,
+    scan: segment::SegmentScan,
     records_removed: u64,
 }
 
@@ -1668,10 +1677,11 @@ mod tests {
     }
 
     /// Compaction cleans a segment on a thread of its own while the core
-    /// goes on; if retention deleted that segment meanwhile, the copy is
-    /// dropped, never renamed back into the deleted segment's place.
+    /// goes on, and renames the cleaned copy into place there. If retention
+    /// deleted that segment meanwhile, the rename put a file back under a
+    /// deleted name; the swap deletes it again.
     #[test]
-    fn a_cleaned_copy_of_a_segment_retention_deleted_meanwhile_is_dropped() {
+    fn a_cleaned_segment_retention_deleted_meanwhile_stays_deleted() {
         let dir = tempfile::tempdir().expect("tempdir");
         tokio_uring::start(async {
             let cache = Rc::new(RefCell::new(BatchCache::new(0)));
@@ -1687,24 +1697,25 @@ mod tests {
                 durable.await.expect("answered").expect("durable");
             }
             fs_offload::wait_for_all(); // the rolled segments' seals
-            let copy = dir.path().join("00000000000000000000.log.cleaned");
-            std::fs::write(&copy, b"a cleaned copy").expect("copy");
+            let first = dir.path().join("00000000000000000000.log");
+            let cleaned = std::fs::read(&first).expect("first segment");
             let deleted = log.borrow_mut().enforce_retention(-1, 0, 0).expect("retention");
             assert!(deleted > 0);
-            fs_offload::wait_for_all(); // its files are gone before the swap
+            fs_offload::wait_for_all(); // its files are gone
+            assert!(!first.exists());
+            // The cleaner's rename and scan, after the deletion.
+            std::fs::write(&first, &cleaned).expect("renamed into place");
+            let scan = Segment::scan(dir.path(), 0, false).expect("scan");
             let segments = log.borrow().segment_count();
             let cleaned = CleanedSegment {
                 base_offset: 0,
-                path: copy.clone(),
-                records_removed: 3,
+                scan,
+                records_removed: 1,
             };
             assert_eq!(log.borrow_mut().swap_cleaned(cleaned, 0).expect("swap"), 0);
-            assert!(!copy.exists(), "the copy is dropped");
             assert_eq!(log.borrow().segment_count(), segments);
-            assert!(
-                !dir.path().join("00000000000000000000.log").exists(),
-                "and the segment stays deleted"
-            );
+            fs_offload::wait_for_all();
+            assert!(!first.exists(), "the segment stays deleted");
         });
     }
 

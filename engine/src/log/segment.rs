@@ -88,6 +88,53 @@ pub struct Segment {
 }
 
 /// What a scan of a segment file found.
+/// Deletes the files of the segment at `base_offset` on the background
+/// thread.
+pub fn delete_segment_files(dir: &DirHandle, base_offset: i64) {
+    remove_segment_files(dir, base_offset, &[LOG_SUFFIX, OFFSET_INDEX_SUFFIX, TIME_INDEX_SUFFIX]);
+}
+
+/// Unlinks the files on the background thread (`crate::fs_offload`),
+/// after the jobs already queued (the segment's seal among them): a rename
+/// or unlink blocked a core for up to 16 ms while the disk was busy (perf
+/// trace, session 13). Removing by name is safe: no later segment of the
+/// partition takes this base offset, and the handle names this directory,
+/// not a new one of the same name.
+fn remove_segment_files(dir: &DirHandle, base_offset: i64, suffixes: &[&str]) {
+    let names: Vec<String> = suffixes
+        .iter()
+        .map(|suffix| segment_file_name(base_offset, suffix))
+        .collect();
+    let job_dir = dir.clone();
+    fs_offload::submit(dir, move || {
+        for name in &names {
+            if let Err(error) = job_dir.remove_file(name) {
+                tracing::warn!(dir = %job_dir.path().display(), name, %error, "deleting segment file failed");
+            }
+        }
+    });
+}
+
+/// What scanning a sealed segment's file found ([`Segment::scan`]).
+pub struct SegmentScan(ScanResult);
+
+impl SegmentScan {
+    /// Writes the indexes the scan built beside the segment, lazily (see
+    /// [`Segment::write_indexes_in_background`]).
+    pub fn write_indexes(&self, dir: &Path, base_offset: i64) -> std::io::Result<()> {
+        let ScanResult {
+            offset_index,
+            time_index,
+            ..
+        } = &self.0;
+        io::write_file_lazily(
+            &segment_path(dir, base_offset, OFFSET_INDEX_SUFFIX),
+            &offset_index.encode(),
+        )?;
+        io::write_file_lazily(&segment_path(dir, base_offset, TIME_INDEX_SUFFIX), &time_index.encode())
+    }
+}
+
 struct ScanResult {
     valid_bytes: u64,
     next_offset: i64,
@@ -198,6 +245,13 @@ impl Segment {
         index_interval_bytes: u64,
         now_ms: i64,
     ) -> Result<Self> {
+        let scan = Self::scan(dir, base_offset, trust_files)?;
+        Ok(Self::from_scan(dir, base_offset, scan, index_interval_bytes, now_ms))
+    }
+
+    /// The file work of [`Self::open`] (reading, cutting a torn tail), which
+    /// any thread may do.
+    pub fn scan(dir: &Path, base_offset: i64, trust_files: bool) -> Result<SegmentScan> {
         let log_path = segment_path(dir, base_offset, LOG_SUFFIX);
         let read_file = File::open(&log_path).map_err(|e| LogError::io("opening segment", &log_path, e))?;
         let file_bytes = read_file
@@ -243,9 +297,15 @@ impl Segment {
             io::truncate_file(&log_path, scan.valid_bytes)
                 .map_err(|e| LogError::io("truncating segment", &log_path, e))?;
         }
-        Ok(Self {
+        Ok(SegmentScan(scan))
+    }
+
+    /// A sealed segment as [`Self::scan`] found it.
+    pub fn from_scan(dir: &Path, base_offset: i64, scan: SegmentScan, index_interval_bytes: u64, now_ms: i64) -> Self {
+        let SegmentScan(scan) = scan;
+        Self {
             base_offset,
-            log_path,
+            log_path: segment_path(dir, base_offset, LOG_SUFFIX),
             read_file: RefCell::new(None),
             unsealed: false,
             file_created: true,
@@ -262,7 +322,7 @@ impl Segment {
             bytes_since_index_entry: scan.bytes_since_index_entry,
             index_interval_bytes,
             created_at_ms: now_ms,
-        })
+        }
     }
 
     /// Makes this (last) segment writable again after a restart; its writer
@@ -461,26 +521,6 @@ impl Segment {
         })
     }
 
-    /// Writes the indexes of this sealed segment on the background thread
-    /// (`crate::fs_offload`), without fsyncs: they are derived data that
-    /// recovery checks against the segment (and rebuilds) before trusting;
-    /// a clean shutdown makes them durable with one `syncfs`.
-    pub fn write_indexes_in_background(&self, dir: &DirHandle) {
-        assert!(!self.unsealed, "indexes of a segment still written to");
-        let files = SealFiles {
-            base_offset: self.base_offset,
-            length_bytes: self.durable_bytes, // the file's length: nothing to cut
-            offset_index: self.offset_index.encode(),
-            time_index: self.time_index.encode(),
-        };
-        let job_dir = dir.clone();
-        fs_offload::submit(dir, move || {
-            if let Err(error) = files.run(&job_dir) {
-                tracing::warn!(dir = %job_dir.path().display(), base_offset = files.base_offset, %error, "writing segment indexes failed");
-            }
-        });
-    }
-
     /// Reads the header of the batch at `position`.
     pub fn read_header(&self, position: u64) -> Result<BatchHeader> {
         let mut buf = [0u8; BATCH_HEADER_BYTES];
@@ -625,28 +665,11 @@ impl Segment {
     }
 
     pub fn delete_files(&self, dir: &DirHandle) {
-        self.remove_files(dir, &[LOG_SUFFIX, OFFSET_INDEX_SUFFIX, TIME_INDEX_SUFFIX]);
+        delete_segment_files(dir, self.base_offset);
     }
 
-    /// Unlinks the files on the background thread (`crate::fs_offload`),
-    /// after the jobs already queued (this segment's seal among them): a
-    /// rename or unlink blocked a core for up to 16 ms while the disk was
-    /// busy (perf trace, session 13). Removing by name is safe: no later
-    /// segment of the partition takes this base offset, and the handle
-    /// names this directory, not a new one of the same name.
     fn remove_files(&self, dir: &DirHandle, suffixes: &[&str]) {
-        let names: Vec<String> = suffixes
-            .iter()
-            .map(|suffix| segment_file_name(self.base_offset, suffix))
-            .collect();
-        let job_dir = dir.clone();
-        fs_offload::submit(dir, move || {
-            for name in &names {
-                if let Err(error) = job_dir.remove_file(name) {
-                    tracing::warn!(dir = %job_dir.path().display(), name, %error, "deleting segment file failed");
-                }
-            }
-        });
+        remove_segment_files(dir, self.base_offset, suffixes);
     }
 }
 
