@@ -410,6 +410,11 @@ impl Segment {
         Ok(file)
     }
 
+    /// The read descriptor, if open, taken out of this segment.
+    pub fn take_read_file(&self) -> Option<Arc<File>> {
+        self.read_file.borrow_mut().take()
+    }
+
     /// Closes this segment's descriptors (reads and writes in flight keep
     /// their own handles). The caller guarantees no write is in flight.
     pub fn release_files(&mut self) {
