@@ -137,6 +137,13 @@ impl DirHandle {
         &self.path
     }
 
+    /// A path that names this directory for as long as the handle lives,
+    /// even after the directory was renamed (its partition deleted) and
+    /// another took its name: for path-based work off the core.
+    pub fn proc_path(&self) -> PathBuf {
+        PathBuf::from(format!("/proc/self/fd/{}", self.raw()))
+    }
+
     /// Writes `contents` to `name` through a temporary file and a rename,
     /// without fsyncs (for files derived again when missing).
     pub fn write_file_lazily(&self, name: &str, contents: &[u8]) -> io::Result<()> {

@@ -753,9 +753,11 @@ impl PartitionLog {
         }
         log.borrow_mut().unchanged_since_clean_open = false;
         // Durably (its fsyncs would hold the core), after every swap.
-        let checkpoint = dir.join(CLEANER_CHECKPOINT_FILE_NAME);
+        let dir_handle = log.borrow().dir_handle.clone();
+        let checkpoint = dir_handle.proc_path().join(CLEANER_CHECKPOINT_FILE_NAME);
         let clean_upto = plan.clean_upto.to_string();
         let written = io::run_off_core(CLEANER_THREAD_NAME, move || {
+            let _dir = dir_handle; // keeps `checkpoint`'s directory named
             io::write_file_atomically(&checkpoint, clean_upto.as_bytes())
                 .map_err(|e| LogError::io("writing cleaner checkpoint", &checkpoint, e))
         });
@@ -786,11 +788,21 @@ impl PartitionLog {
             return None;
         }
         Some(CompactionInputs {
-            dirty: dirty.iter().map(|s| s.log_path().to_path_buf()).collect(),
+            dirty: dirty.iter().map(|s| self.path_off_core(s)).collect(),
+            _dir: self.dir_handle.clone(),
             segments: cleanable.iter().map(|s| s.base_offset).collect(),
             clean_upto: cleanable.last().map_or(cleaned_upto, |s| s.next_offset()),
             aborted: self.producers.aborted_transactions(),
         })
+    }
+
+    /// `segment`'s file as work off the core must name it: through the
+    /// partition directory's descriptor, so that it never reaches a new
+    /// partition of the same name if this one is deleted meanwhile.
+    fn path_off_core(&self, segment: &Segment) -> PathBuf {
+        self.dir_handle
+            .proc_path()
+            .join(segment::segment_file_name(segment.base_offset, segment::LOG_SUFFIX))
     }
 
     /// What cleaning the segment at `base_offset` needs; `None` if it is gone
@@ -809,7 +821,8 @@ impl PartitionLog {
         }
         Some(CleaningInput {
             base_offset,
-            log_path: self.segments[index].log_path().to_path_buf(),
+            log_path: self.path_off_core(&self.segments[index]),
+            _dir: self.dir_handle.clone(),
             horizon_ms: now_ms.saturating_sub(policy.delete_retention_ms),
         })
     }
@@ -1402,8 +1415,10 @@ const CLEANER_THREAD_NAME: &str = "ringlog-cleaner";
 
 /// What a compaction pass reads off the core to build its plan.
 struct CompactionInputs {
-    /// The dirty segments' files, oldest first.
+    /// The dirty segments' files, oldest first, under `_dir`'s proc path.
     dirty: Vec<PathBuf>,
+    /// Held so that those paths keep naming the partition's directory.
+    _dir: DirHandle,
     segments: Vec<i64>,
     clean_upto: i64,
     aborted: Vec<AbortedTransaction>,
@@ -1441,7 +1456,9 @@ struct CompactionPlan {
 /// One segment to clean, off the core.
 struct CleaningInput {
     base_offset: i64,
+    /// Under `_dir`'s proc path, which holding it keeps valid.
     log_path: PathBuf,
+    _dir: DirHandle,
     /// Tombstones older than this go.
     horizon_ms: i64,
 }
