@@ -45,7 +45,8 @@ use crate::log::compaction::{self, CompactionPolicy, OffsetMap};
 use crate::log::io_policy::{self, IoModeChooser, IoPolicy};
 use crate::log::leader_epoch::LeaderEpochCache;
 use crate::log::producer_state::{
-    AbortedTransaction, AppendCheckError, ProducerStateTable, SequenceCheck, SequenceError, SNAPSHOT_SUFFIX,
+    is_aborted_in, AbortedTransaction, AppendCheckError, ProducerStateTable, SequenceCheck, SequenceError,
+    SNAPSHOT_SUFFIX,
 };
 use crate::log::segment::{self, NewSegmentFile, Segment, SegmentWriterSource};
 use crate::notify::LocalNotify;
@@ -822,7 +823,7 @@ impl PartitionLog {
         Some(CleaningInput {
             base_offset,
             log_path: self.path_off_core(&self.segments[index]),
-            _dir: self.dir_handle.clone(),
+            dir: self.dir_handle.clone(),
             horizon_ms: now_ms.saturating_sub(policy.delete_retention_ms),
         })
     }
@@ -1431,7 +1432,7 @@ impl CompactionInputs {
         for path in &self.dirty {
             let bytes = std::fs::read(path).map_err(|e| LogError::io("reading segment", path, e))?;
             map.add_segment(&bytes, |producer_id, offset| {
-                is_aborted(&self.aborted, producer_id, offset)
+                is_aborted_in(&self.aborted, producer_id, offset)
             })
             .map_err(|e| compaction_failure(path, e))?;
         }
@@ -1456,9 +1457,9 @@ struct CompactionPlan {
 /// One segment to clean, off the core.
 struct CleaningInput {
     base_offset: i64,
-    /// Under `_dir`'s proc path, which holding it keeps valid.
+    /// Under `dir`'s proc path, which holding `dir` keeps valid.
     log_path: PathBuf,
-    _dir: DirHandle,
+    dir: DirHandle,
     /// Tombstones older than this go.
     horizon_ms: i64,
 }
@@ -1469,7 +1470,7 @@ impl CleaningInput {
     fn clean(self, plan: &CompactionPlan) -> Result<Option<CleanedSegment>> {
         let path = &self.log_path;
         let bytes = std::fs::read(path).map_err(|e| LogError::io("reading segment", path, e))?;
-        let aborted = |producer_id, offset| is_aborted(&plan.aborted, producer_id, offset);
+        let aborted = |producer_id, offset| is_aborted_in(&plan.aborted, producer_id, offset);
         let (cleaned, stats) = compaction::clean_segment(&bytes, &plan.map, aborted, self.horizon_ms)
             .map_err(|e| compaction_failure(path, e))?;
         if stats.records_removed == 0 {
@@ -1484,13 +1485,14 @@ impl CleaningInput {
         // directory fsync: losing it in a crash brings back the segment
         // before cleaning, which holds every record the copy does (and the
         // cleaner checkpoint's own directory fsync persists it first).
-        let dir = path.parent().unwrap_or(Path::new("."));
         for suffix in [segment::OFFSET_INDEX_SUFFIX, segment::TIME_INDEX_SUFFIX] {
-            let _ = std::fs::remove_file(segment::segment_path(dir, self.base_offset, suffix));
+            let _ = self
+                .dir
+                .remove_file(&segment::segment_file_name(self.base_offset, suffix));
         }
         std::fs::rename(&cleaned_path, path).map_err(|e| LogError::io("swapping cleaned segment", path, e))?;
-        let scan = Segment::scan(dir, self.base_offset, false)?;
-        if let Err(error) = scan.write_indexes(dir, self.base_offset) {
+        let scan = Segment::scan(&self.dir.proc_path(), self.base_offset, false)?;
+        if let Err(error) = scan.index_files(self.base_offset).write(&self.dir) {
             tracing::warn!(segment = %path.display(), %error, "writing a cleaned segment's indexes failed");
         }
         Ok(Some(CleanedSegment {
@@ -1506,12 +1508,6 @@ struct CleanedSegment {
     base_offset: i64,
     scan: segment::SegmentScan,
     records_removed: u64,
-}
-
-fn is_aborted(aborted: &[AbortedTransaction], producer_id: i64, offset: i64) -> bool {
-    aborted
-        .iter()
-        .any(|a| a.producer_id == producer_id && a.first_offset <= offset && offset <= a.last_offset)
 }
 
 /// Marks a log as compacting while it lives: retention then keeps no spare

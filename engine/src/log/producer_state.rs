@@ -116,6 +116,13 @@ pub struct ProducerStateTable {
     aborted: Vec<AbortedTransaction>,
 }
 
+/// True when `producer_id`'s batch at `offset` belongs to one of `aborted`.
+pub fn is_aborted_in(aborted: &[AbortedTransaction], producer_id: i64, offset: i64) -> bool {
+    aborted
+        .iter()
+        .any(|a| a.producer_id == producer_id && a.first_offset <= offset && offset <= a.last_offset)
+}
+
 impl ProducerStateTable {
     pub fn producer_count(&self) -> usize {
         self.producers.len()
@@ -165,16 +172,14 @@ impl ProducerStateTable {
         self.aborted.retain(|a| a.last_offset >= log_start_offset);
     }
 
-    /// True when `producer_id`'s batch at `offset` belongs to an aborted transaction.
     /// Every aborted transaction the table knows, for work off the core.
     pub fn aborted_transactions(&self) -> Vec<AbortedTransaction> {
         self.aborted.clone()
     }
 
+    /// True when `producer_id`'s batch at `offset` belongs to an aborted transaction.
     pub fn is_aborted(&self, producer_id: i64, offset: i64) -> bool {
-        self.aborted
-            .iter()
-            .any(|a| a.producer_id == producer_id && a.first_offset <= offset && offset <= a.last_offset)
+        is_aborted_in(&self.aborted, producer_id, offset)
     }
 
     /// Aborted transactions overlapping `[from_offset, to_offset]`, in the

@@ -87,7 +87,6 @@ pub struct Segment {
     pub created_at_ms: i64,
 }
 
-/// What a scan of a segment file found.
 /// Deletes the files of the segment at `base_offset` on the background
 /// thread.
 pub fn delete_segment_files(dir: &DirHandle, base_offset: i64) {
@@ -119,22 +118,17 @@ fn remove_segment_files(dir: &DirHandle, base_offset: i64, suffixes: &[&str]) {
 pub struct SegmentScan(ScanResult);
 
 impl SegmentScan {
-    /// Writes the indexes the scan built beside the segment, lazily (see
-    /// [`Segment::write_indexes_in_background`]).
-    pub fn write_indexes(&self, dir: &Path, base_offset: i64) -> std::io::Result<()> {
-        let ScanResult {
-            offset_index,
-            time_index,
-            ..
-        } = &self.0;
-        io::write_file_lazily(
-            &segment_path(dir, base_offset, OFFSET_INDEX_SUFFIX),
-            &offset_index.encode(),
-        )?;
-        io::write_file_lazily(&segment_path(dir, base_offset, TIME_INDEX_SUFFIX), &time_index.encode())
+    /// The index files of the segment at `base_offset` as the scan built them.
+    pub fn index_files(&self, base_offset: i64) -> IndexFiles {
+        IndexFiles {
+            base_offset,
+            offset_index: self.0.offset_index.encode(),
+            time_index: self.0.time_index.encode(),
+        }
     }
 }
 
+/// What a scan of a segment file found.
 struct ScanResult {
     valid_bytes: u64,
     next_offset: i64,
@@ -506,7 +500,7 @@ impl Segment {
         let job_dir = dir.clone();
         fs_offload::submit(dir, move || {
             if let Err(error) = files.run(&job_dir) {
-                tracing::error!(dir = %job_dir.path().display(), base_offset = files.base_offset, %error, "sealing segment failed");
+                tracing::error!(dir = %job_dir.path().display(), base_offset = files.indexes.base_offset, %error, "sealing segment failed");
             }
             done.store(true, Ordering::Release);
         });
@@ -519,10 +513,12 @@ impl Segment {
         self.writer = None;
         self.unsealed = false;
         self.file_created.then(|| SealFiles {
-            base_offset: self.base_offset,
             length_bytes: self.durable_bytes,
-            offset_index: self.offset_index.encode(),
-            time_index: self.time_index.encode(),
+            indexes: IndexFiles {
+                base_offset: self.base_offset,
+                offset_index: self.offset_index.encode(),
+                time_index: self.time_index.encode(),
+            },
         })
     }
 
@@ -665,16 +661,12 @@ impl Segment {
             tracing::warn!(path = %self.log_path.display(), %error, "cannot keep the segment file for reuse");
             return false;
         }
-        self.remove_files(dir, &[OFFSET_INDEX_SUFFIX, TIME_INDEX_SUFFIX]);
+        remove_segment_files(dir, self.base_offset, &[OFFSET_INDEX_SUFFIX, TIME_INDEX_SUFFIX]);
         true
     }
 
     pub fn delete_files(&self, dir: &DirHandle) {
         delete_segment_files(dir, self.base_offset);
-    }
-
-    fn remove_files(&self, dir: &DirHandle, suffixes: &[&str]) {
-        remove_segment_files(dir, self.base_offset, suffixes);
     }
 }
 
@@ -683,23 +675,32 @@ impl Segment {
 /// recovery finds the padding after the last batch and cuts it again; the
 /// indexes are checked (and rebuilt) before they are trusted.
 struct SealFiles {
-    base_offset: i64,
     length_bytes: u64,
-    offset_index: Vec<u8>,
-    time_index: Vec<u8>,
+    indexes: IndexFiles,
 }
 
 impl SealFiles {
     fn run(&self, dir: &DirHandle) -> std::io::Result<()> {
-        dir.truncate(&segment_file_name(self.base_offset, LOG_SUFFIX), self.length_bytes)?;
-        dir.write_file_lazily(
-            &segment_file_name(self.base_offset, OFFSET_INDEX_SUFFIX),
-            &self.offset_index,
-        )?;
-        dir.write_file_lazily(
-            &segment_file_name(self.base_offset, TIME_INDEX_SUFFIX),
-            &self.time_index,
-        )
+        let log_name = segment_file_name(self.indexes.base_offset, LOG_SUFFIX);
+        dir.truncate(&log_name, self.length_bytes)?;
+        self.indexes.write(dir)
+    }
+}
+
+/// A segment's index files, encoded. Written without fsyncs: they are
+/// derived data, checked against the segment (and rebuilt) before trusted.
+pub struct IndexFiles {
+    base_offset: i64,
+    offset_index: Vec<u8>,
+    time_index: Vec<u8>,
+}
+
+impl IndexFiles {
+    /// Writes both files in `dir`, each through a temporary file and a rename.
+    pub fn write(&self, dir: &DirHandle) -> std::io::Result<()> {
+        let name = |suffix| segment_file_name(self.base_offset, suffix);
+        dir.write_file_lazily(&name(OFFSET_INDEX_SUFFIX), &self.offset_index)?;
+        dir.write_file_lazily(&name(TIME_INDEX_SUFFIX), &self.time_index)
     }
 }
 
