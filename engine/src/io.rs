@@ -35,6 +35,7 @@ use std::time::{Duration, Instant};
 use bytes::Bytes;
 use tokio_uring::buf::BoundedBuf;
 
+use crate::direct_layout::{self, WritePiece};
 use crate::limits::DIRECT_IO_ALIGNMENT_BYTES;
 
 const ALIGN: usize = DIRECT_IO_ALIGNMENT_BYTES;
@@ -266,18 +267,14 @@ unsafe fn free_aligned(ptr: NonNull<u8>, capacity: usize) {
     }
 }
 
-/// An anonymous mapping of `huge_bytes` (whole huge pages) starting on a
-/// huge-page boundary, advised MADV_HUGEPAGE.
-fn map_huge(huge_bytes: usize) -> NonNull<u8> {
-    debug_assert!(huge_bytes.is_multiple_of(HUGE_PAGE_BYTES));
-    let out_of_memory = || std::alloc::handle_alloc_error(AlignedBuf::layout(huge_bytes));
-    // One huge page more than needed, so that an aligned start fits.
-    let mapped_bytes = huge_bytes + HUGE_PAGE_BYTES;
+/// A fresh private anonymous mapping of `bytes` (page-aligned); `None` when
+/// the kernel refuses it (no memory or address space left).
+pub fn map_anonymous(bytes: usize) -> Option<NonNull<u8>> {
     // SAFETY: a fresh private anonymous mapping; no existing memory is touched.
     let raw = unsafe {
         libc::mmap(
             std::ptr::null_mut(),
-            mapped_bytes,
+            bytes,
             libc::PROT_READ | libc::PROT_WRITE,
             libc::MAP_PRIVATE | libc::MAP_ANONYMOUS,
             -1,
@@ -285,8 +282,21 @@ fn map_huge(huge_bytes: usize) -> NonNull<u8> {
         )
     };
     if raw == libc::MAP_FAILED {
-        out_of_memory();
+        return None;
     }
+    NonNull::new(raw.cast())
+}
+
+/// An anonymous mapping of `huge_bytes` (whole huge pages) starting on a
+/// huge-page boundary, advised MADV_HUGEPAGE.
+fn map_huge(huge_bytes: usize) -> NonNull<u8> {
+    debug_assert!(huge_bytes.is_multiple_of(HUGE_PAGE_BYTES));
+    // One huge page more than needed, so that an aligned start fits.
+    let mapped_bytes = huge_bytes + HUGE_PAGE_BYTES;
+    let Some(mapped) = map_anonymous(mapped_bytes) else {
+        std::alloc::handle_alloc_error(AlignedBuf::layout(huge_bytes))
+    };
+    let raw: *mut libc::c_void = mapped.as_ptr().cast();
     let start = raw as usize;
     let aligned = start.next_multiple_of(HUGE_PAGE_BYTES);
     let head_bytes = aligned - start;
@@ -304,7 +314,7 @@ fn map_huge(huge_bytes: usize) -> NonNull<u8> {
         }
         libc::madvise(aligned as *mut libc::c_void, huge_bytes, libc::MADV_HUGEPAGE);
     }
-    NonNull::new(aligned as *mut u8).unwrap_or_else(out_of_memory)
+    NonNull::new(aligned as *mut u8).unwrap_or_else(|| unreachable!("inside a mapping the kernel made"))
 }
 
 /// Aligned write buffers a core has used and will use again. Without it every
@@ -646,19 +656,14 @@ impl SegmentWriter {
         let tail = std::mem::take(&mut *self.tail.borrow_mut());
         let aligned_start = align_down(position);
         assert_eq!(aligned_start + tail.len() as u64, position, "tail block out of step");
+        let layout = direct_layout::lay_out(&tail, position, chunks);
         let parts: Vec<&[u8]> = std::iter::once(&tail[..])
             .chain(chunks.iter().map(|c| &c[..]))
             .collect();
         let logical_bytes: usize = parts.iter().map(|p| p.len()).sum();
-        let new_tail = last_bytes(&parts, logical_bytes % ALIGN);
-        // The rewritten tail block lies in a written extent and the rest in a
-        // preallocated (unwritten) one; ext4 cannot write across both without
-        // blocking, so each gets a write of its own, both in flight at once.
-        let first_block_bytes = if tail.is_empty() { logical_bytes } else { ALIGN };
-        let (first_parts, rest_parts) = split_parts(&parts, first_block_bytes);
-        let first = AlignedBuf::concat(&first_parts);
-        let rest = (!rest_parts.is_empty()).then(|| AlignedBuf::concat(&rest_parts));
-        let result = self.write_blocks(aligned_start, first, rest).await;
+        let new_tail = direct_layout::last_bytes(&parts, logical_bytes % ALIGN);
+        crate::stats::count_direct_write_bytes(logical_bytes - tail.len(), layout.in_place_bytes);
+        let result = self.write_blocks(aligned_start, layout.pieces, !tail.is_empty()).await;
         match result {
             Ok(()) => {
                 *self.tail.borrow_mut() = new_tail;
@@ -672,25 +677,65 @@ impl SegmentWriter {
         }
     }
 
-    /// Writes `first` at `start` and `rest` right after it, growing the file
-    /// first so that neither write extends it.
-    async fn write_blocks(&self, start: u64, first: AlignedBuf, rest: Option<AlignedBuf>) -> io::Result<()> {
-        let rest_start = start + first.as_slice().len() as u64;
-        let end = rest_start + rest.as_ref().map_or(0, |r| r.as_slice().len() as u64);
+    /// Writes `pieces` contiguously from `start`, growing the file first so
+    /// that no write extends it. `first_block_alone`: the first piece is the
+    /// rewritten tail block, which lies in a written extent while the rest
+    /// lies in a preallocated (unwritten) one; ext4 cannot write across both
+    /// without blocking, so each gets a write of its own, both in flight.
+    async fn write_blocks(&self, start: u64, mut pieces: Vec<WritePiece>, first_block_alone: bool) -> io::Result<()> {
+        let end = start + pieces.iter().map(|p| p.len() as u64).sum::<u64>();
         self.preallocate(end).await?;
-        let Some(rest) = rest else {
-            return self.file.write_all_at(first, start).await.0;
-        };
+        if !first_block_alone || pieces.len() == 1 {
+            return self.write_pieces_at(start, pieces).await;
+        }
+        let rest = pieces.split_off(1);
+        let rest_start = start + pieces[0].len() as u64;
         // io_uring plugs the block queue only for submissions of more than
         // two entries; a no-op as the third lets the two adjacent writes
         // reach the device as one request (one doorbell, a VM exit on a
         // virtual disk, instead of two).
         let (first_written, rest_written, _) = tokio::join!(
-            async { self.file.write_all_at(first, start).await.0 },
-            async { self.file.write_all_at(rest, rest_start).await.0 },
+            self.write_pieces_at(start, pieces),
+            self.write_pieces_at(rest_start, rest),
             tokio_uring::no_op()
         );
         first_written.and(rest_written)
+    }
+
+    /// io_uring writevs of `pieces` until all are written. A short direct
+    /// write (a nearly full disk) resumes after the whole blocks it wrote.
+    async fn write_pieces_at(&self, mut position: u64, pieces: Vec<WritePiece>) -> io::Result<()> {
+        let mut pending: VecDeque<WritePiece> = pieces.into();
+        while !pending.is_empty() {
+            let submitted: Vec<WritePiece> = pending.drain(..pending.len().min(IOV_MAX)).collect();
+            let asked: usize = submitted.iter().map(WritePiece::len).sum();
+            let (result, submitted) = self.file.writev_at(submitted, position).await;
+            let written = result?;
+            position += written as u64;
+            if written == asked {
+                continue;
+            }
+            if written == 0 || !written.is_multiple_of(ALIGN) {
+                return Err(io::Error::new(
+                    io::ErrorKind::WriteZero,
+                    format!("direct write of {asked} bytes wrote {written}"),
+                ));
+            }
+            let mut skip = written;
+            let mut unwritten = Vec::new();
+            for mut piece in submitted {
+                let from = skip.min(piece.len());
+                skip -= from;
+                if from < piece.len() {
+                    piece.advance(from);
+                    unwritten.push(piece);
+                }
+            }
+            for piece in unwritten.into_iter().rev() {
+                pending.push_front(piece);
+            }
+        }
+        Ok(())
     }
 
     /// Grows the file so that `end` lies within it (see the module invariants).
@@ -831,35 +876,6 @@ fn pending_chunks(chunks: Vec<Bytes>) -> VecDeque<Bytes> {
     chunks.into_iter().filter(|c| !c.is_empty()).collect()
 }
 
-/// The last `count` bytes of `parts` concatenated.
-fn last_bytes(parts: &[&[u8]], count: usize) -> Vec<u8> {
-    let mut last = Vec::with_capacity(count);
-    let mut skip = parts.iter().map(|p| p.len()).sum::<usize>() - count;
-    for part in parts {
-        let from = skip.min(part.len());
-        skip -= from;
-        last.extend_from_slice(&part[from..]);
-    }
-    last
-}
-
-/// `parts` split after their first `at` bytes.
-fn split_parts<'a>(parts: &[&'a [u8]], at: usize) -> (Vec<&'a [u8]>, Vec<&'a [u8]>) {
-    let (mut head, mut rest) = (Vec::new(), Vec::new());
-    let mut remaining = at;
-    for part in parts {
-        let cut = remaining.min(part.len());
-        remaining -= cut;
-        if cut > 0 {
-            head.push(&part[..cut]);
-        }
-        if cut < part.len() {
-            rest.push(&part[cut..]);
-        }
-    }
-    (head, rest)
-}
-
 fn read_tail_block(path: &Path, logical_bytes: u64) -> io::Result<Vec<u8>> {
     let start = align_down(logical_bytes);
     let mut tail = vec![0u8; (logical_bytes - start) as usize];
@@ -986,18 +1002,6 @@ mod tests {
         assert_eq!(&bytes[..3], b"abc");
         assert!(bytes[3..5003].iter().all(|&b| b == 7));
         assert!(bytes[5003..].iter().all(|&b| b == 0));
-    }
-
-    #[test]
-    fn parts_split_and_end_where_asked() {
-        let parts: [&[u8]; 3] = [b"abc", b"", b"defgh"];
-        let (head, rest) = split_parts(&parts, 4);
-        assert_eq!(head.concat(), b"abcd");
-        assert_eq!(rest.concat(), b"efgh");
-        let (head, rest) = split_parts(&parts, 8);
-        assert_eq!((head.concat(), rest.len()), (b"abcdefgh".to_vec(), 0));
-        assert_eq!(last_bytes(&parts, 6), b"cdefgh");
-        assert_eq!(last_bytes(&parts, 0), b"");
     }
 
     #[test]
@@ -1228,6 +1232,42 @@ mod tests {
         }
         // Preemption can make the thread switch, but never voluntarily.
         assert!(!timer.blocked_longer_than(Duration::from_millis(1)));
+    }
+
+    #[test]
+    fn direct_writes_from_chunks_lying_congruent_land_whole() {
+        use crate::direct_layout::congruent_chunk;
+        let dir = tempfile::tempdir().expect("tempdir");
+        if probe_direct_io(dir.path()) != IoMode::Direct {
+            return;
+        }
+        let path = dir.path().join("seg.log");
+        let before = crate::stats::direct_write_bytes();
+        let mut expected = Vec::new();
+        tokio_uring::start(async {
+            let writer = SegmentWriter::open(&path, IoMode::Direct, 0).expect("open");
+            // A small write leaves a tail; then a stamped head and a large
+            // congruent batch; then one lying otherwise; then congruent again.
+            let writes: Vec<Vec<Bytes>> = vec![
+                vec![Bytes::from_static(b"first")],
+                vec![congruent_chunk(5, 16, 1), congruent_chunk(21, 300_000, 2)],
+                vec![congruent_chunk(300_021 + 7, 100_000, 3)],
+                vec![congruent_chunk(400_021, 16, 4), congruent_chunk(400_037, 1_000_000, 5)],
+            ];
+            for chunks in writes {
+                let position = expected.len() as u64;
+                chunks.iter().for_each(|c| expected.extend_from_slice(c));
+                writer.write(position, chunks, false).await.expect("write");
+            }
+        });
+        let contents = std::fs::read(&path).expect("read");
+        assert_eq!(&contents[..expected.len()], &expected[..]);
+        let after = crate::stats::direct_write_bytes();
+        assert_eq!(after.written - before.written, expected.len() as u64);
+        assert!(
+            after.in_place - before.in_place > 1_200_000,
+            "the congruent batches went in place"
+        );
     }
 
     #[test]

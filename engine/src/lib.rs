@@ -18,6 +18,7 @@
 pub mod batch;
 pub mod cache;
 pub mod compression;
+pub mod direct_layout;
 pub mod error;
 pub mod fs_offload;
 pub mod fuzzing;

@@ -68,6 +68,31 @@ thread_local! {
     static SEGMENTS_RECYCLED: std::cell::Cell<u64> = const { std::cell::Cell::new(0) };
 }
 
+thread_local! {
+    static DIRECT_WRITE_BYTES: std::cell::Cell<DirectWriteBytes> = const { std::cell::Cell::new(DirectWriteBytes { written: 0, in_place: 0 }) };
+}
+
+/// Bytes this core's partitions wrote with O_DIRECT, and how many of them
+/// went from where the request put them, without a copy.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct DirectWriteBytes {
+    pub written: u64,
+    pub in_place: u64,
+}
+
+pub(crate) fn count_direct_write_bytes(written: usize, in_place: usize) {
+    DIRECT_WRITE_BYTES.with(|cell| {
+        let mut bytes = cell.get();
+        bytes.written += written as u64;
+        bytes.in_place += in_place as u64;
+        cell.set(bytes);
+    });
+}
+
+pub fn direct_write_bytes() -> DirectWriteBytes {
+    DIRECT_WRITE_BYTES.with(std::cell::Cell::get)
+}
+
 pub(crate) fn count_recycled_segment() {
     SEGMENTS_RECYCLED.with(|count| count.set(count.get() + 1));
 }

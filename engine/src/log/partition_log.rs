@@ -525,6 +525,15 @@ impl PartitionLog {
         Ok(result)
     }
 
+    /// Where the next append lands in the active segment's file, when that
+    /// segment is written with O_DIRECT (`None` otherwise): a connection
+    /// places a large produce frame's batch in memory by it, so the write
+    /// needs no copy (`crate::direct_layout`).
+    pub fn direct_append_position(&self) -> Option<u64> {
+        let active = self.active_segment();
+        (active.io_mode() == IoMode::Direct).then(|| active.assigned_bytes())
+    }
+
     fn active_segment(&self) -> &Segment {
         match self.segments.last() {
             Some(segment) => segment,

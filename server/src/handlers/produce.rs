@@ -19,6 +19,7 @@ use tokio::sync::oneshot;
 use super::{HandlerOutcome, RequestContext, ResponseFuture};
 use crate::metadata::validate_topic_name;
 use crate::metrics;
+use crate::runtime::append_positions;
 use crate::runtime::messages::{PartitionResult, ProduceOutcome, ShardRequest, TopicPartition};
 use crate::topic_config::TopicSettings;
 
@@ -133,7 +134,18 @@ pub async fn dispatch(body: ProduceRequest, request: RequestContext) -> Response
                     };
                     let (reply, receiver) = oneshot::channel();
                     let core = broker.owner_core(&tp);
-                    broker.send_to_core(core, ShardRequest::Produce { tp, batches, reply });
+                    let queued_bytes = if append_positions::note_queued(&tp, size.bytes) {
+                        size.bytes
+                    } else {
+                        0
+                    };
+                    let request = ShardRequest::Produce {
+                        tp,
+                        batches,
+                        queued_bytes,
+                        reply,
+                    };
+                    broker.send_to_core(core, request);
                     PartitionProgress::Appending(index, receiver, size)
                 }
             });

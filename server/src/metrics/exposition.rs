@@ -236,7 +236,7 @@ fn render_requests(out: &mut String, scrape: &Scrape) {
 }
 
 fn render_cores(out: &mut String, scrape: &Scrape) {
-    let per_core: [CoreFamily; 11] = [
+    let per_core: [CoreFamily; 13] = [
         (
             "ringlog_core_busy_seconds_total",
             "counter",
@@ -269,6 +269,18 @@ fn render_cores(out: &mut String, scrape: &Scrape) {
             "counter",
             "New O_DIRECT segments that reused the file of a segment retention deleted (log.segment.recycle).",
             |c| c.segments_recycled as f64,
+        ),
+        (
+            "ringlog_core_direct_written_bytes_total",
+            "counter",
+            "Batch bytes the core's partitions wrote with O_DIRECT.",
+            |c| c.direct_write_bytes.written as f64,
+        ),
+        (
+            "ringlog_core_direct_written_in_place_bytes_total",
+            "counter",
+            "Of those, bytes written from where the request frame put them, without a copy into an aligned buffer.",
+            |c| c.direct_write_bytes.in_place as f64,
         ),
         (
             "ringlog_core_connections",
@@ -417,6 +429,7 @@ mod tests {
                 writes
             },
             segments_recycled: core_id as u64,
+            direct_write_bytes: Default::default(),
         }
     }
 

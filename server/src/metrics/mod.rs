@@ -279,6 +279,9 @@ pub struct CoreSnapshot {
     /// Partition writes (and fsyncs) of this core's partitions.
     pub log_writes: LatencyHistogram,
     pub segments_recycled: u64,
+    /// Bytes of batches written with O_DIRECT, and how many of those were
+    /// written from the request frame itself (no copy).
+    pub direct_write_bytes: ringlog_engine::stats::DirectWriteBytes,
     /// The batch cache: bytes held and its current budget.
     pub cache_used_bytes: usize,
     pub cache_budget_bytes: usize,

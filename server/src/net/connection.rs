@@ -33,6 +33,7 @@ use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use bytes::{Buf, Bytes, BytesMut};
+use ringlog_engine::limits::DIRECT_IO_ALIGNMENT_BYTES;
 use ringlog_engine::FileRegion;
 use tokio::io::{AsyncRead, AsyncReadExt, AsyncWriteExt};
 use tokio::net::tcp::OwnedWriteHalf;
@@ -45,8 +46,8 @@ use crate::config::ReadMode;
 use crate::handlers::{self, HandlerError, HandlerOutcome};
 use crate::metrics;
 use crate::net::{direct_read, frame_pool, sendfile};
-use crate::protocol::{Response, ResponseChunk};
-use crate::runtime::drain;
+use crate::protocol::{produce_prefix, Response, ResponseChunk};
+use crate::runtime::{append_positions, drain};
 
 /// Requests of one connection dispatched but not yet answered.
 pub const INFLIGHT_REQUESTS_MAX: usize = 128;
@@ -160,18 +161,28 @@ pub async fn serve(stream: TcpStream, peer: SocketAddr, broker: Arc<Broker>, cor
 struct FrameReader<Socket> {
     socket: Socket,
     buffer: BytesMut,
+    arena: frame_pool::FrameArena,
 }
 
 /// What one read asks for at least: a few typical produce or fetch requests.
 /// Small, because an idle connection keeps the unused rest of it.
 const READ_CHUNK_BYTES: usize = 16 * 1024;
 const SIZE_PREFIX_BYTES: usize = 4;
+/// What a large frame's placement reads first (`FrameReader::read_pooled`):
+/// a produce request's fields before its first batch, unless its client or
+/// topic names are unusually long.
+const FRAME_START_BYTES: usize = 512;
+const _: () = assert!(FRAME_START_BYTES < frame_pool::POOLED_FRAME_BYTES_MIN);
+/// How long a connection keeps a part-used chunk for large frames while it
+/// sends nothing (`net/frame_pool.rs`).
+const CHUNK_IDLE_RELEASE: Duration = Duration::from_millis(100);
 
 impl<Socket: AsyncRead + Unpin> FrameReader<Socket> {
     fn new(socket: Socket) -> Self {
         Self {
             socket,
             buffer: BytesMut::new(),
+            arena: frame_pool::FrameArena::default(),
         }
     }
 
@@ -184,7 +195,7 @@ impl<Socket: AsyncRead + Unpin> FrameReader<Socket> {
         budget: &Arc<Semaphore>,
         budget_bytes: usize,
     ) -> Result<Option<(Bytes, OwnedSemaphorePermit)>, FrameError> {
-        if !self.fill(SIZE_PREFIX_BYTES).await? {
+        if !self.fill_size_prefix().await? {
             return if self.buffer.is_empty() {
                 Ok(None)
             } else {
@@ -211,6 +222,10 @@ impl<Socket: AsyncRead + Unpin> FrameReader<Socket> {
             .await
             .map_err(|_| FrameError::Truncated)?; // the budget is never closed
         if size_bytes >= frame_pool::POOLED_FRAME_BYTES_MIN {
+            // The request's header and first fields, to place its batch by.
+            if !self.fill(SIZE_PREFIX_BYTES + FRAME_START_BYTES).await? {
+                return Err(FrameError::Truncated);
+            }
             self.buffer.advance(SIZE_PREFIX_BYTES);
             return Ok(Some((self.read_pooled(size_bytes).await?, permit)));
         }
@@ -223,11 +238,19 @@ impl<Socket: AsyncRead + Unpin> FrameReader<Socket> {
 
     /// Reads a large frame's body (its size prefix consumed) into a pooled
     /// buffer (`net/frame_pool.rs`): what the last read buffered first, then
-    /// straight from the socket.
+    /// straight from the socket. A produce frame is placed so that its first
+    /// batch lies where its partition's O_DIRECT write can take it without a
+    /// copy (`runtime/append_positions.rs`).
     async fn read_pooled(&mut self, size_bytes: usize) -> Result<Bytes, FrameError> {
-        let mut frame = frame_pool::take(size_bytes);
-        let body = &mut frame.as_mut_slice()[..size_bytes];
         let buffered = self.buffer.len().min(size_bytes);
+        let mut frame = match batch_placement(&self.buffer[..buffered]) {
+            Some((offset_in_frame, file_position)) => {
+                let shift = |free_address: usize| congruent_shift(free_address + offset_in_frame, file_position);
+                self.arena.reserve(size_bytes, DIRECT_IO_ALIGNMENT_BYTES, shift)
+            }
+            None => self.arena.reserve(size_bytes, 0, |_| 0),
+        };
+        let body = frame.as_mut_slice();
         body[..buffered].copy_from_slice(&self.buffer[..buffered]);
         self.buffer.advance(buffered);
         let mut filled = buffered;
@@ -237,7 +260,23 @@ impl<Socket: AsyncRead + Unpin> FrameReader<Socket> {
                 read => filled += read,
             }
         }
-        Ok(frame.freeze(size_bytes))
+        Ok(frame.freeze())
+    }
+
+    /// Reads the next frame's size prefix; false if the peer closed first. A
+    /// connection that holds a chunk for large frames and sends nothing for
+    /// [`CHUNK_IDLE_RELEASE`] lets go of it.
+    async fn fill_size_prefix(&mut self) -> io::Result<bool> {
+        if !self.arena.holds_chunk() || self.buffer.len() >= SIZE_PREFIX_BYTES {
+            return self.fill(SIZE_PREFIX_BYTES).await;
+        }
+        match tokio::time::timeout(CHUNK_IDLE_RELEASE, self.fill(SIZE_PREFIX_BYTES)).await {
+            Ok(filled) => filled,
+            Err(_) => {
+                self.arena.release();
+                self.fill(SIZE_PREFIX_BYTES).await
+            }
+        }
     }
 
     /// Reads until `wanted` bytes are buffered; false if the peer closed first.
@@ -257,6 +296,21 @@ impl<Socket: AsyncRead + Unpin> FrameReader<Socket> {
         }
         Ok(true)
     }
+}
+
+/// Where a produce frame's first batch starts in the frame, and the file
+/// position its partition will write it at, if this core writes that
+/// partition with O_DIRECT; from the frame's first bytes.
+fn batch_placement(frame_start: &[u8]) -> Option<(usize, u64)> {
+    let batch = produce_prefix::first_batch(frame_start)?;
+    Some((batch.offset, append_positions::predicted(batch.topic, batch.partition)?))
+}
+
+/// How far past `address` to put a byte so that its address is congruent to
+/// `file_position` modulo the O_DIRECT alignment.
+fn congruent_shift(address: usize, file_position: u64) -> usize {
+    let align = DIRECT_IO_ALIGNMENT_BYTES;
+    (file_position as usize % align + align - address % align) % align
 }
 
 async fn write_responses(

@@ -2,6 +2,7 @@
 //! socket: it turns messages into [`Response`]s, which the connection writes.
 
 pub mod fetch_response;
+pub mod produce_prefix;
 pub mod wire;
 
 use bytes::{Bytes, BytesMut};

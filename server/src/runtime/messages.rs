@@ -65,6 +65,9 @@ pub enum ShardRequest {
         tp: TopicPartition,
         /// Slices of the request frame, never copied before the log stamps them.
         batches: Vec<Bytes>,
+        /// What the handler added to this core's `append_positions` for
+        /// them (0 when the partition lives on another core).
+        queued_bytes: u64,
         reply: oneshot::Sender<PartitionResult<ProduceOutcome>>,
     },
     Read {

@@ -28,6 +28,7 @@ use crate::coordinator::offsets_log::{self, OffsetRecord, OFFSETS_TOPIC};
 use crate::coordinator::transaction::{self, TransactionCoordinator, TRANSACTION_TOPIC};
 use crate::coordinator::{self, GroupCoordinator};
 use crate::net::listener;
+use crate::runtime::append_positions;
 use crate::runtime::controller;
 use crate::runtime::messages::{
     ControlRequest, GroupRequest, PartitionRead, PartitionReads, PartitionResult, PartitionToRead, ProduceOutcome,
@@ -676,7 +677,19 @@ impl Shard {
 
     fn handle(&mut self, request: ShardRequest) {
         match request {
-            ShardRequest::Produce { tp, batches, reply } => self.produce(tp, batches, reply),
+            ShardRequest::Produce {
+                tp,
+                batches,
+                queued_bytes,
+                reply,
+            } => {
+                self.produce(tp.clone(), batches, reply);
+                let append_position = self
+                    .partition(&tp)
+                    .ok()
+                    .and_then(|owned| owned.log.borrow().direct_append_position());
+                append_positions::note_handled(&tp, queued_bytes, append_position);
+            }
             ShardRequest::Read {
                 tp,
                 offset,
@@ -1279,6 +1292,7 @@ impl Shard {
             committed,
             log_writes: ringlog_engine::stats::write_latency(),
             segments_recycled: ringlog_engine::stats::segments_recycled(),
+            direct_write_bytes: ringlog_engine::stats::direct_write_bytes(),
             cache_used_bytes: self.cache.borrow().used_bytes(),
             cache_budget_bytes: self.cache.borrow().budget_bytes(),
         }
@@ -1340,6 +1354,7 @@ impl Shard {
     }
 
     fn delete_partition(&mut self, tp: &TopicPartition) {
+        append_positions::forget(tp);
         match self.partitions.remove(tp) {
             Some(owned) => {
                 if let Err(error) = PartitionLog::delete(&owned.log) {
