@@ -545,6 +545,40 @@ mod tests {
     }
 
     #[tokio::test]
+    async fn a_produce_frame_is_placed_so_its_batch_lies_congruent_to_its_file_position() {
+        let tp = crate::runtime::messages::TopicPartition {
+            topic: "placed".into(),
+            partition: 2,
+        };
+        let file_position = 3 * DIRECT_IO_ALIGNMENT_BYTES as u64 + 1_234;
+        append_positions::note_handled(&tp, 0, Some(file_position));
+        let records = vec![7u8; 300_000];
+        let request = produce_prefix::encoded_request(9, "placed", 2, &records);
+        let untracked = produce_prefix::encoded_request(9, "elsewhere", 0, &records);
+        let mut stream = Vec::new();
+        for body in [&request, &untracked] {
+            stream.extend_from_slice(&(body.len() as i32).to_be_bytes());
+            stream.extend_from_slice(body);
+        }
+        let (frames, end) = read_all(split(stream, 9_973)).await;
+        assert!(end.is_ok());
+        assert_eq!(
+            (&frames[0][..], &frames[1][..]),
+            (&request[..], &untracked[..]),
+            "read whole"
+        );
+        let offset = produce_prefix::first_batch(&frames[0])
+            .expect("a produce request")
+            .offset;
+        let batch_address = frames[0].as_ptr() as usize + offset;
+        assert_eq!(
+            batch_address % DIRECT_IO_ALIGNMENT_BYTES,
+            file_position as usize % DIRECT_IO_ALIGNMENT_BYTES
+        );
+        append_positions::forget(&tp);
+    }
+
+    #[tokio::test]
     async fn small_frames_read_one_by_one_share_one_chunk() {
         let pieces: Vec<Vec<u8>> = (0..20).map(|i| frame(i, 100)).collect();
         let (frames, end) = read_all(pieces).await;

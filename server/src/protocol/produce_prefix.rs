@@ -58,37 +58,40 @@ pub fn first_batch(frame_start: &[u8]) -> Option<FirstBatch<'_>> {
     })
 }
 
+/// A produce request of `version` carrying `records` for one partition,
+/// as a client encodes it (header and body, no size prefix).
 #[cfg(test)]
-mod tests {
-    use super::*;
+pub(crate) fn encoded_request(version: i16, topic: &str, partition: i32, records: &[u8]) -> Vec<u8> {
     use bytes::BytesMut;
     use kafka_protocol::messages::produce_request::{PartitionProduceData, TopicProduceData};
     use kafka_protocol::messages::{ProduceRequest, RequestHeader, TopicName};
     use kafka_protocol::protocol::{Encodable, StrBytes};
+    let header = RequestHeader::default()
+        .with_request_api_key(0)
+        .with_request_api_version(version)
+        .with_correlation_id(7)
+        .with_client_id(Some(StrBytes::from_static_str("a-client")));
+    let request = ProduceRequest::default()
+        .with_transactional_id(
+            (version >= 3).then(|| kafka_protocol::messages::TransactionalId(StrBytes::from_static_str("tx"))),
+        )
+        .with_acks(1)
+        .with_timeout_ms(1000)
+        .with_topic_data(vec![TopicProduceData::default()
+            .with_name(TopicName(StrBytes::from_string(topic.to_string())))
+            .with_partition_data(vec![PartitionProduceData::default()
+                .with_index(partition)
+                .with_records(Some(bytes::Bytes::copy_from_slice(records)))])]);
+    let header_version = if version >= FIRST_FLEXIBLE_VERSION { 2 } else { 1 };
+    let mut buf = BytesMut::new();
+    header.encode(&mut buf, header_version).expect("header");
+    request.encode(&mut buf, version).expect("body");
+    buf.to_vec()
+}
 
-    fn encoded_request(version: i16, topic: &str, partition: i32, records: &[u8]) -> Vec<u8> {
-        let header = RequestHeader::default()
-            .with_request_api_key(0)
-            .with_request_api_version(version)
-            .with_correlation_id(7)
-            .with_client_id(Some(StrBytes::from_static_str("a-client")));
-        let request = ProduceRequest::default()
-            .with_transactional_id(
-                (version >= 3).then(|| kafka_protocol::messages::TransactionalId(StrBytes::from_static_str("tx"))),
-            )
-            .with_acks(1)
-            .with_timeout_ms(1000)
-            .with_topic_data(vec![TopicProduceData::default()
-                .with_name(TopicName(StrBytes::from_string(topic.to_string())))
-                .with_partition_data(vec![PartitionProduceData::default()
-                    .with_index(partition)
-                    .with_records(Some(bytes::Bytes::copy_from_slice(records)))])]);
-        let header_version = if version >= FIRST_FLEXIBLE_VERSION { 2 } else { 1 };
-        let mut buf = BytesMut::new();
-        header.encode(&mut buf, header_version).expect("header");
-        request.encode(&mut buf, version).expect("body");
-        buf.to_vec()
-    }
+#[cfg(test)]
+mod tests {
+    use super::*;
 
     #[test]
     fn finds_the_first_batch_in_every_version_the_codec_reads() {
