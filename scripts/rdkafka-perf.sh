@@ -39,6 +39,14 @@ before=$(cpu_s)
 "$PERF" -P -t perf -b "$ADDR" -s 1024 -c "$RECORDS" -a 1 -X linger.ms=5 -X batch.size=1000000 \
   -X queue.buffering.max.kbytes=1048576 -u 2>&1 | tail -1
 echo "broker_cpu_s $(awk -v a="$(cpu_s)" -v b="$before" 'BEGIN {print a - b}')"
+# How much of what went to disk with O_DIRECT was written from the request
+# frames themselves (librdkafka's requests carry several partitions' batches;
+# the connection places only the first, docs/PERFORMANCE.md session 14).
+METRICS=$(grep -i metrics "$DATA/out" | grep -o "127.0.0.1:[0-9]*" | head -1)
+curl -s "http://$METRICS/metrics" | awk '
+  /^ringlog_core_direct_written_bytes_total/ { written += $2 }
+  /^ringlog_core_direct_written_in_place_bytes_total/ { in_place += $2 }
+  END { if (written > 0) printf "direct_written_mb %.0f in_place %.1f%%\n", written / 1e6, 100 * in_place / written }'
 # Consumers keep librdkafka's default fetch sizes (1 MiB per partition), as
 # its users do: with 4 MiB the same read from the broker's memory ran at
 # 440-470 MB/s against 650-830 (docs/PERFORMANCE.md, session 5).
