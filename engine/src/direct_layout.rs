@@ -58,12 +58,10 @@ impl WritePiece {
         self.len() == 0
     }
 
-    /// Drops the first `bytes` (whole blocks: what a short write wrote).
+    /// Drops the first `bytes` (what a short write wrote: whole blocks, or
+    /// the next write of the rest is refused as unaligned).
     pub fn advance(&mut self, bytes: usize) {
-        assert!(
-            bytes.is_multiple_of(ALIGN) && bytes <= self.len(),
-            "advance by whole blocks within the piece"
-        );
+        assert!(bytes <= self.len(), "advance within the piece");
         match self {
             Self::Copied { start, .. } => *start += bytes,
             Self::InPlace(chunk) => *chunk = chunk.slice(bytes..),
@@ -85,10 +83,14 @@ unsafe impl tokio_uring::buf::IoBuf for WritePiece {
     }
 }
 
-/// A direct write laid out: its pieces, and how many bytes of them are in place.
+/// A direct write laid out.
 pub struct DirectLayout {
     pub pieces: Vec<WritePiece>,
+    /// Bytes of the chunks (the tail excluded), and how many go in place.
+    pub chunk_bytes: usize,
     pub in_place_bytes: usize,
+    /// The bytes of the last, partly filled block: the next write's tail.
+    pub new_tail: Vec<u8>,
 }
 
 /// Lays out `tail` (the kept bytes of the block at `align_down(position)`)
@@ -119,12 +121,26 @@ pub fn lay_out(tail: &[u8], position: u64, chunks: &[Bytes]) -> DirectLayout {
         at += chunk.len() as u64;
     }
     builder.flush();
-    let layout = DirectLayout {
+    let chunk_bytes = (at - position) as usize;
+    let logical_bytes = tail.len() + chunk_bytes;
+    check(&builder.pieces, logical_bytes, !tail.is_empty());
+    let new_tail = last_block_data(&builder.pieces, logical_bytes % ALIGN);
+    DirectLayout {
         pieces: builder.pieces,
+        chunk_bytes,
         in_place_bytes: builder.in_place_bytes,
+        new_tail,
+    }
+}
+
+/// The first `data_bytes` of the pieces' last block: what lies before its
+/// zero padding (the last piece is copied whenever a block is partly filled).
+fn last_block_data(pieces: &[WritePiece], data_bytes: usize) -> Vec<u8> {
+    let Some(last) = pieces.last().filter(|_| data_bytes > 0) else {
+        return Vec::new();
     };
-    check(&layout, tail, chunks);
-    layout
+    let last = last.as_slice();
+    last[last.len() - ALIGN..][..data_bytes].to_vec()
 }
 
 /// The part of `chunk` (at file position `at`) that can be written in place:
@@ -191,36 +207,23 @@ impl<'a> Builder<'a> {
 
 /// The layout's invariants (module comment), checked on every write: a
 /// broken layout would write wrong bytes where a batch should be.
-fn check(layout: &DirectLayout, tail: &[u8], chunks: &[Bytes]) {
-    let logical_bytes = tail.len() + chunks.iter().map(|c| c.len()).sum::<usize>();
-    let total: usize = layout.pieces.iter().map(WritePiece::len).sum();
+fn check(pieces: &[WritePiece], logical_bytes: usize, has_tail: bool) {
+    let total: usize = pieces.iter().map(WritePiece::len).sum();
     assert_eq!(
         total,
         crate::io::align_up(logical_bytes as u64) as usize,
         "pieces cover the bytes and the padding"
     );
-    for piece in &layout.pieces {
+    for piece in pieces {
         assert!(piece.len().is_multiple_of(ALIGN), "whole blocks");
         assert!(
             (piece.as_slice().as_ptr() as usize).is_multiple_of(ALIGN),
             "aligned address"
         );
     }
-    if !tail.is_empty() {
-        assert_eq!(layout.pieces[0].len(), ALIGN, "the tail's block is a piece of its own");
+    if has_tail {
+        assert_eq!(pieces[0].len(), ALIGN, "the tail's block is a piece of its own");
     }
-}
-
-/// The last `count` bytes of `parts` concatenated.
-pub fn last_bytes(parts: &[&[u8]], count: usize) -> Vec<u8> {
-    let mut last = Vec::with_capacity(count);
-    let mut skip = parts.iter().map(|p| p.len()).sum::<usize>() - count;
-    for part in parts {
-        let from = skip.min(part.len());
-        skip -= from;
-        last.extend_from_slice(&part[from..]);
-    }
-    last
 }
 
 /// `parts` split after their first `at` bytes.
@@ -325,7 +328,11 @@ mod tests {
                 chunks.push(chunk);
             }
             let layout = lay_out(&tail, position, &chunks);
-            assert_eq!(laid_out_bytes(&layout), expected_bytes(&tail, &chunks));
+            let expected = expected_bytes(&tail, &chunks);
+            assert_eq!(laid_out_bytes(&layout), expected);
+            let logical_bytes = (at - position) as usize + tail.len();
+            let last_block = crate::io::align_down(logical_bytes as u64) as usize;
+            assert_eq!(layout.new_tail, &expected[last_block..logical_bytes], "the next tail");
         }
     }
 
@@ -341,14 +348,12 @@ mod tests {
     }
 
     #[test]
-    fn parts_split_and_end_where_asked() {
+    fn parts_split_where_asked() {
         let parts: [&[u8]; 3] = [b"abc", b"", b"defgh"];
         let (head, rest) = split_parts(&parts, 4);
         assert_eq!(head.concat(), b"abcd");
         assert_eq!(rest.concat(), b"efgh");
         let (head, rest) = split_parts(&parts, 100);
         assert_eq!((head.concat(), rest.len()), (b"abcdefgh".to_vec(), 0));
-        assert_eq!(last_bytes(&parts, 3), b"fgh");
-        assert_eq!(last_bytes(&parts, 0), b"");
     }
 }

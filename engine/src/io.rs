@@ -591,15 +591,20 @@ impl SegmentWriter {
     }
 
     /// io_uring writevs until every byte of `chunks` is written. (Bytes are
-    /// IoBufs: the kernel reads them straight from the request buffers.)
-    /// Not tokio-uring's `writev_at_all`: it panics on a short write, which a
-    /// nearly full disk gives, and passes any number of iovecs at once, where
-    /// the kernel takes at most [`IOV_MAX`].
-    async fn writev_all_at(&self, mut position: u64, chunks: Vec<Bytes>) -> io::Result<()> {
+    /// IoBufs: the kernel reads them straight from the request buffers; a
+    /// direct write's pieces are aligned.) Not tokio-uring's `writev_at_all`:
+    /// it panics on a short write, which a nearly full disk gives, and passes
+    /// any number of iovecs at once, where the kernel takes at most
+    /// [`IOV_MAX`]. After a short direct write the rest is whole blocks, or
+    /// the kernel refuses it.
+    async fn writev_all_at<T: WriteChunk>(&self, mut position: u64, chunks: Vec<T>) -> io::Result<()> {
         let mut pending = pending_chunks(chunks);
         while !pending.is_empty() {
-            let submitted: Vec<Bytes> = pending.iter().take(IOV_MAX).cloned().collect();
-            let (result, _) = self.file.writev_at(submitted, position).await;
+            let submitted: Vec<T> = pending.drain(..pending.len().min(IOV_MAX)).collect();
+            let (result, submitted) = self.file.writev_at(submitted, position).await;
+            for chunk in submitted.into_iter().rev() {
+                pending.push_front(chunk);
+            }
             let written = result?;
             if written == 0 {
                 return Err(io::Error::new(io::ErrorKind::WriteZero, "writev wrote nothing"));
@@ -657,16 +662,11 @@ impl SegmentWriter {
         let aligned_start = align_down(position);
         assert_eq!(aligned_start + tail.len() as u64, position, "tail block out of step");
         let layout = direct_layout::lay_out(&tail, position, chunks);
-        let parts: Vec<&[u8]> = std::iter::once(&tail[..])
-            .chain(chunks.iter().map(|c| &c[..]))
-            .collect();
-        let logical_bytes: usize = parts.iter().map(|p| p.len()).sum();
-        let new_tail = direct_layout::last_bytes(&parts, logical_bytes % ALIGN);
-        crate::stats::count_direct_write_bytes(logical_bytes - tail.len(), layout.in_place_bytes);
+        crate::stats::count_direct_write_bytes(layout.chunk_bytes, layout.in_place_bytes);
         let result = self.write_blocks(aligned_start, layout.pieces, !tail.is_empty()).await;
         match result {
             Ok(()) => {
-                *self.tail.borrow_mut() = new_tail;
+                *self.tail.borrow_mut() = layout.new_tail;
                 Ok(())
             }
             Err(error) => {
@@ -686,7 +686,7 @@ impl SegmentWriter {
         let end = start + pieces.iter().map(|p| p.len() as u64).sum::<u64>();
         self.preallocate(end).await?;
         if !first_block_alone || pieces.len() == 1 {
-            return self.write_pieces_at(start, pieces).await;
+            return self.writev_all_at(start, pieces).await;
         }
         let rest = pieces.split_off(1);
         let rest_start = start + pieces[0].len() as u64;
@@ -695,47 +695,11 @@ impl SegmentWriter {
         // reach the device as one request (one doorbell, a VM exit on a
         // virtual disk, instead of two).
         let (first_written, rest_written, _) = tokio::join!(
-            self.write_pieces_at(start, pieces),
-            self.write_pieces_at(rest_start, rest),
+            self.writev_all_at(start, pieces),
+            self.writev_all_at(rest_start, rest),
             tokio_uring::no_op()
         );
         first_written.and(rest_written)
-    }
-
-    /// io_uring writevs of `pieces` until all are written. A short direct
-    /// write (a nearly full disk) resumes after the whole blocks it wrote.
-    async fn write_pieces_at(&self, mut position: u64, pieces: Vec<WritePiece>) -> io::Result<()> {
-        let mut pending: VecDeque<WritePiece> = pieces.into();
-        while !pending.is_empty() {
-            let submitted: Vec<WritePiece> = pending.drain(..pending.len().min(IOV_MAX)).collect();
-            let asked: usize = submitted.iter().map(WritePiece::len).sum();
-            let (result, submitted) = self.file.writev_at(submitted, position).await;
-            let written = result?;
-            position += written as u64;
-            if written == asked {
-                continue;
-            }
-            if written == 0 || !written.is_multiple_of(ALIGN) {
-                return Err(io::Error::new(
-                    io::ErrorKind::WriteZero,
-                    format!("direct write of {asked} bytes wrote {written}"),
-                ));
-            }
-            let mut skip = written;
-            let mut unwritten = Vec::new();
-            for mut piece in submitted {
-                let from = skip.min(piece.len());
-                skip -= from;
-                if from < piece.len() {
-                    piece.advance(from);
-                    unwritten.push(piece);
-                }
-            }
-            for piece in unwritten.into_iter().rev() {
-                pending.push_front(piece);
-            }
-        }
-        Ok(())
     }
 
     /// Grows the file so that `end` lies within it (see the module invariants).
@@ -858,11 +822,35 @@ fn note_inline_write(blocked: bool) {
     });
 }
 
+/// A piece of a write that a short write cuts from the front.
+trait WriteChunk: tokio_uring::buf::IoBuf {
+    fn len(&self) -> usize;
+    fn advance(&mut self, bytes: usize);
+}
+
+impl WriteChunk for Bytes {
+    fn len(&self) -> usize {
+        Bytes::len(self)
+    }
+    fn advance(&mut self, bytes: usize) {
+        bytes::Buf::advance(self, bytes);
+    }
+}
+
+impl WriteChunk for WritePiece {
+    fn len(&self) -> usize {
+        WritePiece::len(self)
+    }
+    fn advance(&mut self, bytes: usize) {
+        WritePiece::advance(self, bytes);
+    }
+}
+
 /// Removes the first `written` bytes from the front of `chunks`.
-fn drop_written(chunks: &mut VecDeque<Bytes>, mut written: usize) {
+fn drop_written<T: WriteChunk>(chunks: &mut VecDeque<T>, mut written: usize) {
     while let Some(front) = chunks.front_mut() {
         if written < front.len() {
-            *front = Bytes::slice(front, written..);
+            front.advance(written);
             return;
         }
         written -= front.len();
@@ -872,8 +860,8 @@ fn drop_written(chunks: &mut VecDeque<Bytes>, mut written: usize) {
 }
 
 /// The non-empty chunks, as the queue the write loops consume from the front.
-fn pending_chunks(chunks: Vec<Bytes>) -> VecDeque<Bytes> {
-    chunks.into_iter().filter(|c| !c.is_empty()).collect()
+fn pending_chunks<T: WriteChunk>(chunks: Vec<T>) -> VecDeque<T> {
+    chunks.into_iter().filter(|c| c.len() > 0).collect()
 }
 
 fn read_tail_block(path: &Path, logical_bytes: u64) -> io::Result<Vec<u8>> {

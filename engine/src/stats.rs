@@ -66,9 +66,6 @@ impl LatencyHistogram {
 thread_local! {
     static WRITE_LATENCY: RefCell<LatencyHistogram> = RefCell::new(LatencyHistogram::default());
     static SEGMENTS_RECYCLED: std::cell::Cell<u64> = const { std::cell::Cell::new(0) };
-}
-
-thread_local! {
     static DIRECT_WRITE_BYTES: std::cell::Cell<DirectWriteBytes> = const { std::cell::Cell::new(DirectWriteBytes { written: 0, in_place: 0 }) };
 }
 
