@@ -219,7 +219,7 @@ impl Drop for AlignedBuf {
 /// transparent huge pages. A job of one 1 MB batch (librdkafka's default
 /// `batch.size`) needs a 1 MiB buffer, so that size is included.
 const HUGE_MAPPING_BYTES_MIN: usize = 1024 * 1024;
-const HUGE_PAGE_BYTES: usize = 2 * 1024 * 1024;
+pub const HUGE_PAGE_BYTES: usize = 2 * 1024 * 1024;
 
 /// Whether a buffer of `capacity` bytes is a mapping of its own ([`map_huge`])
 /// rather than the allocator's memory.
@@ -288,9 +288,13 @@ pub fn map_anonymous(bytes: usize) -> Option<NonNull<u8>> {
 }
 
 /// An anonymous mapping of `huge_bytes` (whole huge pages) starting on a
-/// huge-page boundary, advised MADV_HUGEPAGE.
-fn map_huge(huge_bytes: usize) -> NonNull<u8> {
-    debug_assert!(huge_bytes.is_multiple_of(HUGE_PAGE_BYTES));
+/// huge-page boundary, advised MADV_HUGEPAGE. Unmap it with
+/// `munmap(ptr, huge_bytes)`.
+pub fn map_huge(huge_bytes: usize) -> NonNull<u8> {
+    assert!(
+        huge_bytes.is_multiple_of(HUGE_PAGE_BYTES),
+        "{huge_bytes} bytes are not whole huge pages"
+    );
     // One huge page more than needed, so that an aligned start fits.
     let mapped_bytes = huge_bytes + HUGE_PAGE_BYTES;
     let Some(mapped) = map_anonymous(mapped_bytes) else {

@@ -11,15 +11,16 @@
 //! - A produce frame's batch is written to its O_DIRECT segment straight
 //!   from the frame (`ringlog_engine::direct_layout`), so two 1 MB frames
 //!   share a 2 MiB chunk and cached frames cost about their size.
-//! - Chunks stay in 4 KiB pages. Advised into huge pages they gave 4-7% more
-//!   produce throughput but more broker CPU, and with one 1 MB batch in flight
-//!   a p99 of 11-13 ms against 4-6 ms (docs/PERFORMANCE.md, session 14).
+//! - Chunks are huge pages, mapped and faulted in ahead of need by
+//!   [`chunk_supply`]'s helper thread; a core maps one itself only when the
+//!   supply ran dry or for a frame larger than a chunk.
 //!
 //! Invariants: a chunk is written only in its part not yet handed out (the
 //! reader's [`FrameArena`] moves past every range it reserves); a chunk
 //! returns to the pool of the thread that drops its last frame once the
 //! arena has moved on (when the chunk is full, or the connection idle); a
-//! thread's pool keeps at most [`POOL_BYTES_MAX`].
+//! thread's pool keeps at most [`POOL_BYTES_MAX`], and hands the chunks
+//! beyond that to the supply.
 
 use std::cell::RefCell;
 use std::ops::Range;
@@ -27,15 +28,17 @@ use std::ptr::NonNull;
 use std::sync::Arc;
 
 use bytes::Bytes;
-use ringlog_engine::io::map_anonymous;
+use ringlog_engine::io::map_huge;
+
+use super::chunk_supply::{self, CHUNK_BYTES};
 
 /// Frames this large or larger are read into chunks; smaller ones share the
 /// connection's read buffer.
 pub const POOLED_FRAME_BYTES_MIN: usize = 256 * 1024;
-/// The usual chunk: two 1 MB requests (librdkafka's and the bench's) fit,
-/// with room to place each. Larger frames get a chunk of their own size.
-const CHUNK_BYTES: usize = 2 * 1024 * 1024;
-const PAGE_BYTES: usize = 4096;
+// The usual chunk (`CHUNK_BYTES`, a huge page): two 1 MB requests
+// (librdkafka's and the bench's) fit, with room to place each. Larger
+// frames get a chunk of their own size.
+const _: () = assert!(2 * (1 << 20) <= CHUNK_BYTES);
 /// What one thread's pool keeps at most.
 const POOL_BYTES_MAX: usize = 64 * 1024 * 1024;
 
@@ -61,8 +64,9 @@ impl Chunk {
         let pooled = (len == CHUNK_BYTES)
             .then(|| POOL.try_with(|pool| pool.borrow_mut().pop()).ok().flatten())
             .flatten();
+        let supplied = || (len == CHUNK_BYTES).then(chunk_supply::take).flatten();
         Self {
-            ptr: pooled.unwrap_or_else(|| map_pages(len)),
+            ptr: pooled.or_else(supplied).unwrap_or_else(|| map_huge(len)),
             len,
         }
     }
@@ -71,40 +75,27 @@ impl Chunk {
 impl Drop for Chunk {
     fn drop(&mut self) {
         let ptr = self.ptr;
-        // Past the cap, for an odd size, or while the thread exits: unmapped.
-        let pooled = self.len == CHUNK_BYTES
-            && POOL
-                .try_with(|pool| {
-                    let mut pool = pool.borrow_mut();
-                    let keep = (pool.len() + 1) * CHUNK_BYTES <= POOL_BYTES_MAX;
-                    if keep {
-                        pool.push(ptr);
-                    }
-                    keep
-                })
-                .unwrap_or(false);
-        if !pooled {
-            // SAFETY: mapped by map_pages(self.len) in `take`; no frame of
-            // it is left (this is the last reference).
+        if self.len != CHUNK_BYTES {
+            // SAFETY: mapped by map_huge(self.len) in `take`; no frame of it
+            // is left (this is the last reference).
             unsafe { libc::munmap(ptr.as_ptr().cast(), self.len) };
+            return;
+        }
+        // Past the pool's cap, or while the thread exits: to the supply.
+        let pooled = POOL
+            .try_with(|pool| {
+                let mut pool = pool.borrow_mut();
+                let keep = (pool.len() + 1) * CHUNK_BYTES <= POOL_BYTES_MAX;
+                if keep {
+                    pool.push(ptr);
+                }
+                keep
+            })
+            .unwrap_or(false);
+        if !pooled {
+            chunk_supply::give_back(ptr);
         }
     }
-}
-
-/// A private anonymous mapping of `len` bytes (page-aligned, so every frame
-/// can be placed at any offset modulo the O_DIRECT alignment).
-fn map_pages(len: usize) -> NonNull<u8> {
-    let Some(mapped) = map_anonymous(len) else {
-        match std::alloc::Layout::from_size_align(len, PAGE_BYTES) {
-            Ok(layout) => std::alloc::handle_alloc_error(layout),
-            Err(_) => panic!("frame chunk of {len} bytes is not representable"),
-        }
-    };
-    // Small pages even where THP is "always" (see the module comment). A
-    // failure only leaves the system's default.
-    // SAFETY: advice on the mapping just made.
-    unsafe { libc::madvise(mapped.as_ptr().cast(), len, libc::MADV_NOHUGEPAGE) };
-    mapped
 }
 
 /// A connection's current chunk and how much of it is handed out.
@@ -201,7 +192,7 @@ mod tests {
             "disjoint"
         );
         let chunk_address = first.as_ptr() as usize;
-        assert_eq!(chunk_address % PAGE_BYTES, 0, "chunks start on a page");
+        assert_eq!(chunk_address % CHUNK_BYTES, 0, "chunks start on a huge page");
         let third = arena.reserve(1_000_000, 4096, |_| 0).freeze();
         assert_ne!(
             third.as_ptr() as usize / CHUNK_BYTES,
