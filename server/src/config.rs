@@ -19,6 +19,7 @@ pub const SETTINGS: &[Setting] = &[
     Setting { key: "num.partitions", default: "1", description: "partitions of an auto-created topic, or of CreateTopics with -1" },
     Setting { key: "auto.create.topics.enable", default: "true", description: "create a topic when a client produces to or asks metadata for an unknown one" },
     Setting { key: "socket.request.max.bytes", default: "104857600", description: "largest request frame accepted; a larger one closes the connection" },
+    Setting { key: "socket.request.huge.pages", default: "auto", description: "true, false or auto: whether request frames of 256 KiB or more are read into transparent huge pages (O_DIRECT writes them to disk from there, pinning one page per 2 MiB instead of 512), mapped and touched ahead of need by a helper thread; auto: timed once, at the first such frame, against 4 KiB pages, and used if a fresh huge page is the cheaper (on a VM whose host takes freed guest memory back, one cost 5x more); ringlog's own" },
     Setting { key: "message.max.bytes", default: "1048588", description: "largest record batch accepted (topic: max.message.bytes)" },
     Setting { key: "log.segment.bytes", default: "1073741824", description: "roll a segment at this size (topic: segment.bytes)" },
     Setting { key: "log.roll.ms", default: "604800000", description: "roll a segment at this age (topic: segment.ms)" },
@@ -90,27 +91,27 @@ impl std::str::FromStr for LogIoMode {
     }
 }
 
-/// Whether each core has a listener of its own (`core.listeners`).
+/// A setting of true, false or auto (`core.listeners`,
+/// `socket.request.huge.pages`).
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum CoreListeners {
+pub enum Switch {
     On,
     Off,
-    /// On with more than one core and no advertised listener.
     Auto,
 }
 
-impl CoreListeners {
-    /// Resolved for a broker of `core_count` cores.
-    pub fn enabled(self, core_count: usize, advertised_listener_given: bool) -> bool {
+impl Switch {
+    /// On or off, with `auto` decided by `decide`.
+    pub fn resolve(self, decide: impl FnOnce() -> bool) -> bool {
         match self {
             Self::On => true,
             Self::Off => false,
-            Self::Auto => core_count > 1 && !advertised_listener_given,
+            Self::Auto => decide(),
         }
     }
 }
 
-impl std::str::FromStr for CoreListeners {
+impl std::str::FromStr for Switch {
     type Err = String;
     fn from_str(text: &str) -> Result<Self, String> {
         match text {
@@ -241,7 +242,8 @@ pub struct BrokerConfig {
     pub group_initial_rebalance_delay_ms: u64,
     pub log_retention_check_interval_ms: u64,
     pub max_connections: usize,
-    pub core_listeners: CoreListeners,
+    pub core_listeners: Switch,
+    pub socket_request_huge_pages: Switch,
     /// 0: a free port per core.
     pub core_listeners_first_port: u16,
     pub connection_max_inflight_bytes: usize,
@@ -340,6 +342,7 @@ impl BrokerConfig {
             log_retention_check_interval_ms: parse_positive(values, "log.retention.check.interval.ms")?,
             max_connections: parse_positive(values, "max.connections")?,
             core_listeners: parse(values, "core.listeners")?,
+            socket_request_huge_pages: parse(values, "socket.request.huge.pages")?,
             core_listeners_first_port: parse(values, "core.listeners.first.port")?,
             connection_max_inflight_bytes: parse_positive(values, "connection.max.inflight.bytes")?,
             connections_max_idle_ms: parse_positive(values, "connections.max.idle.ms")?,
@@ -474,6 +477,20 @@ mod tests {
         assert_eq!(config.socket_request_max_bytes, 104_857_600);
         assert_eq!(config.log_flush_interval_ms, None);
         assert_eq!(config.log_flush_interval_messages, i64::MAX as u64);
+    }
+
+    #[test]
+    fn switches_take_true_false_and_auto_only() {
+        let set = |value: &str| {
+            let overrides = [("socket.request.huge.pages".to_string(), value.to_string())];
+            BrokerConfig::load(None, &overrides).map(|config| config.socket_request_huge_pages)
+        };
+        assert_eq!(set("true").ok(), Some(Switch::On));
+        assert_eq!(set("false").ok(), Some(Switch::Off));
+        assert_eq!(set("auto").ok(), Some(Switch::Auto));
+        assert!(set("yes").is_err(), "a value that is none of the three is refused");
+        assert!(Switch::Auto.resolve(|| true) && !Switch::Auto.resolve(|| false));
+        assert!(Switch::On.resolve(|| false) && !Switch::Off.resolve(|| true));
     }
 
     #[test]

@@ -190,7 +190,7 @@ fn bind_nodes(
 ) -> anyhow::Result<(Vec<std::net::TcpListener>, Nodes)> {
     if !config
         .core_listeners
-        .enabled(core_count, args.advertised_listener.is_some())
+        .resolve(|| core_count > 1 && args.advertised_listener.is_none())
     {
         return Ok((Vec::new(), Nodes::single(node_id, advertised_host, advertised_port)));
     }
@@ -228,6 +228,7 @@ fn serve(args: ServeArgs) -> anyhow::Result<()> {
     init_logging(&args.log_level);
     raise_open_files_limit();
     let mut config = BrokerConfig::load(args.config.as_deref(), &args.set)?;
+    net::chunk_supply::choose_pages(config.socket_request_huge_pages);
     std::fs::create_dir_all(&args.data_dir).with_context(|| format!("creating {}", args.data_dir.display()))?;
     let _lock = lock_data_dir(&args.data_dir)?;
     // Partition directories a crash left half deleted.

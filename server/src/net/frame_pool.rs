@@ -11,9 +11,9 @@
 //! - A produce frame's batch is written to its O_DIRECT segment straight
 //!   from the frame (`ringlog_engine::direct_layout`), so two 1 MB frames
 //!   share a 2 MiB chunk and cached frames cost about their size.
-//! - Chunks are huge pages, mapped and faulted in ahead of need by
-//!   [`chunk_supply`]'s helper thread; a core maps one itself only when the
-//!   supply ran dry or for a frame larger than a chunk.
+//! - Chunks are huge pages where a fresh one is cheap, mapped and faulted
+//!   in ahead of need by [`chunk_supply`]'s helper thread; a core maps one
+//!   itself only when the supply ran dry or for a frame larger than a chunk.
 //!
 //! Invariants: a chunk is written only in its part not yet handed out (the
 //! reader's [`FrameArena`] moves past every range it reserves); a chunk
@@ -27,10 +27,8 @@ use std::ops::Range;
 use std::ptr::NonNull;
 use std::sync::Arc;
 
-use bytes::Bytes;
-use ringlog_engine::io::map_huge;
-
 use super::chunk_supply::{self, CHUNK_BYTES};
+use bytes::Bytes;
 
 /// Frames this large or larger are read into chunks; smaller ones share the
 /// connection's read buffer.
@@ -66,7 +64,7 @@ impl Chunk {
             .flatten();
         let supplied = || (len == CHUNK_BYTES).then(chunk_supply::take).flatten();
         Self {
-            ptr: pooled.or_else(supplied).unwrap_or_else(|| map_huge(len)),
+            ptr: pooled.or_else(supplied).unwrap_or_else(|| chunk_supply::map_now(len)),
             len,
         }
     }
@@ -76,7 +74,7 @@ impl Drop for Chunk {
     fn drop(&mut self) {
         let ptr = self.ptr;
         if self.len != CHUNK_BYTES {
-            // SAFETY: mapped by map_huge(self.len) in `take`; no frame of it
+            // SAFETY: mapped by map_now(self.len) in `take`; no frame of it
             // is left (this is the last reference).
             unsafe { libc::munmap(ptr.as_ptr().cast(), self.len) };
             return;
@@ -192,7 +190,7 @@ mod tests {
             "disjoint"
         );
         let chunk_address = first.as_ptr() as usize;
-        assert_eq!(chunk_address % CHUNK_BYTES, 0, "chunks start on a huge page");
+        assert_eq!(chunk_address % 4096, 0, "chunks start on a page");
         let third = arena.reserve(1_000_000, 4096, |_| 0).freeze();
         assert_ne!(
             third.as_ptr() as usize / CHUNK_BYTES,
