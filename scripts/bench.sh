@@ -64,6 +64,15 @@ run() { # name, workload, args...
   echo "$name cpu_s $(awk -v a="$(cpu_s)" -v b="$before" 'BEGIN {print a - b}') rss_kb $(rss_kb)" >>"$OUT/broker-resources.txt"
 }
 run produce-1k produce --topic bench-1k --partitions 8 --record-bytes 1024 --acks 1 --duration-s "$DURATION"
+# Which pages the produce frames went to (socket.request.huge.pages=auto
+# decides by what fresh huge pages cost on this machine).
+METRICS_ADDR=$(awk '/metrics on/ {print $4}' "$OUT/broker.out")
+python3 - "$METRICS_ADDR" >>"$OUT/broker-resources.txt" <<'PY' || true
+import sys, urllib.request
+text = urllib.request.urlopen(f"http://{sys.argv[1]}/metrics", timeout=5).read().decode()
+pages = [line.split()[1] for line in text.splitlines() if line.startswith("ringlog_request_frame_huge_pages ")]
+print(f"request_frame_huge_pages {pages[0] if pages else 'undecided'}")
+PY
 # O_DIRECT writes bypass the page cache: the first pass reads from disk (and
 # fills the cache through sendfile), the second reads from the page cache.
 run consume-1k consume --topic bench-1k --partitions 8 --duration-s "$DURATION"

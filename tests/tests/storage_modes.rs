@@ -413,3 +413,66 @@ async fn large_direct_batches_read_back_whole_after_kill_9() {
     });
     assert!(consumed == expected, "librdkafka read every record back as produced");
 }
+
+/// The value of an unlabelled Prometheus metric, if the broker reports it.
+fn unlabelled_metric(broker: &RunningBroker, name: &str) -> Option<f64> {
+    let prefix = format!("{name} ");
+    broker
+        .http_get("/metrics")
+        .lines()
+        .find_map(|line| line.strip_prefix(&prefix)?.parse().ok())
+}
+
+/// Produce frames of 256 KiB or more are read into chunks of huge pages or
+/// of 4 KiB pages (`socket.request.huge.pages`) and written to O_DIRECT
+/// segments straight from there: with either, every batch reads back as
+/// written, and the metrics say which pages the frames went to.
+#[test]
+fn large_produce_frames_read_back_whole_from_either_kind_of_page() {
+    const PARTITIONS: usize = 2;
+    for (huge_pages, gauge) in [("true", 1.0), ("false", 0.0)] {
+        let broker = RunningBroker::start(&[("socket.request.huge.pages", huge_pages), ("log.io.mode", "direct")]);
+        let topic = "large-frames";
+        assert_eq!(create_topic_raw(broker.bootstrap(), topic, PARTITIONS as i32, &[]), 0);
+        let mut connection = RawConnection::connect(broker.bootstrap());
+        let mut expected = vec![Vec::new(); PARTITIONS];
+        for batch_index in 0..12usize {
+            // 300-330 KiB a batch, of an odd size so each write has edges.
+            let values: Vec<Vec<u8>> = (0..300)
+                .map(|record| vec![(batch_index * 31 + record) as u8; 1000 + batch_index * 7])
+                .collect();
+            let records: Vec<ringlog_engine::batch::KeyValue<'_>> =
+                values.iter().map(|value| (None, Some(&value[..]))).collect();
+            let partition = batch_index % PARTITIONS;
+            assert_eq!(
+                connection
+                    .produce(topic, partition as i32, build_batch(&records, 1_000).freeze())
+                    .0,
+                0
+            );
+            expected[partition].extend(values);
+        }
+        for (partition, expected) in expected.iter().enumerate() {
+            let read: Vec<Vec<u8>> = connection
+                .read_partition(topic, partition as i32)
+                .into_iter()
+                .map(|(_, value)| value)
+                .collect();
+            assert!(
+                &read == expected,
+                "huge pages {huge_pages}: partition {partition} read back as written"
+            );
+        }
+        assert_eq!(
+            unlabelled_metric(&broker, "ringlog_request_frame_huge_pages"),
+            Some(gauge),
+            "huge pages {huge_pages}"
+        );
+        if broker.log().contains("io_mode=Direct") {
+            assert!(
+                broker.metric_sum("ringlog_core_direct_written_in_place_bytes_total") > 0.0,
+                "huge pages {huge_pages}: batches written from the frames"
+            );
+        }
+    }
+}

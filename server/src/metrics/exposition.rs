@@ -36,6 +36,8 @@ pub struct Scrape {
     pub lags: Vec<GroupLag>,
     /// Free space of the data dir's filesystem, if statvfs answered.
     pub disk_free_bytes: Option<u64>,
+    /// Whether large request frames go to huge pages; `None` until decided.
+    pub request_frame_huge_pages: Option<bool>,
 }
 
 /// Writes `# HELP` and `# TYPE` once, then samples under that name.
@@ -152,6 +154,15 @@ fn render_process(out: &mut String, scrape: &Scrape) {
         "Client connections closed at accept by max.connections.",
     )
     .sample(&[], sum(|m| m.connections_refused));
+    if let Some(huge) = scrape.request_frame_huge_pages {
+        Family::new(
+            out,
+            "ringlog_request_frame_huge_pages",
+            "gauge",
+            "1 if large request frames are read into huge pages, 0 if into 4 KiB pages (socket.request.huge.pages).",
+        )
+        .sample(&[], f64::from(u8::from(huge)));
+    }
 }
 
 fn render_topics(out: &mut String, scrape: &Scrape) {
@@ -446,7 +457,9 @@ mod tests {
                 time_lag_s: 0.25,
             }],
             disk_free_bytes: Some(1),
+            request_frame_huge_pages: Some(false),
         });
+        assert!(text.contains("ringlog_request_frame_huge_pages 0\n"), "{text}");
         assert!(
             text.contains("ringlog_topic_bytes_in_total{topic=\"orders\"} 200\n"),
             "{text}"

@@ -161,6 +161,7 @@ async fn scrape(broker: &Broker, started: Instant) -> Scrape {
         cores,
         lags,
         disk_free_bytes: ringlog_engine::io::filesystem_space(&broker.data_dir).map(|space| space.available_bytes),
+        request_frame_huge_pages: crate::net::chunk_supply::huge_pages_in_use(),
     }
 }
 

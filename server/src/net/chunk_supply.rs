@@ -61,6 +61,14 @@ pub fn choose_pages(huge_pages: Switch) {
     PAGES.store(pages, Ordering::Relaxed);
 }
 
+/// Whether new chunks are huge pages; `None` while `auto` has not started.
+pub fn huge_pages_in_use() -> Option<bool> {
+    match PAGES.load(Ordering::Relaxed) {
+        UNDECIDED => None,
+        pages => Some(pages == HUGE_PAGES),
+    }
+}
+
 fn huge_pages_chosen() -> bool {
     PAGES.load(Ordering::Relaxed) == HUGE_PAGES
 }
