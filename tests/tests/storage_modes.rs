@@ -213,6 +213,40 @@ fn catch_up_reads_leave_the_page_cache_unless_told_to_keep_it() {
 /// A broker that writes with O_DIRECT and keeps no batch cache, so every
 /// fetch reads segment files; `None` where the data dir refuses O_DIRECT
 /// (then written bytes sit in the page cache anyway).
+/// Produces `batches` batches (`values(index)` each) round-robin over
+/// `partitions` partitions of `topic`, reads every partition back from its
+/// start, and checks it holds what was produced; returns that per partition.
+fn produce_and_read_back(
+    connection: &mut RawConnection,
+    topic: &str,
+    partitions: usize,
+    batches: usize,
+    values: impl Fn(usize) -> Vec<Vec<u8>>,
+) -> Vec<Vec<Vec<u8>>> {
+    let mut expected = vec![Vec::new(); partitions];
+    for batch_index in 0..batches {
+        let values = values(batch_index);
+        let records: Vec<ringlog_engine::batch::KeyValue<'_>> = values.iter().map(|v| (None, Some(&v[..]))).collect();
+        let partition = batch_index % partitions;
+        let batch = build_batch(&records, 1_000).freeze();
+        assert_eq!(
+            connection.produce(topic, partition as i32, batch).0,
+            0,
+            "batch {batch_index}"
+        );
+        expected[partition].extend(values);
+    }
+    for (partition, expected) in expected.iter().enumerate() {
+        let read: Vec<Vec<u8>> = connection
+            .read_partition(topic, partition as i32)
+            .into_iter()
+            .map(|(_, value)| value)
+            .collect();
+        assert!(&read == expected, "{topic}/{partition} read back as written");
+    }
+    expected
+}
+
 fn broker_reading_files(settings: &[(&str, &str)]) -> Option<RunningBroker> {
     let mut settings = settings.to_vec();
     settings.push(("log.cache.bytes.per.core", "0"));
@@ -245,27 +279,13 @@ fn direct_reads_serve_every_batch_and_fill_no_page_cache() {
         0
     );
     let mut connection = ringlog_tests::RawConnection::connect(broker.bootstrap());
-    let mut expected = vec![Vec::new(); PARTITIONS];
-    for batch_index in 0..240usize {
-        let values: Vec<Vec<u8>> = (0..(batch_index % 9) * 11 + 1)
-            .map(|record| vec![(batch_index + record) as u8; 97 + batch_index * 13 % 4001])
-            .collect();
-        let records: Vec<ringlog_engine::batch::KeyValue<'_>> = values.iter().map(|v| (None, Some(&v[..]))).collect();
-        let batch = ringlog_engine::batch::build_batch(&records, 1_000).freeze();
-        let partition = batch_index % PARTITIONS;
-        assert_eq!(connection.produce(topic, partition as i32, batch).0, 0);
-        expected[partition].extend(values);
-    }
     // One partition per fetch: one region per response, read in several
     // reads where it crosses a read-buffer boundary.
-    for (partition, expected) in expected.iter().enumerate() {
-        let read: Vec<Vec<u8>> = connection
-            .read_partition(topic, partition as i32)
-            .into_iter()
-            .map(|(_, value)| value)
-            .collect();
-        assert!(&read == expected, "partition {partition} read back as written");
-    }
+    let expected = produce_and_read_back(&mut connection, topic, PARTITIONS, 240, |batch_index| {
+        (0..(batch_index % 9) * 11 + 1)
+            .map(|record| vec![(batch_index + record) as u8; 97 + batch_index * 13 % 4001])
+            .collect()
+    });
     // librdkafka fetches all partitions at once: responses of several
     // regions, whose reads run ahead of the one being sent.
     let mut consumed = vec![Vec::new(); PARTITIONS];
@@ -432,37 +452,15 @@ fn large_produce_frames_read_back_whole_from_either_kind_of_page() {
     const PARTITIONS: usize = 2;
     for (huge_pages, gauge) in [("true", 1.0), ("false", 0.0)] {
         let broker = RunningBroker::start(&[("socket.request.huge.pages", huge_pages), ("log.io.mode", "direct")]);
-        let topic = "large-frames";
-        assert_eq!(create_topic_raw(broker.bootstrap(), topic, PARTITIONS as i32, &[]), 0);
+        let topic = format!("large-frames-huge-pages-{huge_pages}");
+        assert_eq!(create_topic_raw(broker.bootstrap(), &topic, PARTITIONS as i32, &[]), 0);
         let mut connection = RawConnection::connect(broker.bootstrap());
-        let mut expected = vec![Vec::new(); PARTITIONS];
-        for batch_index in 0..12usize {
-            // 300-330 KiB a batch, of an odd size so each write has edges.
-            let values: Vec<Vec<u8>> = (0..300)
+        // 300-330 KiB a batch, of an odd size so each write has edges.
+        produce_and_read_back(&mut connection, &topic, PARTITIONS, 12, |batch_index| {
+            (0..300)
                 .map(|record| vec![(batch_index * 31 + record) as u8; 1000 + batch_index * 7])
-                .collect();
-            let records: Vec<ringlog_engine::batch::KeyValue<'_>> =
-                values.iter().map(|value| (None, Some(&value[..]))).collect();
-            let partition = batch_index % PARTITIONS;
-            assert_eq!(
-                connection
-                    .produce(topic, partition as i32, build_batch(&records, 1_000).freeze())
-                    .0,
-                0
-            );
-            expected[partition].extend(values);
-        }
-        for (partition, expected) in expected.iter().enumerate() {
-            let read: Vec<Vec<u8>> = connection
-                .read_partition(topic, partition as i32)
-                .into_iter()
-                .map(|(_, value)| value)
-                .collect();
-            assert!(
-                &read == expected,
-                "huge pages {huge_pages}: partition {partition} read back as written"
-            );
-        }
+                .collect()
+        });
         assert_eq!(
             unlabelled_metric(&broker, "ringlog_request_frame_huge_pages"),
             Some(gauge),
