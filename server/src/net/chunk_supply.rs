@@ -216,7 +216,11 @@ impl PageCosts {
 pub fn take() -> Option<NonNull<u8>> {
     let supply = supply()?;
     let chunk = supply.ready.lock().ok()?.pop()?;
-    supply.taken.notify_one();
+    // With 4 KiB pages the helper would only wake to wait again: a wake-up
+    // of the other CPU for nothing.
+    if huge_pages_chosen() {
+        supply.taken.notify_one();
+    }
     Some(chunk.0)
 }
 
