@@ -278,7 +278,7 @@ fn unmap(chunk: NonNull<u8>) {
 }
 
 #[cfg(test)]
-pub(crate) mod tests {
+mod tests {
     use super::*;
 
     /// Chooses huge pages and waits (at most 10 s) until the helper has

@@ -27,8 +27,9 @@ use std::ops::Range;
 use std::ptr::NonNull;
 use std::sync::Arc;
 
-use super::chunk_supply::{self, CHUNK_BYTES};
 use bytes::Bytes;
+
+use super::chunk_supply::{self, CHUNK_BYTES};
 
 /// Frames this large or larger are read into chunks; smaller ones share the
 /// connection's read buffer.
