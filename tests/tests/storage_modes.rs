@@ -330,13 +330,16 @@ async fn direct_reads_fall_back_to_sendfile_with_buffered_writes() {
 }
 
 /// `log.io.mode=auto`: a partition taking more than the threshold rolls to a
-/// segment written with O_DIRECT; a quiet one stays in the page cache. The
-/// per-core gauge counts the direct ones.
+/// segment written with O_DIRECT; a quiet one stays in the page cache, also
+/// one that starts on the busy partition's core right after its burst (the
+/// busy partition's bytes are direct, so they do not make its core busy).
+/// The per-core gauge counts the direct ones.
 #[test]
 fn auto_mode_writes_busy_partitions_direct_and_quiet_ones_through_the_page_cache() {
     let broker = RunningBroker::start(&[
         ("log.io.mode", "auto"),
         ("log.io.auto.direct.bytes.per.second", "65536"),
+        ("log.io.auto.core.direct.bytes.per.second", "131072"),
     ]);
     if !broker.log().contains("io_auto=true") {
         eprintln!("no O_DIRECT under the data dir (auto is then buffered); skipping");
@@ -350,9 +353,15 @@ fn auto_mode_writes_busy_partitions_direct_and_quiet_ones_through_the_page_cache
     for _ in 0..3 {
         assert_eq!(producer.produce("quiet", 0, batch(100)).0, 0);
     }
-    // 200 KB at once: over 64 KiB within the first second.
+    // 200 KB at once: over 64 KiB within the first second, and over the
+    // core's 128 KiB.
     for _ in 0..20 {
         assert_eq!(producer.produce("busy", 0, batch(10_000)).0, 0);
+    }
+    // Two partitions: one of them on the busy partition's core.
+    assert_eq!(create_topic_raw(broker.bootstrap(), "late", 2, &[]), 0);
+    for partition in 0..2 {
+        assert_eq!(producer.produce("late", partition, batch(100)).0, 0);
     }
     let direct_partitions = broker.metric_sum("ringlog_core_partitions_direct");
     assert_eq!(direct_partitions, 1.0, "only the busy partition writes direct");
@@ -367,7 +376,9 @@ fn auto_mode_writes_busy_partitions_direct_and_quiet_ones_through_the_page_cache
             .count()
     };
     assert_eq!(segments("busy-0"), 2, "the switch rolled the segment");
-    assert_eq!(segments("quiet-0"), 1);
+    for quiet in ["quiet-0", "late-0", "late-1"] {
+        assert_eq!(segments(quiet), 1, "{quiet} never rolled");
+    }
 }
 
 /// O_DIRECT segments with batches of a few hundred KB to 1 MB (each spans
