@@ -40,12 +40,13 @@ pub const WINDOW_MS: i64 = 1000;
 pub const DIRECT_SEGMENT_MIN_MS: i64 = 10_000;
 
 /// Buffered writes may run inline, on the core's own thread, while the
-/// core's ingest that could go through the page cache is below this: a copy of a few pages into the page cache
-/// costs less than io_uring's hand-off to a kernel worker (ext4 has no
-/// non-blocking buffered writes). At higher rates the worker's copy runs in
-/// parallel with the core's network work, which is worth more (measured at
-/// full rate in `log.io.mode=buffered`: 760-780 MB/s inline against
-/// 830-930 MB/s handed off).
+/// core's ingest that could go through the page cache is below this: a
+/// copy of a few pages into the page cache costs less than io_uring's
+/// hand-off to a kernel worker (ext4 has no non-blocking buffered writes).
+/// At higher rates the worker's copy runs in parallel with the core's
+/// network work, which is worth more (measured at full rate in
+/// `log.io.mode=buffered`: 760-780 MB/s inline against 830-930 MB/s handed
+/// off).
 pub const INLINE_WRITES_CORE_BYTES_PER_S_MAX: u64 = 64 << 20;
 
 /// What `log.io.mode` resolved to.
