@@ -1,7 +1,8 @@
 #!/usr/bin/env bash
 # The standard benchmark suite, with the machine's own limits measured in the
 # same run (fio sequential O_DIRECT write, iperf3 over loopback), broker RSS at
-# idle and after the produce run, and broker CPU seconds per GB.
+# idle and after each run, broker CPU seconds per GB, and the megabytes each
+# run wrote with O_DIRECT (broker-resources.txt).
 #   DURATION=30 scripts/bench.sh            # results in bench/results/<time>/
 set -euo pipefail
 cd "$(dirname "$0")/.."
