@@ -287,6 +287,22 @@ pub fn map_anonymous(bytes: usize) -> Option<NonNull<u8>> {
     NonNull::new(raw.cast())
 }
 
+/// A fresh anonymous mapping of `bytes`; where the kernel refuses it, the
+/// allocation-error handler reports it, as for any failed allocation.
+fn map_or_report(bytes: usize) -> NonNull<u8> {
+    map_anonymous(bytes).unwrap_or_else(|| std::alloc::handle_alloc_error(AlignedBuf::layout(bytes)))
+}
+
+/// An anonymous mapping of `bytes` in 4 KiB pages, even where transparent
+/// huge pages are "always". Unmap it with `munmap(ptr, bytes)`.
+pub fn map_small_pages(bytes: usize) -> NonNull<u8> {
+    let mapped = map_or_report(bytes);
+    // SAFETY: advice on the mapping just made. A failure only leaves the
+    // system's default.
+    unsafe { libc::madvise(mapped.as_ptr().cast(), bytes, libc::MADV_NOHUGEPAGE) };
+    mapped
+}
+
 /// An anonymous mapping of `huge_bytes` (whole huge pages) starting on a
 /// huge-page boundary, advised MADV_HUGEPAGE. Unmap it with
 /// `munmap(ptr, huge_bytes)`.
@@ -297,9 +313,7 @@ pub fn map_huge(huge_bytes: usize) -> NonNull<u8> {
     );
     // One huge page more than needed, so that an aligned start fits.
     let mapped_bytes = huge_bytes + HUGE_PAGE_BYTES;
-    let Some(mapped) = map_anonymous(mapped_bytes) else {
-        std::alloc::handle_alloc_error(AlignedBuf::layout(huge_bytes))
-    };
+    let mapped = map_or_report(mapped_bytes);
     let raw: *mut libc::c_void = mapped.as_ptr().cast();
     let start = raw as usize;
     let aligned = start.next_multiple_of(HUGE_PAGE_BYTES);

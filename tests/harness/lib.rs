@@ -167,6 +167,14 @@ impl RunningBroker {
             .sum()
     }
 
+    /// The value of the unlabelled Prometheus metric `name`, if reported.
+    pub fn unlabelled_metric(&self, name: &str) -> Option<f64> {
+        let prefix = format!("{name} ");
+        self.http_get("/metrics")
+            .lines()
+            .find_map(|line| line.strip_prefix(&prefix)?.parse().ok())
+    }
+
     /// `host:port` for `bootstrap.servers`.
     pub fn bootstrap(&self) -> &str {
         &self.address

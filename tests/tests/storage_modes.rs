@@ -210,9 +210,6 @@ fn catch_up_reads_leave_the_page_cache_unless_told_to_keep_it() {
     }
 }
 
-/// A broker that writes with O_DIRECT and keeps no batch cache, so every
-/// fetch reads segment files; `None` where the data dir refuses O_DIRECT
-/// (then written bytes sit in the page cache anyway).
 /// Produces `batches` batches (`values(index)` each) round-robin over
 /// `partitions` partitions of `topic`, reads every partition back from its
 /// start, and checks it holds what was produced; returns that per partition.
@@ -247,6 +244,9 @@ fn produce_and_read_back(
     expected
 }
 
+/// A broker that writes with O_DIRECT and keeps no batch cache, so every
+/// fetch reads segment files; `None` where the data dir refuses O_DIRECT
+/// (then written bytes sit in the page cache anyway).
 fn broker_reading_files(settings: &[(&str, &str)]) -> Option<RunningBroker> {
     let mut settings = settings.to_vec();
     settings.push(("log.cache.bytes.per.core", "0"));
@@ -445,15 +445,6 @@ async fn large_direct_batches_read_back_whole_after_kill_9() {
     assert!(consumed == expected, "librdkafka read every record back as produced");
 }
 
-/// The value of an unlabelled Prometheus metric, if the broker reports it.
-fn unlabelled_metric(broker: &RunningBroker, name: &str) -> Option<f64> {
-    let prefix = format!("{name} ");
-    broker
-        .http_get("/metrics")
-        .lines()
-        .find_map(|line| line.strip_prefix(&prefix)?.parse().ok())
-}
-
 /// Produce frames of 256 KiB or more are read into chunks of huge pages or
 /// of 4 KiB pages (`socket.request.huge.pages`) and written to O_DIRECT
 /// segments straight from there: with either, every batch reads back as
@@ -473,7 +464,7 @@ fn large_produce_frames_read_back_whole_from_either_kind_of_page() {
                 .collect()
         });
         assert_eq!(
-            unlabelled_metric(&broker, "ringlog_request_frame_huge_pages"),
+            broker.unlabelled_metric("ringlog_request_frame_huge_pages"),
             Some(gauge),
             "huge pages {huge_pages}"
         );

@@ -24,12 +24,13 @@
 //! touched, and belongs to no one else; the supply holds at most
 //! [`READY_CHUNKS`]; with `auto`, pages change at most once (huge to 4 KiB).
 
+use std::collections::VecDeque;
 use std::ptr::NonNull;
 use std::sync::atomic::{AtomicU8, Ordering};
 use std::sync::{Condvar, Mutex, OnceLock};
 use std::time::{Duration, Instant};
 
-use ringlog_engine::io::{map_anonymous, map_huge, HUGE_PAGE_BYTES};
+use ringlog_engine::io::{map_huge, map_small_pages, HUGE_PAGE_BYTES};
 
 use crate::config::Switch;
 
@@ -165,7 +166,7 @@ fn touch(chunk: NonNull<u8>) {
 fn small_pages_cost() -> Duration {
     let mut times: Vec<Duration> = (0..PROBE_CHUNKS)
         .map(|_| {
-            let chunk = map_small(CHUNK_BYTES);
+            let chunk = map_small_pages(CHUNK_BYTES);
             let time = timed(|| touch(chunk));
             unmap(chunk);
             time
@@ -182,7 +183,7 @@ fn small_pages_cost() -> Duration {
 /// latest rather than on a first sample.
 struct PageCosts {
     small: Duration,
-    recent_huge: std::collections::VecDeque<Duration>,
+    recent_huge: VecDeque<Duration>,
 }
 
 /// Huge-page chunks judged together: 32 MiB.
@@ -192,7 +193,7 @@ impl PageCosts {
     fn new(small: Duration) -> Self {
         Self {
             small,
-            recent_huge: std::collections::VecDeque::with_capacity(HUGE_COST_WINDOW),
+            recent_huge: VecDeque::with_capacity(HUGE_COST_WINDOW),
         }
     }
 
@@ -249,26 +250,12 @@ fn give_back_to(supply: &Supply, chunk: NonNull<u8>) {
 /// on the caller's thread: for a frame larger than a chunk, or when the
 /// supply ran dry. Unmapped with `munmap(chunk, len)`.
 pub fn map_now(len: usize) -> NonNull<u8> {
+    assert!(len.is_multiple_of(CHUNK_BYTES), "{len} bytes are not whole chunks");
     if huge_pages_chosen() {
         map_huge(len)
     } else {
-        map_small(len)
+        map_small_pages(len)
     }
-}
-
-fn map_small(len: usize) -> NonNull<u8> {
-    assert!(len.is_multiple_of(CHUNK_BYTES), "{len} bytes are not whole chunks");
-    let Some(mapped) = map_anonymous(len) else {
-        match std::alloc::Layout::from_size_align(len, PAGE_BYTES) {
-            Ok(layout) => std::alloc::handle_alloc_error(layout),
-            Err(_) => panic!("frame chunk of {len} bytes is not representable"),
-        }
-    };
-    // Small pages even where THP is "always". A failure only leaves the
-    // system's default.
-    // SAFETY: advice on the mapping just made.
-    unsafe { libc::madvise(mapped.as_ptr().cast(), len, libc::MADV_NOHUGEPAGE) };
-    mapped
 }
 
 fn unmap(chunk: NonNull<u8>) {
